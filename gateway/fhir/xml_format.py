@@ -198,7 +198,10 @@ def xml_to_json(xml: bytes) -> bytes:
     """Convert a FHIR XML resource to FHIR JSON text (UTF-8, compact)."""
     root = _parse_xml(xml, "XML", "/")
     out: list[bytes] = []
-    _read_resource(root, out)
+    try:
+        _read_resource(root, out)
+    except RecursionError:
+        raise FhirFormatError("document is nested too deeply", "/") from None
     return b"".join(out)
 
 
@@ -354,7 +357,7 @@ def _append_list_or_single(parts: list[bytes | None], is_array: bool, out: list[
 
 
 def _primitive_value(member: _Element, item: etree._Element) -> bytes | None:
-    value = item.get("value")
+    value: str | None = item.get("value")
     if value is None:
         return None
     kind = member.kind
@@ -463,7 +466,7 @@ class _JsonNumber(str):
 
 
 def _reject_constant(name: str) -> NoReturn:
-    raise FhirFormatError(f"{name} is not a valid JSON number", "")
+    raise FhirFormatError(f"{name} is not a valid JSON number", "$")
 
 
 def json_to_xml(json_text: bytes) -> bytes:
@@ -478,10 +481,15 @@ def json_to_xml(json_text: bytes) -> bytes:
     except json.JSONDecodeError as exc:
         raise FhirFormatError(f"malformed JSON: {exc.msg}", f"line {exc.lineno}") from None
     except UnicodeDecodeError:
-        raise FhirFormatError("JSON must be UTF-8 encoded", "") from None
+        raise FhirFormatError("JSON must be UTF-8 encoded", "$") from None
+    except RecursionError:
+        raise FhirFormatError("document is nested too deeply", "$") from None
     if not isinstance(document, dict):
         raise FhirFormatError("a FHIR resource must be a JSON object", "$")
-    root = _write_resource(document, None, "")
+    try:
+        root = _write_resource(document, None, "")
+    except RecursionError:
+        raise FhirFormatError("document is nested too deeply", "$") from None
     xml: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
     return xml
 

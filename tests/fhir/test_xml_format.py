@@ -450,8 +450,24 @@ def test_invalid_xml_is_located(xml: bytes, location: str) -> None:
         (b'{"resourceType":"Patient","name":[{"given":["a",null]}]}', "Patient.name[0].given[1]"),
         (b'{"resourceType":"Unicorn"}', "$"),
         (b'{"resourceType":"Patient","contained":[{"id":"x"}]}', "Patient.contained[0]"),
+        (b'{"resourceType":"Patient","name":[{"text":"a\\u0001b"}]}', "Patient.name[0].text"),
+        (b'{"resourceType":"Medication","totalVolume":{"value":NaN}}', "$"),
+        (b'{"resourceType":"Patient",', "line 1"),
     ],
-    ids=["unknown", "boolean", "number", "integer", "array", "single", "null", "type", "contained"],
+    ids=[
+        "unknown",
+        "boolean",
+        "number",
+        "integer",
+        "array",
+        "single",
+        "null",
+        "type",
+        "contained",
+        "control-char",
+        "nan",
+        "malformed",
+    ],
 )
 def test_invalid_json_is_located(source: bytes, location: str) -> None:
     with pytest.raises(FhirFormatError) as caught:
@@ -463,3 +479,15 @@ def test_json_decimal_text_reaches_xml_unchanged() -> None:
     source = b'{"resourceType":"Medication","totalVolume":{"value":6.10,"unit":"mL"}}'
     root = etree.fromstring(json_to_xml(source))
     assert root.xpath("f:totalVolume/f:value/@value", namespaces={"f": FHIR_NS}) == ["6.10"]
+
+
+def test_deeply_nested_json_is_a_format_error_not_a_crash() -> None:
+    depth = 1500
+    source = (
+        b'{"resourceType":"Questionnaire","status":"draft"'
+        + b',"item":[{"linkId":"a","type":"group"' * depth
+        + b"}]" * depth
+        + b"}"
+    )
+    with pytest.raises(FhirFormatError, match="nested too deeply"):
+        json_to_xml(source)
