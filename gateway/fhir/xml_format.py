@@ -226,9 +226,7 @@ def _read_object(node: etree._Element, context: _Context, out: list[bytes]) -> N
     out.append(b"}")
 
 
-def _read_members(
-    node: etree._Element, context: _Context, out: list[bytes], has_members: bool
-) -> None:
+def _read_members(node: etree._Element, context: _Context, out: list[bytes], has_members: bool) -> None:
     """Write the JSON members of complex element ``node`` (without braces)."""
     by_name = context.by_name
     for attr_name, attr_value in node.attrib.items():
@@ -317,9 +315,7 @@ def _read_wrapped_resource(node: etree._Element, out: list[bytes]) -> None:
     _read_resource(inner[0], out)
 
 
-def _read_primitive(
-    member: _Element, items: list[etree._Element], out: list[bytes], has_members: bool
-) -> bool:
+def _read_primitive(member: _Element, items: list[etree._Element], out: list[bytes], has_members: bool) -> bool:
     values: list[bytes | None] = []
     extras: list[bytes | None] = []
     has_value = has_extra = False
@@ -498,9 +494,7 @@ def _json_fail(message: str, path: str) -> NoReturn:
     raise FhirFormatError(message, path)
 
 
-def _write_resource(
-    resource: dict[str, Any], parent: etree._Element | None, path: str
-) -> etree._Element:
+def _write_resource(resource: dict[str, Any], parent: etree._Element | None, path: str) -> etree._Element:
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         _json_fail("resource has no resourceType", path or "$")
@@ -578,9 +572,7 @@ def _items(member: _Element, value: Any, path: str) -> list[tuple[Any, str]]:
     return [(value, path)]
 
 
-def _write_primitive(
-    member: _Element, value: Any, extra: Any, node: etree._Element, path: str
-) -> None:
+def _write_primitive(member: _Element, value: Any, extra: Any, node: etree._Element, path: str) -> None:
     if member.is_attr:
         if not isinstance(value, str) or isinstance(value, _JsonNumber):
             _json_fail(f"{member.name!r} must be a JSON string", path)
@@ -610,9 +602,7 @@ def _write_primitive(
     _write_one_primitive(member, value, extra, node, path)
 
 
-def _write_one_primitive(
-    member: _Element, value: Any, extra: Any, node: etree._Element, path: str
-) -> None:
+def _write_one_primitive(member: _Element, value: Any, extra: Any, node: etree._Element, path: str) -> None:
     if value is None and extra is None:
         _json_fail("a primitive needs a value or extensions", path)
     child = etree.SubElement(node, member.tag)

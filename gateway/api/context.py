@@ -1,0 +1,48 @@
+"""Per-request context shared by the interaction handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from gateway.hooks import Pointcut, RequestContext
+from gateway.service.fhir_service import FhirService
+
+
+def service(request: Request) -> FhirService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def base_url(request: Request) -> str:
+    configured = request.app.state.settings.base_url
+    if configured:
+        return str(configured).rstrip("/")
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def context(request: Request, interaction: str, resource_type: str | None = None) -> RequestContext:
+    prefer = request.headers.get("prefer", "")
+    strict: bool | None = None
+    if "handling=strict" in prefer:
+        strict = True
+    elif "handling=lenient" in prefer:
+        strict = False
+    ctx = RequestContext(
+        base_url=base_url(request),
+        interaction=interaction,
+        resource_type=resource_type,
+        strict_handling=strict if strict is not None else request.app.state.settings.search_handling == "strict",
+        extra={"headers": request.headers},
+    )
+    request.state.base_url = ctx.base_url
+    hooks = service(request).hooks
+    if Pointcut.REQUEST_RECEIVED in hooks:
+        hooks.run(Pointcut.REQUEST_RECEIVED, ctx)
+    return ctx
+
+
+async def in_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Database and validation work runs in the thread pool, never on the event loop."""
+    return await run_in_threadpool(func, *args, **kwargs)

@@ -1,0 +1,85 @@
+"""The one place where exceptions become OperationOutcome responses at the HTTP boundary.
+
+4xx are logged without a trace, 5xx with one; an unexpected exception leaks nothing but a
+reference the operator can find in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api.formats import JSON, XML, render
+from gateway.errors import FhirError, Issue, issue, operation_outcome
+
+log = logging.getLogger("yaolian.http")
+
+
+def _format_for_error(request: Request) -> str:
+    try:
+        from gateway.api.formats import response_format
+
+        return response_format(request)
+    except FhirError:
+        return JSON
+
+
+def outcome_response(request: Request, issues: list[Issue], status: int) -> Response:
+    fmt = _format_for_error(request)
+    body = orjson.dumps(operation_outcome(issues))
+    try:
+        content = render(body, fmt)
+    except Exception:  # never fail while reporting a failure
+        content, fmt = body, JSON
+    return Response(
+        content,
+        status_code=status,
+        media_type=f"{fmt};charset=utf-8" if fmt in (JSON, XML) else fmt,
+    )
+
+
+async def _fhir_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    log.info(
+        "%s %s -> %s %s",
+        request.method,
+        request.url.path,
+        exc.status,
+        exc.issues[0].en if exc.issues else "",
+    )
+    return outcome_response(request, exc.issues, exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        found = issue("YL-0205", what=f"{request.method} {request.url.path}")
+        found.code = "not-found"
+        return outcome_response(request, [found], 404)
+    if exc.status_code == 405:
+        return outcome_response(request, [issue("YL-0205", what=f"{request.method} {request.url.path}")], 405)
+    return outcome_response(request, [Issue("error", "processing", str(exc.detail), str(exc.detail))], exc.status_code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    return outcome_response(request, [Issue("error", "invalid", str(exc), str(exc))], 400)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    reference = uuid.uuid4().hex[:12]
+    log.exception("unexpected error %s on %s %s", reference, request.method, request.url.path)
+    return outcome_response(request, [issue("YL-0001", ref=reference)], 500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(FhirError, _fhir_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,103 @@
+"""Instance-level interactions: read, vread, update, patch, delete, instance history."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api.context import context, in_thread, service
+from gateway.api.formats import parse_resource, request_format
+from gateway.api.responses import fhir_response, resource_response
+from gateway.errors import UnsupportedMedia
+
+
+async def read(request: Request) -> Response:
+    rtype, rid = request.path_params["type"], request.path_params["id"]
+    ctx = context(request, "read", rtype)
+    stored = await in_thread(service(request).read, rtype, rid, ctx)
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and if_none_match.strip() == stored.etag:
+        return Response(status_code=304, headers={"ETag": stored.etag})
+    summary, elements = request.query_params.get("_summary"), request.query_params.get("_elements")
+    if summary or elements:
+        from gateway.service.projection import project
+
+        body = project(
+            stored.body,
+            rtype,
+            None if summary == "false" else summary,
+            elements.split(",") if elements else None,
+        )
+        return fhir_response(request, body, 200, {"ETag": stored.etag})
+    return resource_response(request, stored)
+
+
+async def vread(request: Request) -> Response:
+    p = request.path_params
+    ctx = context(request, "vread", p["type"])
+    stored = await in_thread(service(request).vread, p["type"], p["id"], p["vid"], ctx)
+    return resource_response(request, stored)
+
+
+async def update(request: Request) -> Response:
+    rtype, rid = request.path_params["type"], request.path_params["id"]
+    ctx = context(request, "update", rtype)
+    body = parse_resource(await request.body(), request_format(request))
+    svc = service(request)
+
+    def run() -> object:
+        with svc.store.transaction() as tx:
+            result = svc.writer.update(tx, ctx, rtype, rid, body, if_match=request.headers.get("if-match"))
+        svc.after_commit(ctx)
+        return result
+
+    result = await in_thread(run)
+    return resource_response(
+        request,
+        result.stored,
+        status=201 if result.created else 200,
+        location=result.created,
+        issues=result.issues,
+    )
+
+
+async def patch(request: Request) -> Response:
+    rtype, rid = request.path_params["type"], request.path_params["id"]
+    ctx = context(request, "patch", rtype)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != "application/json-patch+json":
+        raise UnsupportedMedia("YL-0601")
+    raw = await request.body()
+    svc = service(request)
+
+    def run() -> object:
+        with svc.store.transaction() as tx:
+            result = svc.writer.patch(tx, ctx, rtype, rid, raw, if_match=request.headers.get("if-match"))
+        svc.after_commit(ctx)
+        return result
+
+    result = await in_thread(run)
+    return resource_response(request, result.stored, issues=result.issues)
+
+
+async def delete(request: Request) -> Response:
+    rtype, rid = request.path_params["type"], request.path_params["id"]
+    ctx = context(request, "delete", rtype)
+    svc = service(request)
+
+    def run() -> object:
+        with svc.store.transaction() as tx:
+            stored = svc.writer.delete(tx, ctx, rtype, rid)
+        svc.after_commit(ctx)
+        return stored
+
+    stored = await in_thread(run)
+    headers = {"ETag": stored.etag} if stored is not None else {}
+    return Response(status_code=204, headers=headers)
+
+
+async def history(request: Request) -> Response:
+    rtype, rid = request.path_params["type"], request.path_params["id"]
+    ctx = context(request, "history-instance", rtype)
+    body = await in_thread(service(request).history, rtype, rid, list(request.query_params.multi_items()), ctx)
+    return fhir_response(request, body)

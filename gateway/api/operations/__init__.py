@@ -1,0 +1,42 @@
+"""The operation table: one module per ``$operation``, registered here.
+
+Each entry names the OperationDefinition it implements and the levels (system, type,
+instance) it is served at; the CapabilityStatement is generated from this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api.operations import validate
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    definition: str
+    levels: tuple[str, ...]
+    handler: Handler
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation(
+            "validate",
+            "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            ("type", "instance"),
+            validate.handle,
+        ),
+    )
+}
+
+
+def register(operation: Operation) -> None:
+    OPERATIONS[operation.name] = operation

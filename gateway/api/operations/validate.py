@@ -1,0 +1,58 @@
+"""``$validate`` (type and instance level, optional ``?profile=``): never stores anything."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api.context import context, in_thread, service
+from gateway.api.formats import parse_resource, request_format
+from gateway.api.responses import fhir_response
+from gateway.errors import BadRequest, operation_outcome
+from gateway.fhir.json_text import ResourceText
+from gateway.fhir.structure import structure_issues
+
+
+def _unwrap_parameters(body: ResourceText) -> tuple[ResourceText, list[str]]:
+    """Accept a Parameters body (``resource`` + ``profile``) as the spec defines."""
+    if body.resource_type != "Parameters":
+        return body, []
+    resource = None
+    profiles: list[str] = []
+    for p in body.data.get("parameter") or []:
+        if p.get("name") == "resource" and isinstance(p.get("resource"), dict):
+            resource = p["resource"]
+        elif (p.get("name") == "profile" and p.get("valueUri")) or p.get("valueCanonical"):
+            profiles.append(p.get("valueUri") or p.get("valueCanonical"))
+    if resource is None:
+        raise BadRequest("YL-0102")
+    return ResourceText.parse(orjson.dumps(resource)), profiles
+
+
+async def handle(request: Request) -> Response:
+    rtype = request.path_params["type"]
+    ctx = context(request, "operation", rtype)
+    svc = service(request)
+    rid = request.path_params.get("id")
+    raw = await request.body()
+    if raw.strip():
+        body, profiles = _unwrap_parameters(parse_resource(raw, request_format(request)))
+    elif rid:
+        stored = await in_thread(svc.read, rtype, rid, ctx)
+        body, profiles = ResourceText.parse(stored.body), []
+    else:
+        raise BadRequest("YL-0102")
+    profiles += request.query_params.getlist("profile")
+    if body.resource_type != rtype:
+        raise BadRequest("YL-0103", found=body.resource_type, expected=rtype)
+
+    def run() -> list:
+        issues = structure_issues(body.data)
+        validator = request.app.state.profile_validator
+        if validator is not None and not issues:
+            issues.extend(validator(body.data, profiles))
+        return issues
+
+    issues = await in_thread(run)
+    return fhir_response(request, orjson.dumps(operation_outcome(issues)))

@@ -1,0 +1,97 @@
+"""The ASGI application: settings -> store -> service -> routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.responses import RedirectResponse, Response
+
+from gateway.api import errors
+from gateway.api.routes import ROUTES
+from gateway.hooks import Hooks
+from gateway.service.fhir_service import FhirService
+from gateway.settings import Settings, get_settings
+from gateway.store.sql import open_store
+
+log = logging.getLogger("yaolian")
+
+
+def _profile_validator() -> tuple[Any, dict[str, list[str]]]:
+    """The alliance profile validator, when the validation package is present."""
+    try:
+        from gateway import validation
+    except ImportError:
+        return None, {}
+    if not all(hasattr(validation, name) for name in ("validate", "default_profiles", "known_profiles")):
+        return None, {}
+    by_type: dict[str, list[str]] = {}
+    try:
+        for url in validation.known_profiles():
+            from gateway.validation import profile_type  # type: ignore[attr-defined]
+
+            by_type.setdefault(profile_type(url), []).append(url)
+    except (ImportError, AttributeError):
+        pass
+
+    def run(data: dict[str, Any], profiles: list[str] | None = None) -> list[Any]:
+        from gateway.errors import Issue
+
+        wanted = tuple(profiles or ()) or tuple((data.get("meta") or {}).get("profile") or ()) + tuple(
+            validation.default_profiles(data["resourceType"])
+        )
+        return [
+            Issue(
+                i.severity,
+                i.code,
+                i.message_en,
+                i.message_zh,
+                (i.expression,) if i.expression else (),
+                i.error_code,
+            )
+            for i in validation.validate(data, wanted, structure=False)
+        ]
+
+    return run, by_type
+
+
+def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    store = open_store(settings.database)
+    store.create_schema()
+    validator, profiles_by_type = _profile_validator()
+    service = FhirService(store, settings, hooks, validator if settings.validation_mode != "off" else None)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.dispose()
+
+    app = FastAPI(
+        title="Yaolian (药联) FHIR R5 gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.store = store
+    app.state.capability_cache = {}
+    app.state.profile_validator = validator
+    app.state.profiles_by_type = profiles_by_type
+    errors.install(app)
+    app.router.routes.extend(ROUTES)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        return RedirectResponse("/fhir/metadata")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "database": store.dialect}
+
+    return app

@@ -1,0 +1,333 @@
+"""Errors of the gateway and their single translation to FHIR OperationOutcome.
+
+Hierarchy (every class carries one or more :class:`Issue` values and an HTTP status)::
+
+    FhirError                    any failure a client should see as an OperationOutcome
+    ├── BadRequest          400  unparseable body, bad search parameter, bad Bundle
+    ├── Unauthorized        401  (security issue; hook point)
+    ├── Forbidden           403
+    ├── NotFound            404  unknown resource type, id or version
+    ├── MethodNotAllowed    405  interaction not supported for the type
+    ├── NotAcceptable       406  no supported format in Accept/_format
+    ├── Conflict            409  id mismatch, conditional match of several resources
+    ├── Gone                410  the resource was deleted
+    ├── PreconditionFailed  412  If-Match names a stale version; conditional update ambiguity
+    ├── UnsupportedMedia    415  body in a format we do not read
+    └── Unprocessable       422  structurally or profile-invalid resource
+
+Each issue carries a stable error code (``YL-0xxx`` for the REST core) from :data:`CODES`, so
+operators can search logs and documentation by code; a test checks the table has no duplicates
+and that every code raised in the code base is declared here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+ERROR_CODE_SYSTEM = "http://yaolian.org/fhir/CodeSystem/error-code"
+
+
+@dataclass(frozen=True)
+class Code:
+    """A stable error code with its bilingual message templates."""
+
+    code: str
+    issue_code: str  # FHIR issue-type code
+    en: str
+    zh: str
+
+
+def _table(*codes: Code) -> dict[str, Code]:
+    return {c.code: c for c in codes}
+
+
+CODES: dict[str, Code] = _table(
+    Code(
+        "YL-0001",
+        "exception",
+        "Internal server error (reference {ref}).",
+        "服务器内部错误（编号 {ref}）。",
+    ),
+    Code(
+        "YL-0100",
+        "structure",
+        "The body is not valid JSON: {reason}.",
+        "请求体不是有效的 JSON：{reason}。",
+    ),
+    Code(
+        "YL-0101",
+        "structure",
+        "The body is not valid FHIR XML: {reason}.",
+        "请求体不是有效的 FHIR XML：{reason}。",
+    ),
+    Code(
+        "YL-0102",
+        "structure",
+        "A resource must be a JSON object with resourceType.",
+        "资源必须是带 resourceType 的 JSON 对象。",
+    ),
+    Code(
+        "YL-0103",
+        "invalid",
+        "resourceType {found} does not match the URL ({expected}).",
+        "资源类型 {found} 与 URL 中的类型 {expected} 不符。",
+    ),
+    Code(
+        "YL-0104",
+        "invalid",
+        "The resource id {found} does not match the URL id {expected}.",
+        "资源 id {found} 与 URL 中的 id {expected} 不符。",
+    ),
+    Code("YL-0105", "invalid", "An update must carry the resource id.", "更新时资源必须包含 id。"),
+    Code(
+        "YL-0106",
+        "invalid",
+        "Invalid resource id {id}: ids are 1-64 of A-Z a-z 0-9 - .",
+        "资源 id {id} 无效：应为 1-64 位字母、数字、- 或 .。",
+    ),
+    Code("YL-0107", "structure", "{reason}", "{reason}"),
+    Code(
+        "YL-0110",
+        "not-supported",
+        "Media type {media} is not supported; send application/fhir+json or application/fhir+xml.",
+        "不支持的媒体类型 {media}；请使用 application/fhir+json 或 application/fhir+xml。",
+    ),
+    Code(
+        "YL-0111",
+        "not-supported",
+        "None of the requested formats ({accept}) is supported.",
+        "不支持所请求的格式（{accept}）。",
+    ),
+    Code(
+        "YL-0200",
+        "not-found",
+        "Resource type {type} is not supported by this server.",
+        "本服务器不支持资源类型 {type}。",
+    ),
+    Code("YL-0201", "not-found", "{type}/{id} was not found.", "未找到 {type}/{id}。"),
+    Code(
+        "YL-0202",
+        "not-found",
+        "Version {vid} of {type}/{id} was not found.",
+        "未找到 {type}/{id} 的第 {vid} 版。",
+    ),
+    Code(
+        "YL-0203",
+        "deleted",
+        "{type}/{id} was deleted (version {vid}).",
+        "{type}/{id} 已被删除（第 {vid} 版）。",
+    ),
+    Code("YL-0204", "not-supported", "Operation {op} is not supported here.", "此处不支持操作 {op}。"),
+    Code(
+        "YL-0205",
+        "not-supported",
+        "This interaction is not supported: {what}.",
+        "不支持此交互：{what}。",
+    ),
+    Code(
+        "YL-0300",
+        "conflict",
+        "Version conflict: If-Match {expected} but the current version is {current}.",
+        "版本冲突：If-Match 为 {expected}，当前版本为 {current}。",
+    ),
+    Code(
+        "YL-0301",
+        "invalid",
+        'If-Match must be a weak ETag like W/"3", got {value}.',
+        'If-Match 应为 W/"3" 形式的弱 ETag，实际为 {value}。',
+    ),
+    Code(
+        "YL-0302",
+        "multiple-matches",
+        "The conditional {what} matched {count} resources.",
+        "条件{what}匹配到 {count} 个资源。",
+    ),
+    Code(
+        "YL-0303",
+        "conflict",
+        "Another request changed {type}/{id} at the same time; retry.",
+        "{type}/{id} 同时被其他请求修改，请重试。",
+    ),
+    Code(
+        "YL-0400",
+        "invalid",
+        "Unknown search parameter {name} for {type}.",
+        "{type} 没有检索参数 {name}。",
+    ),
+    Code(
+        "YL-0401",
+        "invalid",
+        "Invalid value {value!r} for search parameter {name}: {reason}.",
+        "检索参数 {name} 的值 {value!r} 无效：{reason}。",
+    ),
+    Code(
+        "YL-0402",
+        "not-supported",
+        "Modifier :{modifier} is not supported for {name} ({kind}).",
+        "检索参数 {name}（{kind}）不支持修饰符 :{modifier}。",
+    ),
+    Code("YL-0403", "invalid", "Invalid _sort key {key}.", "无效的排序键 {key}。"),
+    Code(
+        "YL-0404",
+        "invalid",
+        "Invalid {name} value {value!r}: {reason}.",
+        "{name} 的值 {value!r} 无效：{reason}。",
+    ),
+    Code(
+        "YL-0405",
+        "invalid",
+        "Invalid chained parameter {name}: {reason}.",
+        "无效的链式检索参数 {name}：{reason}。",
+    ),
+    Code(
+        "YL-0500",
+        "invalid",
+        "Bundle.type must be batch or transaction, got {found}.",
+        "Bundle.type 必须是 batch 或 transaction，实际为 {found}。",
+    ),
+    Code(
+        "YL-0501",
+        "invalid",
+        "Bundle entry {index} has no request or an unsupported method.",
+        "Bundle 第 {index} 个条目缺少 request 或方法不受支持。",
+    ),
+    Code(
+        "YL-0502",
+        "processing",
+        "Transaction failed at entry {index} ({url}): {reason}",
+        "事务在第 {index} 个条目（{url}）处失败：{reason}",
+    ),
+    Code(
+        "YL-0503",
+        "invalid",
+        "Unresolvable reference {reference} in the transaction.",
+        "事务中的引用 {reference} 无法解析。",
+    ),
+    Code(
+        "YL-0504",
+        "invalid",
+        "Duplicate fullUrl {url} in the Bundle.",
+        "Bundle 中 fullUrl {url} 重复。",
+    ),
+    Code(
+        "YL-0600",
+        "structure",
+        "JSON Patch failed at operation {index}: {reason}.",
+        "JSON Patch 第 {index} 步失败：{reason}。",
+    ),
+    Code(
+        "YL-0601",
+        "not-supported",
+        "PATCH needs Content-Type application/json-patch+json.",
+        "PATCH 需要 Content-Type application/json-patch+json。",
+    ),
+    Code("YL-0700", "structure", "{reason}", "{reason}"),
+    Code("YL-0701", "invariant", "{reason}", "{reason}"),
+)
+
+
+@dataclass
+class Issue:
+    """One OperationOutcome.issue, bilingual, with where and why."""
+
+    severity: str
+    code: str
+    en: str
+    zh: str = ""
+    expression: Sequence[str] = ()
+    error_code: str | None = None
+
+    def to_fhir(self) -> dict[str, object]:
+        out: dict[str, object] = {"severity": self.severity, "code": self.code}
+        details: dict[str, object] = {}
+        if self.error_code:
+            details["coding"] = [{"system": ERROR_CODE_SYSTEM, "code": self.error_code}]
+        if self.zh:
+            details["text"] = self.zh
+        if details:
+            out["details"] = details
+        out["diagnostics"] = self.en
+        if self.expression:
+            out["expression"] = list(self.expression)
+        return out
+
+
+def issue(code: str, *, severity: str = "error", expression: Iterable[str] = (), **params: object) -> Issue:
+    """Build an issue from a declared error code, filling its message templates."""
+    spec = CODES[code]
+    return Issue(
+        severity=severity,
+        code=spec.issue_code,
+        en=spec.en.format(**params),
+        zh=spec.zh.format(**params),
+        expression=tuple(expression),
+        error_code=code,
+    )
+
+
+@dataclass
+class FhirError(Exception):
+    """Base: a failure that becomes an OperationOutcome with :attr:`status`."""
+
+    issues: list[Issue] = field(default_factory=list)
+    status: ClassVar[int] = 400
+
+    def __init__(self, code_or_issues: str | list[Issue], *, expression: Iterable[str] = (), **params: object):
+        if isinstance(code_or_issues, str):
+            self.issues = [issue(code_or_issues, expression=expression, **params)]
+        else:
+            self.issues = list(code_or_issues)
+        super().__init__(self.issues[0].en if self.issues else type(self).__name__)
+
+
+class BadRequest(FhirError):
+    status = 400
+
+
+class Unauthorized(FhirError):
+    status = 401
+
+
+class Forbidden(FhirError):
+    status = 403
+
+
+class NotFound(FhirError):
+    status = 404
+
+
+class MethodNotAllowed(FhirError):
+    status = 405
+
+
+class NotAcceptable(FhirError):
+    status = 406
+
+
+class Conflict(FhirError):
+    status = 409
+
+
+class Gone(FhirError):
+    status = 410
+
+
+class PreconditionFailed(FhirError):
+    status = 412
+
+
+class UnsupportedMedia(FhirError):
+    status = 415
+
+
+class Unprocessable(FhirError):
+    status = 422
+
+
+def operation_outcome(issues: Iterable[Issue]) -> dict[str, object]:
+    issue_list = [i.to_fhir() for i in issues]
+    if not issue_list:
+        issue_list = [{"severity": "information", "code": "informational", "diagnostics": "All OK"}]
+    return {"resourceType": "OperationOutcome", "issue": issue_list}

@@ -1,0 +1,122 @@
+"""The CapabilityStatement, generated from what the server really supports.
+
+Resource types come from the registry, search parameters from the loaded definitions (only
+types the index implements), operations from the operation table, profiles from profiles/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gateway.fhir.registry import resource_types
+from gateway.search.parameters import parameters_for
+
+INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
+SEARCH_RESULT_PARAMS = [
+    "_count",
+    "_offset",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_include",
+    "_revinclude",
+]
+
+
+def capability_statement(
+    base_url: str,
+    *,
+    operations: Iterable[tuple[str, str, str]] = (),
+    profiles_by_type: dict[str, list[str]] | None = None,
+    software_version: str = "0.1.0",
+    date: str,
+) -> dict[str, Any]:
+    profiles_by_type = profiles_by_type or {}
+    ops = list(operations)
+    rest_resources = []
+    for rtype in sorted(resource_types()):
+        params = parameters_for(rtype)
+        includes = sorted(f"{rtype}:{p.code}" for p in params.values() if p.type == "reference")
+        rev = sorted(
+            f"{other}:{p.code}"
+            for other in resource_types()
+            for p in parameters_for(other).values()
+            if p.type == "reference" and (not p.targets or rtype in p.targets)
+        )
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "interaction": [{"code": code} for code in INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": True,
+            "conditionalPatch": False,
+            "conditionalDelete": "single",
+            "referencePolicy": ["literal", "logical"],
+            "searchInclude": ["*", *includes],
+            "searchRevInclude": rev,
+            "searchParam": [
+                {
+                    "name": p.code,
+                    "definition": p.url,
+                    "type": p.type,
+                    **({"documentation": p.description} if p.description else {}),
+                }
+                for p in sorted(params.values(), key=lambda x: x.code)
+                if p.url
+            ],
+        }
+        if rtype in profiles_by_type:
+            entry["supportedProfile"] = profiles_by_type[rtype]
+        type_ops = [{"name": name, "definition": url} for name, url, level in ops if level in ("type", "instance")]
+        if type_ops:
+            entry["operation"] = type_ops
+        rest_resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "yaolian",
+        "url": f"{base_url}/metadata",
+        "name": "YaolianGateway",
+        "title": "Yaolian (药联) FHIR R5 gateway",
+        "status": "active",
+        "date": date,
+        "publisher": "Yaolian",
+        "kind": "instance",
+        "software": {"name": "Yaolian", "version": software_version},
+        "implementation": {
+            "description": "Yaolian county medical alliance gateway",
+            "url": base_url,
+        },
+        "fhirVersion": "5.0.0",
+        "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": rest_resources,
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "history-system"},
+                ],
+                "searchParam": [
+                    {"name": n, "type": "special" if n.startswith("_") else "string"} for n in SEARCH_RESULT_PARAMS
+                ][:0],
+                "operation": [{"name": name, "definition": url} for name, url, level in ops if level == "system"],
+            }
+        ],
+    }

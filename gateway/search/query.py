@@ -1,0 +1,226 @@
+"""Turn search request parameters into a :class:`SearchQuery` (parsing and checking only).
+
+AND by repeating a parameter, OR by commas, modifiers after ``:``, one or more chain levels
+after ``.``. Result parameters (``_count``, ``_sort``, ``_include``…) are separated out. Unknown
+parameters are errors under ``Prefer: handling=strict`` and reported back as ignored otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.errors import BadRequest, Issue, issue
+from gateway.fhir.registry import resource_types
+from gateway.search.parameters import SearchParam, parameters_for
+from gateway.search.values import split_values
+
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+RESULT_PARAMS = frozenset(
+    {
+        "_count",
+        "_offset",
+        "_sort",
+        "_total",
+        "_summary",
+        "_elements",
+        "_include",
+        "_revinclude",
+        "_format",
+        "_pretty",
+        "_contained",
+        "_containedType",
+    }
+)
+MODIFIERS = {
+    "token": {"not", "text", "missing", "code-text"},
+    "string": {"exact", "contains", "missing", "text"},
+    "date": {"missing"},
+    "reference": {"identifier", "missing", "type"},
+    "number": {"missing"},
+    "quantity": {"missing"},
+    "uri": {"below", "above", "missing"},
+    "composite": {"missing"},
+}
+
+
+@dataclass
+class Chain:
+    target_types: tuple[str, ...]
+    criterion: Criterion
+
+
+@dataclass
+class Criterion:
+    """One occurrence of a parameter: its values are ORed; criteria of a query are ANDed."""
+
+    param: SearchParam
+    values: list[str]
+    modifier: str | None = None
+    chain: Chain | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class SortKey:
+    param: SearchParam
+    descending: bool
+
+
+@dataclass(frozen=True)
+class IncludeSpec:
+    source_type: str
+    param: str | None  # None means '*'
+    target_type: str | None
+    iterate: bool
+
+
+@dataclass
+class SearchQuery:
+    resource_type: str
+    criteria: list[Criterion] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
+    includes: list[IncludeSpec] = field(default_factory=list)
+    revincludes: list[IncludeSpec] = field(default_factory=list)
+    count: int = 20
+    offset: int = 0
+    total: str = "accurate"
+    summary: str | None = None
+    elements: list[str] | None = None
+    ignored: list[str] = field(default_factory=list)
+
+    def warnings(self) -> list[Issue]:
+        return [
+            issue("YL-0400", severity="warning", name=name, type=self.resource_type, expression=[name])
+            for name in self.ignored
+        ]
+
+
+def _param(resource_type: str, name: str) -> SearchParam | None:
+    return parameters_for(resource_type).get(name)
+
+
+def parse_criterion(resource_type: str, key: str, value: str) -> Criterion | None:
+    """One ``name[:modifier][.chain]=value`` pair; ``None`` for an unknown parameter name."""
+    head, _, rest = key.partition(".")
+    name, _, modifier = head.partition(":")
+    param = _param(resource_type, name)
+    if param is None:
+        return None
+    values = split_values(value)
+    mod = modifier or None
+    if rest:
+        if param.type != "reference":
+            raise BadRequest("YL-0405", name=key, reason=f"{name} is not a reference parameter")
+        targets: tuple[str, ...]
+        if mod and mod in resource_types():
+            targets = (mod,)
+        elif param.targets:
+            targets = tuple(sorted(param.targets))
+        else:
+            raise BadRequest("YL-0405", name=key, reason="give the target type, as in subject:Patient.name")
+        candidates = [t for t in targets if parse_criterion(t, rest, value) is not None]
+        if not candidates:
+            raise BadRequest("YL-0405", name=key, reason=f"no target of {name} has a parameter {rest}")
+        inner = parse_criterion(candidates[0], rest, value)
+        assert inner is not None
+        return Criterion(param, values, None, Chain(tuple(candidates), inner), key)
+    if mod is not None:
+        allowed = MODIFIERS.get(param.type, set())
+        is_type_modifier = param.type == "reference" and mod in resource_types()
+        if mod not in allowed and not is_type_modifier:
+            raise BadRequest("YL-0402", modifier=mod, name=name, kind=param.type, expression=[key])
+        if mod == "missing" and value not in ("true", "false"):
+            raise BadRequest("YL-0401", value=value, name=key, reason="use true or false")
+    return Criterion(param, values, mod, None, key)
+
+
+def _int(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest("YL-0404", name=name, value=value, reason="not an integer") from None
+    if number < low:
+        raise BadRequest("YL-0404", name=name, value=value, reason=f"must be at least {low}")
+    return min(number, high)
+
+
+def _include(value: str, iterate: bool, rev: bool, resource_type: str) -> IncludeSpec:
+    parts = value.split(":")
+    source = parts[0]
+    if source not in resource_types() and source != "*":
+        raise BadRequest(
+            "YL-0404",
+            name="_revinclude" if rev else "_include",
+            value=value,
+            reason="unknown source type",
+        )
+    param = parts[1] if len(parts) > 1 and parts[1] != "*" else None
+    if param is not None:
+        sp = parameters_for(source).get(param) if source != "*" else None
+        if sp is None or sp.type != "reference":
+            raise BadRequest(
+                "YL-0404",
+                name="_include",
+                value=value,
+                reason=f"{param} is not a reference parameter of {source}",
+            )
+    target = parts[2] if len(parts) > 2 else None
+    return IncludeSpec(source, param, target, iterate)
+
+
+def parse_search(
+    resource_type: str,
+    params: list[tuple[str, str]],
+    *,
+    strict: bool,
+    default_count: int,
+    max_count: int,
+) -> SearchQuery:
+    query = SearchQuery(resource_type, count=default_count)
+    for key, value in params:
+        base = key.split(":", 1)[0]
+        if base in RESULT_PARAMS:
+            _result_param(query, key, value, max_count)
+            continue
+        if value == "":
+            continue
+        criterion = parse_criterion(resource_type, key, value)
+        if criterion is None:
+            if strict:
+                raise BadRequest("YL-0400", name=key, type=resource_type, expression=[key])
+            query.ignored.append(key)
+            continue
+        query.criteria.append(criterion)
+    return query
+
+
+def _result_param(query: SearchQuery, key: str, value: str, max_count: int) -> None:
+    base, _, modifier = key.partition(":")
+    if base == "_count":
+        query.count = _int(key, value, 0, max_count)
+    elif base == "_offset":
+        query.offset = _int(key, value, 0, 10**9)
+    elif base == "_total":
+        if value not in ("none", "estimate", "accurate"):
+            raise BadRequest("YL-0404", name=key, value=value, reason="use none, estimate or accurate")
+        query.total = value
+    elif base == "_summary":
+        if value not in ("true", "false", "text", "data", "count"):
+            raise BadRequest("YL-0404", name=key, value=value, reason="use true, false, text, data or count")
+        query.summary = None if value == "false" else value
+    elif base == "_elements":
+        query.elements = [e.strip() for e in value.split(",") if e.strip()]
+    elif base == "_sort":
+        for raw in value.split(","):
+            raw = raw.strip()
+            descending = raw.startswith("-")
+            name = raw.lstrip("-")
+            param = _param(query.resource_type, name)
+            if param is None or param.type in ("composite",):
+                raise BadRequest("YL-0403", key=raw)
+            query.sort.append(SortKey(param, descending))
+    elif base in ("_include", "_revinclude"):
+        iterate = modifier in ("iterate", "recurse")
+        for item in value.split(","):
+            spec = _include(item.strip(), iterate, base == "_revinclude", query.resource_type)
+            (query.revincludes if base == "_revinclude" else query.includes).append(spec)

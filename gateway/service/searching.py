@@ -1,0 +1,93 @@
+"""Search: run the query, then ``_include``/``_revinclude`` (with ``:iterate``), then page links."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from gateway.search.parameters import parameters_for
+from gateway.search.query import IncludeSpec, SearchQuery
+from gateway.store.base import Store, StoredResource
+
+MAX_INCLUDE_ROUNDS = 4
+MAX_INCLUDED = 1000
+
+
+@dataclass
+class SearchOutcome:
+    matches: list[StoredResource]
+    included: list[StoredResource]
+    total: int | None
+
+
+def _targets_of(spec: IncludeSpec) -> list[str | None]:
+    if spec.param is None or spec.source_type == "*":
+        return [None]
+    return [spec.param]
+
+
+def run_includes(store: Store, query: SearchQuery, matches: list[StoredResource]) -> list[StoredResource]:
+    seen = {(m.res_type, m.res_id) for m in matches}
+    included: list[StoredResource] = []
+    frontier = list(matches)
+    for round_number in range(MAX_INCLUDE_ROUNDS):
+        found: list[tuple[str, str]] = []
+        for spec in query.includes:
+            if round_number > 0 and not spec.iterate:
+                continue
+            sources = [r for r in frontier if spec.source_type in ("*", r.res_type)]
+            by_type: dict[str, list[str]] = {}
+            for r in sources:
+                by_type.setdefault(r.res_type, []).append(r.res_id)
+            for res_type, ids in by_type.items():
+                for param in _targets_of(spec):
+                    found.extend(store.references_from(res_type, ids, param, spec.target_type))
+        for spec in query.revincludes:
+            if round_number > 0 and not spec.iterate:
+                continue
+            targets = [(r.res_type, r.res_id) for r in frontier]
+            if not targets:
+                continue
+            if spec.param is not None and spec.param not in parameters_for(spec.source_type):
+                continue
+            found.extend((spec.source_type, rid) for rid in store.references_to(spec.source_type, spec.param, targets))
+        new_keys = [k for k in dict.fromkeys(found) if k not in seen]
+        if not new_keys:
+            break
+        fetched = [r for r in store.read_many(new_keys[: MAX_INCLUDED - len(included)]) if not r.deleted]
+        seen.update(new_keys)
+        included.extend(fetched)
+        frontier = fetched
+        if len(included) >= MAX_INCLUDED:
+            break
+    return included
+
+
+def page_links(
+    base: str,
+    resource_type: str,
+    params: list[tuple[str, str]],
+    query: SearchQuery,
+    total: int | None,
+    returned: int,
+) -> list[tuple[str, str]]:
+    kept = [(k, v) for k, v in params if k not in ("_offset", "_count")]
+
+    def url(offset: int) -> str:
+        items = [*kept, ("_count", str(query.count)), ("_offset", str(offset))]
+        return f"{base}/{resource_type}?{urlencode(items)}"
+
+    links = [("self", url(query.offset))]
+    if query.count:
+        links.append(("first", url(0)))
+        if query.offset > 0:
+            links.append(("previous", url(max(0, query.offset - query.count))))
+        has_more = (total is not None and query.offset + returned < total) or (
+            total is None and returned == query.count
+        )
+        if has_more:
+            links.append(("next", url(query.offset + query.count)))
+        if total is not None and total > 0:
+            last = ((total - 1) // query.count) * query.count
+            links.append(("last", url(last)))
+    return links

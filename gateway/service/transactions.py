@@ -1,0 +1,244 @@
+"""Batch and transaction Bundles (FHIR R5 http page, "batch/transaction").
+
+A transaction runs every entry in one store transaction: any failure rolls back all of them.
+Entries are processed in the order the spec gives (DELETE, POST, PUT/PATCH, GET); ``urn:uuid:``
+full URLs of created resources and conditional references (``Patient?identifier=…``) are
+rewritten to the ids they got before anything is stored. A batch runs each entry on its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from gateway.errors import BadRequest, FhirError, NotFound, issue, operation_outcome
+from gateway.fhir.json_text import ResourceText, array_items, object_members
+from gateway.hooks import RequestContext
+from gateway.search.query import parse_search
+from gateway.service.bundles import Entry, render_bundle
+
+if TYPE_CHECKING:
+    from gateway.service.fhir_service import FhirService
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+@dataclass
+class BundleEntry:
+    index: int
+    full_url: str | None
+    method: str
+    url: str
+    resource: ResourceText | None
+    if_match: str | None
+    if_none_exist: str | None
+    if_none_match: str | None
+
+
+def parse_entries(raw: bytes) -> tuple[str, list[BundleEntry]]:
+    text = raw.decode("utf-8")
+    members, _ = object_members(text, 0)
+    spans = dict(members)
+    data = orjson.loads(text)
+    if data.get("resourceType") != "Bundle":
+        raise BadRequest("YL-0103", found=data.get("resourceType"), expected="Bundle")
+    bundle_type = data.get("type")
+    if bundle_type not in ("batch", "transaction"):
+        raise BadRequest("YL-0500", found=bundle_type, expression=["Bundle.type"])
+    entries: list[BundleEntry] = []
+    if "entry" not in spans:
+        return bundle_type, entries
+    for index, item in enumerate(array_items(text, spans["entry"].start)):
+        entry_members = dict(object_members(text, item.start)[0])
+        entry = data["entry"][index]
+        request = entry.get("request") or {}
+        method = str(request.get("method", "")).upper()
+        if method not in ORDER or not request.get("url"):
+            raise BadRequest("YL-0501", index=index, expression=[f"Bundle.entry[{index}].request"])
+        resource = None
+        if "resource" in entry_members:
+            span = entry_members["resource"]
+            resource = ResourceText.parse(text[span.start : span.end])
+        entries.append(
+            BundleEntry(
+                index,
+                entry.get("fullUrl"),
+                method,
+                request["url"],
+                resource,
+                request.get("ifMatch"),
+                request.get("ifNoneExist"),
+                request.get("ifNoneMatch"),
+            )
+        )
+    return bundle_type, entries
+
+
+def _split_url(url: str) -> tuple[list[str], str]:
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    return ([p for p in path.split("/") if p], parts.query)
+
+
+class BundleProcessor:
+    def __init__(self, service: FhirService) -> None:
+        self.service = service
+
+    def process(self, raw: bytes, ctx: RequestContext) -> bytes:
+        bundle_type, entries = parse_entries(raw)
+        if bundle_type == "transaction":
+            return self._transaction(entries, ctx)
+        return self._batch(entries, ctx)
+
+    # -- transaction -----------------------------------------------------------------
+    def _transaction(self, entries: list[BundleEntry], ctx: RequestContext) -> bytes:
+        full_urls = [e.full_url for e in entries if e.full_url]
+        duplicates = {u for u in full_urls if full_urls.count(u) > 1}
+        if duplicates:
+            raise BadRequest("YL-0504", url=sorted(duplicates)[0])
+        results: dict[int, Entry] = {}
+        service = self.service
+        with service.store.transaction() as tx:
+            # POSTed resources get their ids first so references can be rewritten.
+            mapping: dict[str, str] = {}
+            new_ids: dict[int, str] = {}
+            for e in entries:
+                if e.method == "POST" and e.resource is not None:
+                    rtype = e.resource.resource_type or ""
+                    if e.if_none_exist:
+                        found = service.writer._matches(tx, rtype, e.if_none_exist, ctx)
+                        if len(found) == 1:
+                            new_ids[e.index] = found[0]
+                            if e.full_url:
+                                mapping[e.full_url] = f"{rtype}/{found[0]}"
+                            continue
+                    new_ids[e.index] = str(uuid.uuid4())
+                    if e.full_url:
+                        mapping[e.full_url] = f"{rtype}/{new_ids[e.index]}"
+                elif e.method == "PUT" and e.resource is not None and e.full_url:
+                    segments, query = _split_url(e.url)
+                    if len(segments) == 2 and not query:
+                        mapping[e.full_url] = f"{segments[0]}/{segments[1]}"
+            for e in sorted(entries, key=lambda x: (ORDER[x.method], x.index)):
+                try:
+                    if e.resource is not None:
+                        self._rewrite(e.resource, mapping, tx, ctx)
+                    results[e.index] = self._run(e, tx, ctx, new_ids.get(e.index))
+                except FhirError as exc:
+                    for item in exc.issues:
+                        item.expression = tuple(_entry_path(e.index, x) for x in item.expression)
+                    reason = exc.issues[0].en if exc.issues else ""
+                    exc.issues.insert(0, issue("YL-0502", index=e.index, url=e.url, reason=reason))
+                    raise
+        service.after_commit(ctx)
+        return render_bundle("transaction-response", (results[i] for i in sorted(results)))
+
+    def _rewrite(self, resource: ResourceText, mapping: dict[str, str], tx: Any, ctx: RequestContext) -> None:
+        conditional: dict[str, str] = {}
+        for ref in _conditional_references(resource.data):
+            rtype, _, criteria = ref.partition("?")
+            query = parse_search(rtype, parse_qsl(criteria), strict=True, default_count=2, max_count=2)
+            found = tx.search_ids(query, 2)
+            if len(found) != 1:
+                raise BadRequest("YL-0503", reference=ref)
+            conditional[ref] = f"{rtype}/{found[0]}"
+        resource.replace_strings({**mapping, **conditional})
+        for ref in _urn_references(resource.data):
+            raise BadRequest("YL-0503", reference=ref)
+
+    def _run(self, e: BundleEntry, tx: Any, ctx: RequestContext, new_id: str | None) -> Entry:
+        service = self.service
+        segments, query = _split_url(e.url)
+        writer = service.writer
+        if e.method == "POST":
+            if e.resource is None:
+                raise BadRequest("YL-0501", index=e.index)
+            rtype = segments[0] if segments else ""
+            result = writer.create(tx, ctx, rtype, e.resource, if_none_exist=e.if_none_exist, resource_id=new_id)
+            status = "201 Created" if result.changed else "200 OK"
+            return service.write_entry(result.stored, status, ctx)
+        if e.method == "PUT":
+            if e.resource is None or not segments:
+                raise BadRequest("YL-0501", index=e.index)
+            if len(segments) == 1 and query:
+                result = writer.conditional_update(tx, ctx, segments[0], query, e.resource, if_match=e.if_match)
+            else:
+                result = writer.update(tx, ctx, segments[0], segments[1], e.resource, if_match=e.if_match)
+            return service.write_entry(result.stored, "201 Created" if result.created else "200 OK", ctx)
+        if e.method == "PATCH":
+            if e.resource is None or len(segments) != 2:
+                raise BadRequest("YL-0501", index=e.index)
+            patch = _patch_from_parameters(e.resource)
+            result = writer.patch(tx, ctx, segments[0], segments[1], patch, if_match=e.if_match)
+            return service.write_entry(result.stored, "200 OK", ctx)
+        if e.method == "DELETE":
+            if len(segments) == 1 and query:
+                writer.conditional_delete(tx, ctx, segments[0], query)
+            elif len(segments) == 2:
+                writer.delete(tx, ctx, segments[0], segments[1])
+            else:
+                raise BadRequest("YL-0501", index=e.index)
+            return Entry(response={"status": "204 No Content"})
+        # GET inside a bundle: a read or a search
+        body, status = service.get_for_bundle(e.url, ctx)
+        return Entry(resource=body, response={"status": status})
+
+    # -- batch -------------------------------------------------------------------------
+    def _batch(self, entries: list[BundleEntry], ctx: RequestContext) -> bytes:
+        results: list[Entry] = []
+        for e in entries:
+            try:
+                with self.service.store.transaction() as tx:
+                    if e.resource is not None:
+                        self._rewrite(e.resource, {}, tx, ctx)
+                    results.append(self._run(e, tx, ctx, None))
+            except FhirError as exc:
+                outcome = orjson.dumps(operation_outcome(exc.issues))
+                results.append(Entry(response={"status": f"{exc.status}", "outcome": outcome}))
+        self.service.after_commit(ctx)
+        return render_bundle("batch-response", results)
+
+
+def _entry_path(index: int, expression: str) -> str:
+    """``MedicationRequest.subject`` inside entry 3 is ``Bundle.entry[3].resource.subject``."""
+    head, dot, rest = expression.partition(".")
+    if head[:1].isupper() and "[" not in head:
+        return f"Bundle.entry[{index}].resource" + (f".{rest}" if dot else "")
+    return f"Bundle.entry[{index}].{expression}"
+
+
+def _walk_strings(node: Any, pick: Callable[[str], bool]) -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str) and pick(value):
+                found.append(value)
+            else:
+                found.extend(_walk_strings(value, pick))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_walk_strings(item, pick))
+    return found
+
+
+def _conditional_references(data: dict[str, Any]) -> list[str]:
+    return _walk_strings(data, lambda v: "?" in v and not v.startswith(("http:", "https:", "urn:")))
+
+
+def _urn_references(data: dict[str, Any]) -> list[str]:
+    return _walk_strings(data, lambda v: v.startswith("urn:uuid:") or v.startswith("urn:oid:"))
+
+
+def _patch_from_parameters(resource: ResourceText) -> bytes:
+    """A PATCH entry carries a Binary with JSON Patch content (R5 http page)."""
+    data = resource.data
+    if data.get("resourceType") == "Binary" and data.get("data"):
+        import base64
+
+        return base64.b64decode(data["data"])
+    raise NotFound("YL-0205", what="FHIRPath Patch (Parameters); send JSON Patch as a Binary")

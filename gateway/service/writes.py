@@ -1,0 +1,269 @@
+"""Create, update, patch and delete: the write half of the FHIR RESTful API.
+
+Every write validates once, extracts index rows once, and commits body, index, history and
+outbox event in one store transaction; the response is built only after the commit.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from gateway.errors import (
+    BadRequest,
+    Conflict,
+    FhirError,
+    Gone,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from gateway.fhir.json_text import ResourceText, dumps_exact, loads_exact
+from gateway.fhir.registry import is_supported
+from gateway.fhir.structure import structure_issues
+from gateway.hooks import Hooks, Pointcut, RequestContext
+from gateway.search.extract import extract
+from gateway.search.query import parse_search
+from gateway.service.clock import now_instant
+from gateway.store.base import StoredResource, StoreTransaction, VersionConflict
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+ETAG_RE = re.compile(r'^(?:W/)?"?([^"]+)"?$')
+
+
+@dataclass
+class WriteResult:
+    stored: StoredResource
+    created: bool
+    issues: list[Any]
+    changed: bool = True
+
+
+def require_type(resource_type: str) -> None:
+    if not is_supported(resource_type):
+        raise NotFound("YL-0200", type=resource_type)
+
+
+def parse_etag(value: str) -> int:
+    match = ETAG_RE.match(value.strip())
+    if not match or not match.group(1).isdigit():
+        raise BadRequest("YL-0301", value=value)
+    return int(match.group(1))
+
+
+class Writer:
+    """The write interactions, given a store transaction; used by REST and by Bundles alike."""
+
+    def __init__(self, hooks: Hooks, validation_mode: str, validator: Any = None) -> None:
+        self.hooks = hooks
+        self.validation_mode = validation_mode
+        self.validator = validator
+
+    # -- helpers ----------------------------------------------------------------------
+    def _check_body(self, body: ResourceText, resource_type: str) -> None:
+        found = body.resource_type
+        if found is None:
+            raise BadRequest("YL-0102")
+        if found != resource_type:
+            raise BadRequest("YL-0103", found=found, expected=resource_type, expression=["resourceType"])
+
+    def _validate(self, data: dict[str, Any]) -> list[Any]:
+        if self.validation_mode == "off":
+            return []
+        issues = structure_issues(data)
+        if self.validator is not None and not issues:
+            issues.extend(self.validator(data))
+        errors = [i for i in issues if i.severity in ("error", "fatal")]
+        structural = any(i.error_code == "YL-0700" for i in errors)
+        if errors and (structural or self.validation_mode == "strict"):
+            raise Unprocessable(issues)
+        return issues
+
+    def _meta(self, body: ResourceText, version: int, last_updated: str) -> dict[str, Any]:
+        meta = dict(body.data.get("meta") or {})
+        meta.pop("versionId", None)
+        meta.pop("lastUpdated", None)
+        return {"versionId": str(version), "lastUpdated": last_updated, **meta}
+
+    def _store(
+        self,
+        tx: StoreTransaction,
+        ctx: RequestContext,
+        resource_type: str,
+        resource_id: str,
+        body: ResourceText,
+        existing: StoredResource | None,
+        method: str,
+    ) -> WriteResult:
+        self.hooks.run(Pointcut.BEFORE_WRITE, ctx, resource_type, body.data, existing)
+        issues = self._validate(body.data)
+        version = (existing.version + 1) if existing else 1
+        last_updated = now_instant()
+        meta = self._meta(body, version, last_updated)
+        raw = body.render(resource_id=resource_id, meta=meta)
+        data = dict(body.data)
+        data["id"] = resource_id
+        data["meta"] = meta
+        index = extract(data)
+        stored = StoredResource(resource_type, resource_id, version, last_updated, False, raw, method)
+        try:
+            tx.put(stored, index, expected_version=existing.version if existing else None)
+        except VersionConflict:
+            raise Conflict("YL-0303", type=resource_type, id=resource_id) from None
+        self.hooks.run(Pointcut.AFTER_WRITE_IN_TX, ctx, tx, stored)
+        return WriteResult(stored, existing is None or existing.deleted, issues)
+
+    def _matches(self, tx: StoreTransaction, resource_type: str, criteria: str, ctx: RequestContext) -> list[str]:
+        params = parse_qsl(criteria, keep_blank_values=True)
+        if not params:
+            raise BadRequest(
+                "YL-0404",
+                name="criteria",
+                value=criteria,
+                reason="a conditional interaction needs search criteria",
+            )
+        query = parse_search(resource_type, params, strict=True, default_count=2, max_count=2)
+        tx.lock(f"{resource_type}?{criteria}")
+        return tx.search_ids(query, 2)
+
+    # -- interactions ----------------------------------------------------------------
+    def create(
+        self,
+        tx: StoreTransaction,
+        ctx: RequestContext,
+        resource_type: str,
+        body: ResourceText,
+        *,
+        if_none_exist: str | None = None,
+        resource_id: str | None = None,
+    ) -> WriteResult:
+        require_type(resource_type)
+        self._check_body(body, resource_type)
+        if if_none_exist:
+            found = self._matches(tx, resource_type, if_none_exist, ctx)
+            if len(found) > 1:
+                raise PreconditionFailed("YL-0302", what="create", count="more than one")
+            if found:
+                existing = tx.current(resource_type, found[0])
+                assert existing is not None
+                return WriteResult(existing, False, [], changed=False)
+        new_id = resource_id or str(uuid.uuid4())
+        return self._store(tx, ctx, resource_type, new_id, body, None, "POST")
+
+    def update(
+        self,
+        tx: StoreTransaction,
+        ctx: RequestContext,
+        resource_type: str,
+        resource_id: str,
+        body: ResourceText,
+        *,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        require_type(resource_type)
+        self._check_body(body, resource_type)
+        if not ID_RE.match(resource_id):
+            raise BadRequest("YL-0106", id=resource_id)
+        body_id = body.data.get("id")
+        if body_id is None:
+            raise BadRequest("YL-0105", expression=[f"{resource_type}.id"])
+        if body_id != resource_id:
+            raise BadRequest("YL-0104", found=body_id, expected=resource_id, expression=[f"{resource_type}.id"])
+        existing = tx.current(resource_type, resource_id)
+        if if_match is not None:
+            expected = parse_etag(if_match)
+            current = existing.version if existing and not existing.deleted else 0
+            if existing is None or existing.deleted or expected != existing.version:
+                raise PreconditionFailed("YL-0300", expected=if_match, current=f'W/"{current}"')
+        return self._store(tx, ctx, resource_type, resource_id, body, existing, "PUT")
+
+    def conditional_update(
+        self,
+        tx: StoreTransaction,
+        ctx: RequestContext,
+        resource_type: str,
+        criteria: str,
+        body: ResourceText,
+        *,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        require_type(resource_type)
+        self._check_body(body, resource_type)
+        found = self._matches(tx, resource_type, criteria, ctx)
+        if len(found) > 1:
+            raise PreconditionFailed("YL-0302", what="update", count="more than one")
+        body_id = body.data.get("id")
+        if found:
+            if body_id is not None and body_id != found[0]:
+                raise BadRequest("YL-0104", found=body_id, expected=found[0], expression=[f"{resource_type}.id"])
+            body.data["id"] = found[0]
+            return self.update(tx, ctx, resource_type, found[0], body, if_match=if_match)
+        if body_id is not None:
+            return self.update(tx, ctx, resource_type, str(body_id), body, if_match=if_match)
+        return self.create(tx, ctx, resource_type, body)
+
+    def patch(
+        self,
+        tx: StoreTransaction,
+        ctx: RequestContext,
+        resource_type: str,
+        resource_id: str,
+        patch: bytes,
+        *,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        require_type(resource_type)
+        existing = tx.current(resource_type, resource_id)
+        if existing is None:
+            raise NotFound("YL-0201", type=resource_type, id=resource_id)
+        if existing.deleted or existing.body is None:
+            raise Gone("YL-0203", type=resource_type, id=resource_id, vid=existing.version)
+        if if_match is not None and parse_etag(if_match) != existing.version:
+            raise PreconditionFailed("YL-0300", expected=if_match, current=existing.etag)
+        from gateway.service.json_patch import apply_patch
+
+        try:
+            operations = loads_exact(patch)
+        except ValueError as exc:
+            raise BadRequest("YL-0100", reason=str(exc)) from None
+        document = loads_exact(existing.body)
+        patched = apply_patch(document, operations)
+        if (
+            not isinstance(patched, dict)
+            or patched.get("resourceType") != resource_type
+            or patched.get("id") != resource_id
+        ):
+            raise Unprocessable("YL-0600", index="*", reason="a patch may not change resourceType or id")
+        body = ResourceText.parse(dumps_exact(patched))
+        result = self._store(tx, ctx, resource_type, resource_id, body, existing, "PATCH")
+        return result
+
+    def delete(
+        self, tx: StoreTransaction, ctx: RequestContext, resource_type: str, resource_id: str
+    ) -> StoredResource | None:
+        require_type(resource_type)
+        existing = tx.current(resource_type, resource_id)
+        if existing is None or existing.deleted:
+            return None
+        self.hooks.run(Pointcut.BEFORE_WRITE, ctx, resource_type, None, existing)
+        stored = StoredResource(resource_type, resource_id, existing.version + 1, now_instant(), True, None, "DELETE")
+        try:
+            tx.put(stored, None, expected_version=existing.version)
+        except VersionConflict:
+            raise Conflict("YL-0303", type=resource_type, id=resource_id) from None
+        self.hooks.run(Pointcut.AFTER_WRITE_IN_TX, ctx, tx, stored)
+        return stored
+
+    def conditional_delete(
+        self, tx: StoreTransaction, ctx: RequestContext, resource_type: str, criteria: str
+    ) -> StoredResource | None:
+        found = self._matches(tx, resource_type, criteria, ctx)
+        if len(found) > 1:
+            raise PreconditionFailed("YL-0302", what="delete", count="more than one")
+        return self.delete(tx, ctx, resource_type, found[0]) if found else None
+
+
+__all__ = ["FhirError", "WriteResult", "Writer", "parse_etag", "require_type"]

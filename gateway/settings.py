@@ -1,0 +1,47 @@
+"""The one place that loads settings.
+
+Every option of `yaolian serve` also comes from a `YAOLIAN_*` environment variable so that a
+container, a systemd unit or CI configures the gateway without editing files.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+def default_database_url() -> str:
+    """An embedded SQLite file beside the working directory: zero set-up for a newcomer."""
+    return f"sqlite:///{DEFAULT_DATA_DIR / 'yaolian.sqlite'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="YAOLIAN_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    database: str = Field(default_factory=default_database_url)
+    redis: str | None = None
+    base_url: str | None = Field(
+        default=None,
+        description="Public FHIR base (e.g. https://gw.example/fhir); derived from the request if unset.",
+    )
+    default_count: int = 20
+    max_count: int = 1000
+    search_handling: Literal["strict", "lenient"] = "lenient"
+    validation_mode: Literal["strict", "lenient", "off"] = "lenient"
+    demo: bool = False
+    mllp_port: int | None = None
+    require_services: bool = False
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

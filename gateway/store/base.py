@@ -1,0 +1,96 @@
+"""The storage interface every backend implements.
+
+The service layer talks only to :class:`Store` and :class:`StoreTransaction`; SQLite (embedded
+default) and PostgreSQL (production) implement them and pass the same parametrised test suite.
+A write and the outbox event describing it commit in the same transaction, so nothing is
+acknowledged before it is durable and no event is lost or invented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gateway.search.extract import IndexRows
+    from gateway.search.query import SearchQuery
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: str
+    deleted: bool
+    body: bytes | None
+    method: str = ""
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    ids: list[str]
+    total: int | None
+
+
+class VersionConflict(Exception):
+    """The row changed between read and write (If-Match race or concurrent create)."""
+
+
+class StoreTransaction(Protocol):
+    def current(self, res_type: str, res_id: str) -> StoredResource | None: ...
+
+    def put(
+        self,
+        stored: StoredResource,
+        index: IndexRows | None,
+        *,
+        expected_version: int | None,
+    ) -> None: ...
+
+    def search_ids(self, query: SearchQuery, limit: int) -> list[str]: ...
+
+    def lock(self, key: str) -> None: ...
+
+
+class Store(Protocol):
+    dialect: str
+
+    def create_schema(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[StoreTransaction]: ...
+
+    def read(self, res_type: str, res_id: str) -> StoredResource | None: ...
+
+    def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]: ...
+
+    def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None: ...
+
+    def history(
+        self,
+        res_type: str | None,
+        res_id: str | None,
+        *,
+        since: str | None,
+        at: str | None,
+        count: int,
+        offset: int,
+    ) -> tuple[list[StoredResource], int]: ...
+
+    def search(self, query: SearchQuery, *, count: int, offset: int, total: bool) -> SearchPage: ...
+
+    def references_from(
+        self, res_type: str, res_ids: Sequence[str], param: str | None, target_type: str | None
+    ) -> list[tuple[str, str]]: ...
+
+    def references_to(self, source_type: str, param: str | None, targets: Sequence[tuple[str, str]]) -> list[str]: ...
+
+    def pending_events(self, limit: int) -> Iterator[tuple[int, str, str, str, int]]: ...
+
+    def dispose(self) -> None: ...

@@ -1,0 +1,166 @@
+"""Tables of the store, one schema for SQLite and PostgreSQL.
+
+``resources`` holds the current version of each resource (the client's JSON bytes plus our
+id/meta), ``resource_history`` every version (system-wide order by ``seq``), the ``idx_*``
+tables the search index filled at write time, and ``outbox`` the events written in the same
+transaction as the change they describe (delivered later by the events service).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+_BIGINT_PK = BigInteger().with_variant(Integer(), "sqlite")
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("res_type", String(64), primary_key=True),
+    Column("res_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", String(32), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("body", LargeBinary, nullable=True),
+    Index("ix_resources_type_updated", "res_type", "last_updated"),
+)
+
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("seq", _BIGINT_PK, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", String(32), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("body", LargeBinary, nullable=True),
+    Index("ux_history_version", "res_type", "res_id", "version", unique=True),
+    Index("ix_history_type_seq", "res_type", "seq"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", _BIGINT_PK, primary_key=True, autoincrement=True),
+    Column("created", String(32), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("delivered", Boolean, nullable=False, default=False),
+    Index("ix_outbox_pending", "delivered", "seq"),
+)
+
+
+def _index_table(name: str, *columns: Column, extra: tuple[Index, ...] = ()) -> Table:
+    return Table(
+        f"idx_{name}",
+        metadata,
+        Column("res_type", String(64), nullable=False),
+        Column("res_id", String(64), nullable=False),
+        Column("param", String(100), nullable=False),
+        *columns,
+        Column("grp", Integer, nullable=True),
+        Index(f"ix_idx_{name}_owner", "res_type", "res_id"),
+        *extra,
+    )
+
+
+idx_token = _index_table(
+    "token",
+    Column("system", String(512), nullable=True),
+    Column("code", String(512), nullable=True),
+    Column("text", String(512), nullable=True),
+    extra=(Index("ix_idx_token_lookup", "res_type", "param", "code", "system"),),
+)
+idx_string = _index_table(
+    "string",
+    Column("norm", String(512), nullable=False),
+    Column("exact", String(512), nullable=False),
+    extra=(Index("ix_idx_string_lookup", "res_type", "param", "norm"),),
+)
+idx_date = _index_table(
+    "date",
+    Column("low", String(26), nullable=False),
+    Column("high", String(26), nullable=False),
+    extra=(
+        Index("ix_idx_date_low", "res_type", "param", "low"),
+        Index("ix_idx_date_high", "res_type", "param", "high"),
+    ),
+)
+idx_reference = _index_table(
+    "reference",
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(64), nullable=True),
+    Column("url", String(1024), nullable=True),
+    Column("ident_system", String(512), nullable=True),
+    Column("ident_value", String(512), nullable=True),
+    extra=(
+        Index("ix_idx_reference_target", "res_type", "param", "target_id", "target_type"),
+        Index("ix_idx_reference_rev", "target_type", "target_id"),
+    ),
+)
+idx_number = _index_table(
+    "number",
+    Column("low", Numeric(38, 12), nullable=False),
+    Column("high", Numeric(38, 12), nullable=False),
+    extra=(Index("ix_idx_number_lookup", "res_type", "param", "low"),),
+)
+idx_quantity = _index_table(
+    "quantity",
+    Column("system", String(512), nullable=True),
+    Column("code", String(128), nullable=True),
+    Column("value", Numeric(38, 12), nullable=False),
+    Column("low", Numeric(38, 12), nullable=False),
+    Column("high", Numeric(38, 12), nullable=False),
+    extra=(Index("ix_idx_quantity_lookup", "res_type", "param", "code", "value"),),
+)
+idx_uri = _index_table(
+    "uri",
+    Column("uri", String(1024), nullable=False),
+    extra=(Index("ix_idx_uri_lookup", "res_type", "param", "uri"),),
+)
+
+INDEX_TABLES: dict[str, Table] = {
+    "token": idx_token,
+    "string": idx_string,
+    "date": idx_date,
+    "reference": idx_reference,
+    "number": idx_number,
+    "quantity": idx_quantity,
+    "uri": idx_uri,
+}
+
+INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
+    "token": ("param", "system", "code", "text", "grp"),
+    "string": ("param", "norm", "exact", "grp"),
+    "date": ("param", "low", "high", "grp"),
+    "reference": ("param", "target_type", "target_id", "url", "ident_system", "ident_value", "grp"),
+    "number": ("param", "low", "high", "grp"),
+    "quantity": ("param", "system", "code", "value", "low", "high", "grp"),
+    "uri": ("param", "uri", "grp"),
+}
+
+__all__ = [
+    "INDEX_COLUMNS",
+    "INDEX_TABLES",
+    "Text",
+    "metadata",
+    "outbox",
+    "resource_history",
+    "resources",
+]

@@ -1,0 +1,368 @@
+"""The SQL store: one implementation on SQLAlchemy Core, specialised per dialect.
+
+:class:`SqliteStore` is the embedded default (a WAL file, ``synchronous=FULL`` so a commit is
+on disk before we answer, ``BEGIN IMMEDIATE`` for writers so concurrent updates serialise
+instead of failing on lock upgrades). :class:`PostgresStore` is production: row locks decide
+If-Match races, ``pg_advisory_xact_lock`` serialises conditional creates across processes
+and hosts, so the gateway process keeps no shared state of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    false,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+
+from gateway.search.extract import IndexRows
+from gateway.search.query import SearchQuery
+from gateway.store.base import SearchPage, StoredResource, VersionConflict
+from gateway.store.schema import (
+    INDEX_COLUMNS,
+    INDEX_TABLES,
+    metadata,
+    outbox,
+    resource_history,
+    resources,
+)
+from gateway.store.sql_search import count_select, search_select
+
+_COLUMNS = (
+    resources.c.res_type,
+    resources.c.res_id,
+    resources.c.version,
+    resources.c.last_updated,
+    resources.c.deleted,
+    resources.c.body,
+)
+
+
+def _row(row: Any, method: str = "") -> StoredResource:
+    body = row[5]
+    return StoredResource(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        bool(row[4]),
+        bytes(body) if body is not None else None,
+        method,
+    )
+
+
+class SqlTransaction:
+    def __init__(self, store: SqlStore, conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+
+    def current(self, res_type: str, res_id: str) -> StoredResource | None:
+        stmt = select(*_COLUMNS).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
+        if self.store.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return _row(row) if row else None
+
+    def put(self, stored: StoredResource, index: IndexRows | None, *, expected_version: int | None) -> None:
+        values = {
+            "version": stored.version,
+            "last_updated": stored.last_updated,
+            "deleted": stored.deleted,
+            "body": stored.body,
+        }
+        key = {"res_type": stored.res_type, "res_id": stored.res_id}
+        if expected_version is None:
+            try:
+                with self.conn.begin_nested():
+                    self.conn.execute(insert(resources).values(**key, **values))
+            except IntegrityError:
+                raise VersionConflict(f"{stored.res_type}/{stored.res_id} was created concurrently") from None
+        else:
+            result = self.conn.execute(
+                update(resources)
+                .where(
+                    resources.c.res_type == stored.res_type,
+                    resources.c.res_id == stored.res_id,
+                    resources.c.version == expected_version,
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                raise VersionConflict(f"{stored.res_type}/{stored.res_id} changed concurrently")
+            for table in INDEX_TABLES.values():
+                self.conn.execute(
+                    delete(table).where(table.c.res_type == stored.res_type, table.c.res_id == stored.res_id)
+                )
+        if index is not None:
+            for name, rows in index.tables():
+                if rows:
+                    cols = INDEX_COLUMNS[name]
+                    self.conn.execute(
+                        insert(INDEX_TABLES[name]),
+                        [
+                            {
+                                "res_type": stored.res_type,
+                                "res_id": stored.res_id,
+                                **dict(zip(cols, r, strict=True)),
+                            }
+                            for r in rows
+                        ],
+                    )
+        self.conn.execute(insert(resource_history).values(**key, **values, method=stored.method))
+        self.conn.execute(
+            insert(outbox).values(
+                created=stored.last_updated,
+                event="delete" if stored.deleted else ("create" if stored.version == 1 else "update"),
+                res_type=stored.res_type,
+                res_id=stored.res_id,
+                version=stored.version,
+                delivered=False,
+            )
+        )
+
+    def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
+        return [r[0] for r in self.conn.execute(search_select(query).limit(limit))]
+
+    def lock(self, key: str) -> None:
+        if self.store.dialect == "postgresql":
+            number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
+        # SQLite: BEGIN IMMEDIATE already serialises all writers.
+
+
+class SqlStore:
+    dialect = "generic"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    def drop_schema(self) -> None:
+        metadata.drop_all(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        with self._write_connection() as conn, conn.begin():
+            yield SqlTransaction(self, conn)
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def read(self, res_type: str, res_id: str) -> StoredResource | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(*_COLUMNS).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
+            ).first()
+        return _row(row) if row else None
+
+    def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        if not keys:
+            return []
+        found: dict[tuple[str, str], StoredResource] = {}
+        with self.engine.connect() as conn:
+            for chunk_start in range(0, len(keys), 500):
+                chunk = list(keys[chunk_start : chunk_start + 500])
+                rows = conn.execute(
+                    select(*_COLUMNS).where(tuple_(resources.c.res_type, resources.c.res_id).in_(chunk))
+                )
+                for row in rows:
+                    found[(row[0], row[1])] = _row(row)
+        return [found[k] for k in keys if k in found]
+
+    def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
+        h = resource_history.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(h.res_type, h.res_id, h.version, h.last_updated, h.deleted, h.body, h.method).where(
+                    h.res_type == res_type, h.res_id == res_id, h.version == version
+                )
+            ).first()
+        return _row(row, row[6]) if row else None
+
+    def history(
+        self,
+        res_type: str | None,
+        res_id: str | None,
+        *,
+        since: str | None,
+        at: str | None,
+        count: int,
+        offset: int,
+    ) -> tuple[list[StoredResource], int]:
+        h = resource_history.c
+        clauses = []
+        if res_type:
+            clauses.append(h.res_type == res_type)
+        if res_id:
+            clauses.append(h.res_id == res_id)
+        if since:
+            clauses.append(h.last_updated >= since)
+        if at:
+            clauses.append(h.last_updated <= at)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(resource_history).where(*clauses)).scalar_one()
+            rows = conn.execute(
+                select(h.res_type, h.res_id, h.version, h.last_updated, h.deleted, h.body, h.method)
+                .where(*clauses)
+                .order_by(h.seq.desc())
+                .limit(count)
+                .offset(offset)
+            ).all()
+        return [_row(r, r[6]) for r in rows], int(total)
+
+    def search(
+        self,
+        query: SearchQuery,
+        *,
+        count: int,
+        offset: int,
+        total: bool,
+        base_url: str | None = None,
+    ) -> SearchPage:
+        with self.engine.connect() as conn, conn.begin():
+            ids = (
+                [r[0] for r in conn.execute(search_select(query, base_url).limit(count).offset(offset))]
+                if count
+                else []
+            )
+            number = None
+            if total:
+                if offset == 0 and len(ids) < count:
+                    number = len(ids)
+                else:
+                    number = int(conn.execute(count_select(query, base_url)).scalar_one())
+        return SearchPage(ids, number)
+
+    def references_from(
+        self, res_type: str, res_ids: Sequence[str], param: str | None, target_type: str | None
+    ) -> list[tuple[str, str]]:
+        ref = INDEX_TABLES["reference"]
+        clauses = [
+            ref.c.res_type == res_type,
+            ref.c.res_id.in_(list(res_ids)),
+            ref.c.target_id.is_not(None),
+            ref.c.grp.is_(None),
+        ]
+        if param:
+            clauses.append(ref.c.param == param)
+        if target_type:
+            clauses.append(ref.c.target_type == target_type)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ref.c.target_type, ref.c.target_id).where(*clauses).distinct()).all()
+        return [(r[0], r[1]) for r in rows if r[0]]
+
+    def references_to(self, source_type: str, param: str | None, targets: Sequence[tuple[str, str]]) -> list[str]:
+        ref = INDEX_TABLES["reference"]
+        clauses = [
+            ref.c.res_type == source_type,
+            tuple_(ref.c.target_type, ref.c.target_id).in_(list(targets)),
+        ]
+        if param:
+            clauses.append(ref.c.param == param)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ref.c.res_id)
+                .where(*clauses)
+                .where(
+                    ref.c.res_id.in_(
+                        select(resources.c.res_id).where(
+                            resources.c.res_type == source_type, resources.c.deleted == false()
+                        )
+                    )
+                )
+                .distinct()
+            ).all()
+        return [r[0] for r in rows]
+
+    def pending_events(self, limit: int) -> Iterator[tuple[int, str, str, str, int]]:
+        o = outbox.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(o.seq, o.event, o.res_type, o.res_id, o.version)
+                .where(o.delivered == false())
+                .order_by(o.seq)
+                .limit(limit)
+            ).all()
+        for r in rows:
+            yield int(r[0]), r[1], r[2], r[3], int(r[4])
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class SqliteStore(SqlStore):
+    dialect = "sqlite"
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=None if path else NullPool,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = "IMMEDIATE" if conn.get_execution_options().get("yaolian_write") else "DEFERRED"
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return cls(engine)
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn.execution_options(yaolian_write=True)
+
+
+class PostgresStore(SqlStore):
+    dialect = "postgresql"
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return cls(engine)
+
+
+def open_store(url: str) -> SqlStore:
+    """A store for a database URL: ``sqlite:///path`` or ``postgresql://…``."""
+    if url.startswith("sqlite"):
+        return SqliteStore.from_url(url)
+    if url.startswith("postgres"):
+        return PostgresStore.from_url(url)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://HOST/DB")
