@@ -1,0 +1,1 @@
+"""Valid and invalid examples of the alliance profiles (see index.json)."""
