@@ -1,0 +1,116 @@
+"""The ``yaolian`` command line (typer): serve, demo, and the adapter/profile tools.
+
+Every ``serve`` option also comes from a ``YAOLIAN_*`` environment variable through
+:mod:`gateway.settings`; command-line values win.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Yaolian (药联) FHIR R5 gateway for county medical alliances.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _apply_env(**values: object) -> None:
+    """Command-line options become environment settings so worker processes see them too."""
+    for key, value in values.items():
+        if value is not None:
+            os.environ[f"YAOLIAN_{key.upper()}"] = str(value)
+    from gateway.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind [env YAOLIAN_HOST; 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port [env YAOLIAN_PORT; 8080]")] = None,
+    database: Annotated[
+        str | None, typer.Option(help="sqlite:///FILE or postgresql://… [env YAOLIAN_DATABASE]")
+    ] = None,
+    redis: Annotated[str | None, typer.Option(help="redis://host:6379/0 for events [env YAOLIAN_REDIS]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes [env YAOLIAN_WORKERS; 1]")] = None,
+    mllp_port: Annotated[int | None, typer.Option(help="Also accept HL7 v2 over MLLP on this port")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the demo alliance first (idempotent)")] = False,
+) -> None:
+    """Start the gateway; the FHIR base is http://HOST:PORT/fhir."""
+    import uvicorn
+
+    _apply_env(host=host, port=port, database=database, redis=redis, workers=workers, mllp_port=mllp_port)
+    from gateway.settings import get_settings
+
+    settings = get_settings()
+    if demo or settings.demo:
+        _load_demo(settings.database)
+    console.print(
+        f"[bold green]Yaolian[/] FHIR base [cyan]http://{settings.host}:{settings.port}/fhir[/] "
+        f"(store: {settings.database.split('://')[0]}, workers: {settings.workers})"
+    )
+    uvicorn.run(
+        "gateway.asgi:app",
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def _load_demo(database: str) -> None:
+    from gateway.demo import load_demo
+
+    count = load_demo(database)
+    console.print(f"demo alliance loaded: {count} resources")
+
+
+@app.command()
+def demo(
+    database: Annotated[str | None, typer.Option(help="Database URL [env YAOLIAN_DATABASE]")] = None,
+) -> None:
+    """Load the demo alliance (county hospital, township centres, village clinics, drugs, prescriptions)."""
+    _apply_env(database=database)
+    from gateway.settings import get_settings
+
+    _load_demo(get_settings().database)
+
+
+@app.command("init-db")
+def init_db(database: Annotated[str | None, typer.Option(help="Database URL")] = None) -> None:
+    """Create the tables (serve does this on start; useful before a bulk load)."""
+    _apply_env(database=database)
+    from gateway.settings import get_settings
+    from gateway.store.sql import open_store
+
+    store = open_store(get_settings().database)
+    store.create_schema()
+    store.dispose()
+    console.print("schema ready")
+
+
+def _mount_optional() -> None:
+    """Sub-commands that live beside the core (adapters, profiles) mount when present."""
+    try:
+        from adapters.cli import app as adapters_app
+    except ImportError:
+        adapters_app = None
+    if adapters_app is not None:
+        app.add_typer(adapters_app, name="adapters", help="List, scaffold and run adapters.")
+
+
+_mount_optional()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+__all__ = ["Path", "app"]
