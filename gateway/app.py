@@ -65,9 +65,23 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     validator, profiles_by_type = _profile_validator()
     service = FhirService(store, settings, hooks, validator if settings.validation_mode != "off" else None)
 
+    from gateway.ingest.journal import Journal
+    from gateway.ingest.pipeline import IngestPipeline
+
+    pipeline = IngestPipeline(service, Journal(store))
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        mllp = None
+        if settings.mllp_port:
+            from gateway.ingest.mllp import MllpServer
+
+            base = settings.base_url or f"http://{settings.host}:{settings.port}/fhir"
+            mllp = MllpServer(pipeline, base)
+            await mllp.start(settings.host, settings.mllp_port)
         yield
+        if mllp is not None:
+            await mllp.stop()
         store.dispose()
 
     app = FastAPI(
@@ -80,6 +94,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.settings = settings
     app.state.service = service
     app.state.store = store
+    app.state.ingest = pipeline
     app.state.capability_cache = {}
     app.state.profile_validator = validator
     app.state.profiles_by_type = profiles_by_type

@@ -164,3 +164,20 @@ __all__ = [
     "resource_history",
     "resources",
 ]
+
+ingest_messages = Table(
+    "ingest_messages",
+    metadata,
+    Column("seq", _BIGINT_PK, primary_key=True, autoincrement=True),
+    Column("adapter", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("control_id", String(128), nullable=True),
+    Column("received", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("outcome", LargeBinary, nullable=True),
+    Column("reply", LargeBinary, nullable=True),
+    Column("attempts", Integer, nullable=False, default=1),
+    Index("ux_ingest_control", "adapter", "control_id", unique=True),
+    Index("ix_ingest_status", "status", "seq"),
+)

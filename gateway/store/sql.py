@@ -161,11 +161,11 @@ class SqlStore:
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
-        with self._write_connection() as conn, conn.begin():
+        with self.write_connection() as conn, conn.begin():
             yield SqlTransaction(self, conn)
 
     @contextmanager
-    def _write_connection(self) -> Iterator[Connection]:
+    def write_connection(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
 
@@ -343,7 +343,7 @@ class SqliteStore(SqlStore):
         return cls(engine)
 
     @contextmanager
-    def _write_connection(self) -> Iterator[Connection]:
+    def write_connection(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn.execution_options(yaolian_write=True)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import validate
+from gateway.api.operations import ingest, validate
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -28,6 +28,8 @@ class Operation:
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
+        Operation("ingest", "http://yaolian.org/fhir/OperationDefinition/ingest", ("system",), ingest.ingest),
+        Operation("convert", "http://yaolian.org/fhir/OperationDefinition/convert", ("system",), ingest.convert_only),
         Operation(
             "validate",
             "http://hl7.org/fhir/OperationDefinition/Resource-validate",

@@ -1,0 +1,125 @@
+"""The ingest journal: every inbound message, raw, before it is acknowledged.
+
+A message is written (status ``received``) and committed before conversion starts, then
+marked ``accepted`` (with the transaction-response) or ``rejected`` (with the
+OperationOutcome) — rejected messages are the dead-letter queue that ``yaolian replay``
+re-runs after a mapping fix. ``(adapter, control_id)`` is unique, so a resend of the same
+MSH-10 finds the earlier reply instead of creating anything new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.service.clock import now_instant
+from gateway.store.schema import ingest_messages
+from gateway.store.sql import SqlStore
+
+RECEIVED, ACCEPTED, REJECTED = "received", "accepted", "rejected"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    seq: int
+    adapter: str
+    channel: str
+    control_id: str | None
+    status: str
+    raw: bytes
+    outcome: bytes | None
+    reply: bytes | None
+    attempts: int
+
+
+def _entry(row: object) -> JournalEntry:
+    r = tuple(row)  # type: ignore[call-overload]
+    return JournalEntry(
+        int(r[0]),
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        bytes(r[5]),
+        bytes(r[6]) if r[6] is not None else None,
+        bytes(r[7]) if r[7] is not None else None,
+        int(r[8]),
+    )
+
+
+_COLS = (
+    ingest_messages.c.seq,
+    ingest_messages.c.adapter,
+    ingest_messages.c.channel,
+    ingest_messages.c.control_id,
+    ingest_messages.c.status,
+    ingest_messages.c.raw,
+    ingest_messages.c.outcome,
+    ingest_messages.c.reply,
+    ingest_messages.c.attempts,
+)
+
+
+class Journal:
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    def record(self, adapter: str, channel: str, control_id: str | None, raw: bytes) -> tuple[JournalEntry, bool]:
+        """Store the raw message durably; returns ``(entry, is_new)`` (False on a resend)."""
+        try:
+            with self.store.write_connection() as conn, conn.begin():
+                seq = conn.execute(
+                    insert(ingest_messages)
+                    .values(
+                        adapter=adapter,
+                        channel=channel,
+                        control_id=control_id,
+                        received=now_instant(),
+                        status=RECEIVED,
+                        raw=raw,
+                        attempts=1,
+                    )
+                    .returning(ingest_messages.c.seq)
+                ).scalar_one()
+        except IntegrityError:
+            existing = self.find(adapter, control_id)
+            assert existing is not None
+            return existing, False
+        return JournalEntry(int(seq), adapter, channel, control_id, RECEIVED, raw, None, None, 1), True
+
+    def find(self, adapter: str, control_id: str | None) -> JournalEntry | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(*_COLS).where(ingest_messages.c.adapter == adapter, ingest_messages.c.control_id == control_id)
+            ).first()
+        return _entry(row) if row else None
+
+    def get(self, seq: int) -> JournalEntry | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_COLS).where(ingest_messages.c.seq == seq)).first()
+        return _entry(row) if row else None
+
+    def finish(self, seq: int, status: str, outcome: bytes | None, reply: bytes | None, *, retry: bool = False) -> None:
+        values: dict[str, object] = {"status": status, "outcome": outcome, "reply": reply}
+        if retry:
+            values["attempts"] = ingest_messages.c.attempts + 1
+        with self.store.write_connection() as conn, conn.begin():
+            conn.execute(update(ingest_messages).where(ingest_messages.c.seq == seq).values(**values))
+
+    def dead_letters(self, adapter: str | None = None, limit: int = 1000) -> Iterator[JournalEntry]:
+        clauses = [ingest_messages.c.status.in_([REJECTED, RECEIVED])]
+        if adapter:
+            clauses.append(ingest_messages.c.adapter == adapter)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*_COLS).where(*clauses).order_by(ingest_messages.c.seq).limit(limit)).all()
+        for row in rows:
+            yield _entry(row)
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ingest_messages.c.status, func.count()).group_by(ingest_messages.c.status)).all()
+        return {r[0]: int(r[1]) for r in rows}
