@@ -24,7 +24,7 @@ from gateway.validation.terminology import in_value_set
 __all__ = ["CompiledProfile", "compiled_profile"]
 
 Json = Any
-Invariant = tuple[str, str, str, Callable[..., list[Any]]]  # key, severity, human, function
+Invariant = tuple[str, str, str, Callable[[Any], bool]]  # key, severity, human, predicate
 
 
 @dataclass(slots=True)
@@ -51,10 +51,12 @@ class Rule:
     slices: list[Slice] = field(default_factory=list)
     closed: bool = False
     extension_profile: str | None = None
-
-    @property
-    def choice(self) -> bool:
-        return self.name.endswith("[x]")
+    choice: bool = False
+    prefix: str = ""  # choices: the JSON key prefix (``value``)
+    json_types: frozenset[str] = frozenset()  # choices: allowed JSON suffixes (``Coding``)
+    # slices discriminated by one string value at one path (url, system): looked up by value
+    slice_path: tuple[str, ...] | None = None
+    slice_index: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -66,7 +68,52 @@ class CompiledProfile:
 
 @functools.cache
 def _fhirpath(expression: str) -> Callable[..., list[Any]]:
-    return fhirpath_compile(expression, models["r5"])
+    return fhirpath_compile(expression, models["r5"])  # type: ignore[no-any-return]
+
+
+def _split_implies(expression: str) -> tuple[str, str] | None:
+    """``A implies B`` at the top level (outside parentheses and strings), else None."""
+    depth, quote, i = 0, "", 0
+    while i < len(expression):
+        ch = expression[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'`":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0 and expression.startswith(" implies ", i):
+            rest = expression[i + 9 :]
+            if " implies " in rest:  # implies chains: leave to fhirpathpy
+                return None
+            return expression[:i].strip(), rest.strip()
+        i += 1
+    return None
+
+
+def _invariant(expression: str) -> Callable[[Any], bool]:
+    """A predicate that is False exactly when the expression evaluates to ``false``.
+
+    ``A implies B`` is split so that B is only evaluated when A is true: ``implies`` is
+    true when A is false, and true or empty (never false) when A is empty; fhirpathpy would
+    otherwise evaluate both sides every time."""
+    split = _split_implies(expression)
+    if split is None:
+        whole = _fhirpath(expression)
+        return lambda node: whole(node) != [False]
+    antecedent, consequent = _fhirpath(split[0]), _fhirpath(split[1])
+
+    def check(node: Any) -> bool:
+        if antecedent(node) != [True]:
+            return True
+        return consequent(node) != [False]
+
+    return check
 
 
 def _value_key(element: dict[str, Any], prefix: str) -> tuple[str, Json] | None:
@@ -99,7 +146,9 @@ def _compile(sd: dict[str, Any]) -> Rule:
         )
         types = [t["code"] for t in e.get("type", [])]
         if name.endswith("[x]"):
+            rule.choice, rule.prefix = True, name[:-3]
             rule.types = frozenset(types)
+            rule.json_types = frozenset(t[:1].upper() + t[1:] for t in types)
         if types == ["Extension"] and e.get("type", [{}])[0].get("profile"):
             rule.extension_profile = e["type"][0]["profile"][0]
         rule.fixed = _value_key(e, "fixed")
@@ -112,7 +161,7 @@ def _compile(sd: dict[str, Any]) -> Rule:
         for c in e.get("constraint", []):
             if c.get("source") == own or c.get("source", "").startswith(BASE):
                 rule.invariants.append(
-                    (c["key"], c.get("severity", "error"), c.get("human", ""), _fhirpath(c["expression"]))
+                    (c["key"], c.get("severity", "error"), c.get("human", ""), _invariant(c["expression"]))
                 )
         if "slicing" in e:
             slicing[eid] = e["slicing"]
@@ -141,6 +190,15 @@ def _compile(sd: dict[str, Any]) -> Rule:
             base.slices.insert(0, Slice(eid.rsplit(":", 1)[1], rule, keys))
         elif eid in parents:
             rules[parents[eid]].children.insert(0, rule)
+    for rule in rules.values():
+        paths = {sl.keys[0][0] for sl in rule.slices if len(sl.keys) == 1}
+        if (
+            rule.slices
+            and len(paths) == 1
+            and all(len(sl.keys) == 1 and isinstance(sl.keys[0][1], str) for sl in rule.slices)
+        ):
+            rule.slice_path = paths.pop()
+            rule.slice_index = {sl.keys[0][1]: n for n, sl in enumerate(rule.slices)}
     return rules[elements[0]["id"]]
 
 
@@ -222,11 +280,11 @@ class Walker:
                 self.children(child, value, expr)
         for key, severity, human, fn in rule.invariants:
             try:
-                result = fn(value)
+                holds = fn(value)
             except Exception as exc:  # a broken instance can break an expression
                 self.issues.append(issue("YL-3061", expr, key=key, detail=str(exc)[:200]))
                 continue
-            if result and result[0] is False:
+            if not holds:
                 self.issues.append(issue("YL-3060", expr, severity=severity, key=key, human=human))
 
     def binding(self, valueset: str, value: Json, expr: str) -> None:
@@ -253,32 +311,25 @@ class Walker:
 
     def children(self, rule: Rule, parent: dict[str, Json], parent_expr: str) -> None:
         if rule.choice:
-            prefix = rule.name[:-3]
-            found = next(
-                (
-                    (k, v)
-                    for k, v in parent.items()
-                    if k.startswith(prefix) and k[len(prefix) : len(prefix) + 1].isupper()
-                ),
-                None,
-            )
+            prefix = rule.prefix
+            found = None
+            for k in parent:
+                if k.startswith(prefix) and k[len(prefix) : len(prefix) + 1].isupper():
+                    found = k
+                    break
             if found is None:
                 if rule.min:
                     self._missing(rule, f"{parent_expr}.{prefix}")
                 return
-            key, value = found
-            type_name = key[len(prefix) :]
+            expr = f"{parent_expr}.{found}"
             if rule.max == 0:
+                self.issues.append(issue("YL-3011", expr, element=rule.label, max=0, count=1, profile=self.profile))
+            elif rule.json_types and found[len(prefix) :] not in rule.json_types:
                 self.issues.append(
-                    issue("YL-3011", f"{parent_expr}.{key}", element=rule.label, max=0, count=1, profile=self.profile)
+                    issue("YL-3013", expr, element=rule.label, type=found[len(prefix) :], profile=self.profile)
                 )
-                return
-            if rule.types and not any(t[:1].upper() + t[1:] == type_name for t in rule.types):
-                self.issues.append(
-                    issue("YL-3013", f"{parent_expr}.{key}", element=rule.label, type=type_name, profile=self.profile)
-                )
-                return
-            self.element(rule, value, f"{parent_expr}.{key}")
+            else:
+                self.element(rule, parent[found], expr)
             return
         raw = parent.get(rule.name)
         if raw is None:
@@ -288,7 +339,7 @@ class Walker:
         values = raw if isinstance(raw, list) else [raw]
         base_expr = f"{parent_expr}.{rule.name}"
         if len(values) < rule.min:
-            self._missing(rule, base_expr, len(values))
+            self._missing(rule, base_expr)
         if rule.check_max and rule.max is not None and len(values) > rule.max:
             self.issues.append(
                 issue("YL-3011", base_expr, element=rule.label, max=rule.max, count=len(values), profile=self.profile)
@@ -300,11 +351,10 @@ class Walker:
         counts = [0] * len(rule.slices)
         for i, v in enumerate(values):
             expr = f"{base_expr}[{i}]" if rule.is_array else base_expr
-            for n, sl in enumerate(rule.slices):
-                if all(_matches_pattern(want, _at(v, path)) if want is not None else False for path, want in sl.keys):
-                    counts[n] += 1
-                    self.element(sl.rule, v, expr)
-                    break
+            n = self._slice_of(rule, v)
+            if n is not None:
+                counts[n] += 1
+                self.element(rule.slices[n].rule, v, expr)
             else:
                 if rule.closed:
                     self.issues.append(issue("YL-3050", expr, element=expr, profile=self.profile))
@@ -312,7 +362,7 @@ class Walker:
                     self.element(rule, v, expr)
         for n, sl in enumerate(rule.slices):
             if counts[n] < sl.rule.min:
-                self._missing(sl.rule, base_expr, counts[n])
+                self._missing(sl.rule, base_expr)
             elif sl.rule.max is not None and counts[n] > sl.rule.max:
                 self.issues.append(
                     issue(
@@ -325,8 +375,17 @@ class Walker:
                     )
                 )
 
-    def _missing(self, rule: Rule, expr: str, count: int = 0) -> None:
-        del count
+    @staticmethod
+    def _slice_of(rule: Rule, value: Json) -> int | None:
+        if rule.slice_path is not None:
+            key = _at(value, rule.slice_path)
+            return rule.slice_index.get(key) if isinstance(key, str) else None
+        for n, sl in enumerate(rule.slices):
+            if sl.keys and all(want is not None and _matches_pattern(want, _at(value, path)) for path, want in sl.keys):
+                return n
+        return None
+
+    def _missing(self, rule: Rule, expr: str) -> None:
         self.issues.append(issue("YL-3010", expr, element=rule.label, min=rule.min, profile=self.profile))
 
 

@@ -1,5 +1,8 @@
 """Base structure of a resource through the fhir.resources R5 models.
 
+Well-formed input is recognised by :mod:`._fastpath` without building the model tree; anything
+else goes through ``model_validate``, whose errors are the findings.
+
 Pydantic error locations are turned into FHIRPath: ``('dosageInstruction', 0, 'timing')`` on a
 MedicationRequest becomes ``MedicationRequest.dosageInstruction[0].timing``.
 """
@@ -12,6 +15,7 @@ from typing import Any
 from fhir.resources import get_fhir_model_class
 from pydantic import ValidationError
 
+from gateway.validation._fastpath import certainly_valid
 from gateway.validation._issues import ValidationIssue, issue
 
 __all__ = ["check_structure", "loc_to_fhirpath", "model_class"]
@@ -41,6 +45,8 @@ def check_structure(resource: dict[str, Any]) -> list[ValidationIssue]:
     cls = model_class(resource_type)
     if cls is None:
         return [issue("YL-3004", resource_type, detail=f"unknown resourceType {resource_type}")]
+    if certainly_valid(cls, resource):
+        return []
     try:
         cls.model_validate(resource)
     except ValidationError as exc:
