@@ -1,0 +1,140 @@
+"""The HL7 v2 pharmacy adapter: RDE^O11 / RDS^O13 -> FHIR R5 transaction Bundle, and back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from adapters.contract import AdapterDescriptor, ConversionResult, Issue
+from adapters.errors import ConversionError, UnsupportedMessageError
+from adapters.hl7v2.tree import V2PathSyntax, V2Tree, parse
+from adapters.mapping.engine import YAOLIAN_NAMESPACE, Mapping, load_mapping
+
+__all__ = ["SUPPORTED_VERSIONS", "VOLATILE_PATHS", "HL7v2Adapter"]
+
+SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+#: Bundle paths that differ between two conversions of the same message (golden tests drop them).
+VOLATILE_PATHS = ("timestamp",)
+
+_SYNTAX = V2PathSyntax()
+_MSH9_1 = _SYNTAX.compile("MSH-9.1")
+_MSH9_2 = _SYNTAX.compile("MSH-9.2")
+_MSH9_3 = _SYNTAX.compile("MSH-9.3")
+_MSH10 = _SYNTAX.compile("MSH-10")
+_MSH12 = _SYNTAX.compile("MSH-12.1")
+_MSH18 = _SYNTAX.compile("MSH-18")
+_MSH4 = _SYNTAX.compile("MSH-4.1")
+_MSH3 = _SYNTAX.compile("MSH-3")
+
+
+def _mapping_dir() -> Path:
+    import mappings
+
+    return Path(mappings.__file__).parent / "hl7v2"
+
+
+class HL7v2Adapter:
+    """HL7 v2.3–2.5.1 pharmacy messages. Mappings: ``mappings/hl7v2/*.yaml`` (one per message
+    type) and ``mappings/hl7v2/dialects/<vendor>/*.yaml`` (chosen by their ``match``)."""
+
+    descriptor = AdapterDescriptor(
+        name="hl7v2",
+        version="0.1.0",
+        media_types=("application/hl7-v2", "x-application/hl7-v2+er7"),
+        description="HL7 v2 pharmacy orders and dispenses (RDE^O11, RDS^O13) <-> FHIR R5",
+        bidirectional=True,
+        message_types=("RDE^O11", "RDS^O13"),
+    )
+
+    def __init__(self, mapping_dir: Path | None = None) -> None:
+        root = mapping_dir or _mapping_dir()
+        self.mappings: dict[str, Mapping] = {}
+        self.dialects: dict[str, list[Mapping]] = {}
+        for file in sorted(root.glob("*.yaml")):
+            mapping = self._load(file)
+            for message in mapping.messages:
+                self.mappings[message] = mapping
+        for file in sorted(root.glob("dialects/*/*.yaml")):
+            mapping = self._load(file)
+            for message in mapping.messages:
+                self.dialects.setdefault(message, []).append(mapping)
+
+    @staticmethod
+    def _load(file: Path) -> Mapping:
+        return load_mapping(file, _SYNTAX)
+
+    # ------------------------------------------------------------------ to FHIR
+    def mapping_for(self, tree: V2Tree) -> Mapping:
+        event = f"{tree.read(_MSH9_1, tree.root)}^{tree.read(_MSH9_2, tree.root)}"
+        tree.read(_MSH9_3, tree.root)
+        for dialect in self.dialects.get(event, ()):
+            if dialect.matches(tree):
+                return dialect
+        try:
+            return self.mappings[event]
+        except KeyError:
+            raise UnsupportedMessageError(
+                f"message type {event} is not supported",
+                [
+                    Issue(
+                        "fatal",
+                        "not-supported",
+                        "YL-2103",
+                        f"message type {event} is not supported (supported: {', '.join(sorted(self.mappings))})",
+                        f"不支持的消息类型 {event}",
+                        "MSH-9",
+                    )
+                ],
+            ) from None
+
+    def to_fhir(self, raw: bytes) -> ConversionResult:
+        tree = parse(raw)
+        version = tree.read(_MSH12, tree.root)
+        if version not in SUPPORTED_VERSIONS:
+            raise UnsupportedMessageError(
+                f"HL7 version {version!r} is not supported",
+                [
+                    Issue(
+                        "fatal",
+                        "not-supported",
+                        "YL-2103",
+                        f"HL7 version {version!r} is not supported ({', '.join(SUPPORTED_VERSIONS)})",
+                        f"不支持的 HL7 版本 {version!r}",
+                        "MSH-12",
+                    )
+                ],
+            )
+        control_id = tree.read(_MSH10, tree.root)
+        tree.read(_MSH18, tree.root)
+        tree.read(_MSH3, tree.root)
+        mapping = self.mapping_for(tree)
+        entries, issues = mapping.run(tree)
+        issues = tree.issues + issues
+        if any(i.severity in ("fatal", "error") for i in issues):
+            raise ConversionError(
+                f"message {control_id} cannot be converted",
+                issues,
+                message_zh=f"消息 {control_id} 无法转换",
+            )
+        facility = tree.read(_MSH4, tree.root)
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "id": str(uuid.uuid5(YAOLIAN_NAMESPACE, f"Bundle|{facility}|{control_id}")),
+            "meta": {"source": f"https://yaolian.cn/fhir/adapter/hl7v2/{mapping.name}"},
+            "identifier": {
+                "system": f"https://yaolian.cn/fhir/sid/{facility}/message",
+                "value": control_id,
+            },
+            "type": "transaction",
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "entry": entries,
+        }
+        return ConversionResult(bundle, issues)
+
+    # ------------------------------------------------------------------ from FHIR
+    def from_fhir(self, resource: dict[str, Any]) -> bytes:
+        from adapters.hl7v2.writer import render_rde_o11
+
+        return render_rde_o11(resource, self.mappings["RDE^O11"])
