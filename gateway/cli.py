@@ -93,6 +93,49 @@ def init_db(database: Annotated[str | None, typer.Option(help="Database URL")] =
     console.print("schema ready")
 
 
+@app.command()
+def replay(
+    database: Annotated[str | None, typer.Option(help="Database URL [env YAOLIAN_DATABASE]")] = None,
+    adapter: Annotated[str | None, typer.Option(help="Only messages of this adapter")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many messages")] = 1000,
+) -> None:
+    """Re-run rejected (dead-letter) messages, e.g. after a mapping fix."""
+    from rich.progress import Progress
+
+    from gateway.hooks import RequestContext
+    from gateway.ingest.journal import ACCEPTED, Journal
+    from gateway.ingest.pipeline import IngestPipeline
+    from gateway.service.fhir_service import FhirService
+    from gateway.settings import get_settings
+    from gateway.store.sql import open_store
+
+    _apply_env(database=database)
+    settings = get_settings()
+    store = open_store(settings.database)
+    store.create_schema()
+    journal = Journal(store)
+    pipeline = IngestPipeline(FhirService(store, settings), journal)
+    entries = list(journal.dead_letters(adapter, limit))
+    fixed = 0
+    ctx = RequestContext(
+        base_url=settings.base_url or f"http://{settings.host}:{settings.port}/fhir", interaction="replay"
+    )
+    with Progress(console=console) as progress:
+        task = progress.add_task("replaying", total=len(entries))
+        for entry in entries:
+            result = pipeline.replay(entry, ctx)
+            fixed += result.status == ACCEPTED
+            if result.status != ACCEPTED and result.issues:
+                console.print(
+                    f"#{entry.seq} {entry.adapter} {entry.control_id}: still rejected - {result.issues[0].en}"
+                )
+            progress.advance(task)
+    store.dispose()
+    console.print(f"replayed {len(entries)}: {fixed} accepted, {len(entries) - fixed} still rejected")
+    if fixed < len(entries):
+        raise typer.Exit(1)
+
+
 def _mount_optional() -> None:
     """Sub-commands that live beside the core (adapters, profiles) mount when present."""
     try:
