@@ -69,9 +69,15 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     from gateway.ingest.pipeline import IngestPipeline
 
     pipeline = IngestPipeline(service, Journal(store))
+    from gateway.events.relay import OutboxRelay
+    from gateway.hooks import Pointcut
+
+    relay = OutboxRelay(store, settings.redis)
+    service.hooks.register(Pointcut.AFTER_COMMIT, relay.notify)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        relay.start()
         mllp = None
         if settings.mllp_port:
             from gateway.ingest.mllp import MllpServer
@@ -82,6 +88,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
         yield
         if mllp is not None:
             await mllp.stop()
+        relay.stop()
         store.dispose()
 
     app = FastAPI(
@@ -95,6 +102,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.service = service
     app.state.store = store
     app.state.ingest = pipeline
+    app.state.relay = relay
     app.state.capability_cache = {}
     app.state.profile_validator = validator
     app.state.profiles_by_type = profiles_by_type
