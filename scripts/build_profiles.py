@@ -501,10 +501,14 @@ def search_parameters() -> list[dict]:
             "local-code",
             "token",
             f"Medication.identifier.where(system='{SYS_LOCAL_DRUG}')",
-            "Member local drug code 院内编码 (fixmedins_hilist_id).",
+            "Member local drug code 院内编码 (fixmedins_hilist_id) (POL-08).",
         ),
         search_param(
-            "Medication", "generic-name", "string", "Medication.code.text", "Generic name 通用名 (drug_genname)."
+            "Medication",
+            "generic-name",
+            "string",
+            "Medication.code.text",
+            "Generic name 通用名 (drug_genname) (POL-01).",
         ),
         search_param(
             "Medication",
@@ -567,14 +571,14 @@ def search_parameters() -> list[dict]:
             "insurance-code",
             "token",
             f"Organization.identifier.where(system='{SYS_FIXMEDINS}')",
-            "Insurance institution code 定点医疗机构编码 (fixmedins_code).",
+            "Insurance institution code 定点医疗机构编码 (fixmedins_code) (POL-18).",
         ),
         search_param(
             "Practitioner",
             "physician-code",
             "token",
             f"Practitioner.identifier.where(system='{SYS_DR_CODE}')",
-            "Insurance physician code 医保医师代码 (dr_code).",
+            "Insurance physician code 医保医师代码 (dr_code) (POL-06).",
         ),
         search_param(
             "SupplyRequest",

@@ -82,7 +82,7 @@ def _spec(cls: type) -> _Spec:
             spec.fields[alias] = _Field(is_list, model=_model_for(klass))
         elif inner is not None:
             spec.fields[alias] = _Field(is_list, primitive=_adapter(inner))
-        if extra.get("element_required"):
+        if extra.get("element_required") or info.is_required():
             required.append(alias)
         if prefix := extra.get("one_of_many"):
             names, req = spec.choices.get(prefix, ((), False))
