@@ -133,6 +133,12 @@ class HL7v2Adapter:
         }
         return ConversionResult(bundle, issues)
 
+    def message_id(self, raw: bytes) -> str:
+        """MSH-10, the sender's idempotency key (the gateway journal calls this)."""
+        from adapters.hl7v2.ack import message_control_id
+
+        return message_control_id(raw)
+
     # ------------------------------------------------------------------ from FHIR
     def from_fhir(self, resource: dict[str, Any]) -> bytes:
         from adapters.hl7v2.writer import render_rde_o11

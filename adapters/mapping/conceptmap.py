@@ -44,6 +44,7 @@ class ConceptMap:
     forward: dict[tuple[str, str], list[Target]] = field(default_factory=dict)
     by_code: dict[str, list[Target]] = field(default_factory=dict)
     reverse: dict[tuple[str, str], list[Target]] = field(default_factory=dict)
+    _targets: frozenset[str] | None = None
 
     def translate(self, code: str, system: str | None = None) -> list[Target]:
         """Targets for ``code``; without a system, any group's source matches."""
@@ -57,8 +58,10 @@ class ConceptMap:
             return self.reverse.get((system, code), [])
         return [t for (_, c), ts in self.reverse.items() if c == code for t in ts]
 
-    def target_codes(self) -> set[str]:
-        return {t.code for ts in self.forward.values() for t in ts}
+    def target_codes(self) -> frozenset[str]:
+        if self._targets is None:
+            self._targets = frozenset(t.code for ts in self.forward.values() for t in ts)
+        return self._targets
 
 
 def load_conceptmap(path: Path) -> ConceptMap:

@@ -437,6 +437,8 @@ class _Run:
         targets = cmap.translate(value) if cmap else []
         if targets:
             return {"system": "http://unitsofmeasure.org", "code": targets[0].code}
+        if cmap is not None and value in cmap.target_codes():
+            return {"system": "http://unitsofmeasure.org", "code": value}
         where = self.tree.location(rule.source[0], ctx)
         self.issues.append(
             Issue(
