@@ -21,38 +21,21 @@ log = logging.getLogger("yaolian")
 
 
 def _profile_validator() -> tuple[Any, dict[str, list[str]]]:
-    """The alliance profile validator, when the validation package is present."""
-    try:
-        from gateway import validation
-    except ImportError:
-        return None, {}
-    if not all(hasattr(validation, name) for name in ("validate", "default_profiles", "known_profiles")):
-        return None, {}
+    """Structure + alliance profile validation (gateway.validation), and profiles by type."""
+    from gateway import validation
+    from gateway.errors import Issue
+
     by_type: dict[str, list[str]] = {}
-    try:
-        for url in validation.known_profiles():
-            from gateway.validation import profile_type  # type: ignore[attr-defined]
+    for url in validation.known_profiles():
+        resource_type = validation.profile_resource_type(url)
+        if resource_type:
+            by_type.setdefault(resource_type, []).append(url)
 
-            by_type.setdefault(profile_type(url), []).append(url)
-    except (ImportError, AttributeError):
-        pass
-
-    def run(data: dict[str, Any], profiles: list[str] | None = None) -> list[Any]:
-        from gateway.errors import Issue
-
-        wanted = tuple(profiles or ()) or tuple((data.get("meta") or {}).get("profile") or ()) + tuple(
-            validation.default_profiles(data["resourceType"])
-        )
+    def run(data: dict[str, Any], profiles: list[str] | None = None) -> list[Issue]:
+        wanted = tuple(profiles) if profiles else validation.profiles_for(data)
         return [
-            Issue(
-                i.severity,
-                i.code,
-                i.message_en,
-                i.message_zh,
-                (i.expression,) if i.expression else (),
-                i.error_code,
-            )
-            for i in validation.validate(data, wanted, structure=False)
+            Issue(i.severity, i.code, i.message_en, i.message_zh, (i.expression,) if i.expression else (), i.error_code)
+            for i in validation.validate(data, wanted, structure=True)
         ]
 
     return run, by_type

@@ -156,6 +156,19 @@ def bulk_load_command(
     console.print(f"{count} resources loaded (not validated)")
 
 
+profiles_app = typer.Typer(help="Alliance profiles: readable documentation.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+
+@profiles_app.command("docs")
+def profiles_docs(out: Annotated[Path, typer.Option(help="Output folder")] = Path("profile-docs")) -> None:
+    """Render one HTML page per alliance profile (elements, cardinality, bindings, examples)."""
+    from gateway.validation.docs import render_profile_docs
+
+    pages = render_profile_docs(out)
+    console.print(f"{len(pages)} pages written; open {pages[0] if pages else out}")
+
+
 def _mount_optional() -> None:
     """Sub-commands that live beside the core (adapters, profiles) mount when present."""
     try:
@@ -176,4 +189,4 @@ def main() -> None:  # pragma: no cover - console entry point
 if __name__ == "__main__":  # pragma: no cover
     main()
 
-__all__ = ["Path", "app"]
+__all__ = ["app"]

@@ -30,6 +30,8 @@ from gateway.search.query import parse_search
 from gateway.service.clock import now_instant
 from gateway.store.base import StoredResource, StoreTransaction, VersionConflict
 
+# Findings that mean "not a valid R5 resource" (as opposed to "not conformant to a profile").
+STRUCTURAL_CODES = frozenset({"YL-0700", "YL-3001", "YL-3004"})
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 ETAG_RE = re.compile(r'^(?:W/)?"?([^"]+)"?$')
 
@@ -71,13 +73,15 @@ class Writer:
             raise BadRequest("YL-0103", found=found, expected=resource_type, expression=["resourceType"])
 
     def _validate(self, data: dict[str, Any]) -> list[Any]:
+        """Structure always (a malformed resource is never stored); profiles per the mode."""
         if self.validation_mode == "off":
-            return []
-        issues = structure_issues(data)
-        if self.validator is not None and not issues:
-            issues.extend(self.validator(data))
+            issues = structure_issues(data)
+        elif self.validator is not None:
+            issues = self.validator(data)
+        else:
+            issues = structure_issues(data)
         errors = [i for i in issues if i.severity in ("error", "fatal")]
-        structural = any(i.error_code == "YL-0700" for i in errors)
+        structural = any(i.error_code in STRUCTURAL_CODES for i in errors)
         if errors and (structural or self.validation_mode == "strict"):
             raise Unprocessable(issues)
         return issues

@@ -24,6 +24,7 @@ __all__ = [
     "ValidationIssue",
     "default_profiles",
     "known_profiles",
+    "profile_resource_type",
     "profiles_for",
     "validate",
 ]
@@ -49,6 +50,14 @@ def default_profiles(resource_type: str) -> tuple[str, ...]:
 def known_profiles() -> list[str]:
     """Canonical URLs of all profiles (resource profiles and extensions) in ``profiles/``."""
     return sorted(sd["url"] for sd in conformance().all("StructureDefinition"))
+
+
+def profile_resource_type(url: str) -> str | None:
+    """The resource type a profile constrains (None for extensions and unknown URLs)."""
+    compiled = compiled_profile(url.split("|", 1)[0])
+    if compiled is None or compiled.resource_type == "Extension":
+        return None
+    return str(compiled.resource_type)
 
 
 def profiles_for(resource: dict[str, Any]) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import ingest, validate
+from gateway.api.operations import ingest, terminology, validate
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -30,6 +30,19 @@ OPERATIONS: dict[str, Operation] = {
     for op in (
         Operation("ingest", "http://yaolian.org/fhir/OperationDefinition/ingest", ("system",), ingest.ingest),
         Operation("convert", "http://yaolian.org/fhir/OperationDefinition/convert", ("system",), ingest.convert_only),
+        Operation(
+            "validate-code",
+            "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code",
+            ("type",),
+            terminology.validate_code,
+        ),
+        Operation("lookup", "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup", ("type",), terminology.lookup),
+        Operation(
+            "translate",
+            "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate",
+            ("type",),
+            terminology.translate,
+        ),
         Operation(
             "validate",
             "http://hl7.org/fhir/OperationDefinition/Resource-validate",

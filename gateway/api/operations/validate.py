@@ -9,7 +9,7 @@ from starlette.responses import Response
 from gateway.api.context import context, in_thread, service
 from gateway.api.formats import parse_resource, request_format
 from gateway.api.responses import fhir_response
-from gateway.errors import BadRequest, operation_outcome
+from gateway.errors import BadRequest, Issue, operation_outcome
 from gateway.fhir.json_text import ResourceText
 from gateway.fhir.structure import structure_issues
 
@@ -47,11 +47,14 @@ async def handle(request: Request) -> Response:
     if body.resource_type != rtype:
         raise BadRequest("YL-0103", found=body.resource_type, expected=rtype)
 
-    def run() -> list:
-        issues = structure_issues(body.data)
+    def run() -> list[Issue]:
         validator = request.app.state.profile_validator
-        if validator is not None and not issues:
-            issues.extend(validator(body.data, profiles))
+        if validator is None:
+            return structure_issues(body.data)
+        issues: list[Issue] = validator(body.data, profiles or None)
+        for found in issues:  # a profile the caller asked for by name must exist
+            if profiles and found.error_code == "YL-3002":
+                found.severity = "error"
         return issues
 
     issues = await in_thread(run)
