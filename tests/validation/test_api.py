@@ -19,6 +19,7 @@ def test_all_is_pinned() -> None:
         "ValidationIssue",
         "default_profiles",
         "known_profiles",
+        "profile_resource_type",
         "profiles_for",
         "validate",
     ]
@@ -95,3 +96,9 @@ def test_loc_to_fhirpath() -> None:
 def test_issue_messages_are_bilingual() -> None:
     [found] = validate({"resourceType": "Patient"}, ["http://example.org/nope"])
     assert "Unknown profile" in found.message_en and "未知" in found.message_zh
+
+
+def test_profile_resource_type() -> None:
+    assert validation.profile_resource_type(SD + "yl-prescription") == "MedicationRequest"
+    assert validation.profile_resource_type(SD + "yl-long-term-prescription") is None  # an extension
+    assert validation.profile_resource_type("http://example.org/unknown") is None
