@@ -89,6 +89,12 @@ CODES: dict[str, Code] = _table(
     ),
     Code("YL-0107", "structure", "{reason}", "{reason}"),
     Code(
+        "YL-0108",
+        "structure",
+        "{element} ({type}) must be {expected} in FHIR JSON.",
+        "{element}（{type}）在 FHIR JSON 中必须写作{expected_zh}。",
+    ),
+    Code(
         "YL-0110",
         "not-supported",
         "Media type {media} is not supported; send application/fhir+json or application/fhir+xml.",

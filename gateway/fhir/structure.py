@@ -14,7 +14,8 @@ from typing import Any
 from fhir.resources import get_fhir_model_class
 from pydantic import ValidationError
 
-from gateway.errors import Issue
+from gateway.errors import Issue, issue
+from gateway.fhir import definitions
 
 
 @cache
@@ -73,3 +74,68 @@ def structure_issues(data: dict[str, Any]) -> list[Issue]:
     except (TypeError, ValueError) as exc:
         return [Issue("error", "structure", str(exc), f"资源结构无效：{exc}", (resource_type,), "YL-0700")]
     return []
+
+
+_JSON_KINDS: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "xhtml": (str,),
+    "boolean": (bool,),
+    "number": (int, float),
+}
+_KIND_NAMES = {
+    "string": ("a JSON string", "JSON 字符串"),
+    "xhtml": ("a JSON string", "JSON 字符串"),
+    "boolean": ("true or false", "true 或 false"),
+    "number": ("a JSON number", "JSON 数值"),
+    "integer": ("a JSON integer", "JSON 整数"),
+}
+
+
+def json_form_issues(data: dict[str, Any]) -> list[Issue]:
+    """Primitive values written as the JSON kind FHIR requires (string, number or boolean).
+
+    The fhir.resources models coerce (``"active": "yes"`` passes as ``True``, ``"3"`` as the
+    integer 3) while the gateway stores the client's own text, so without this check a
+    resource could be stored that is not FHIR JSON and cannot be rendered as XML.
+    """
+    found: list[Issue] = []
+    resource_type = data.get("resourceType")
+    if isinstance(resource_type, str):
+        _check_object(data, resource_type, resource_type, found)
+    return found
+
+
+def _check_object(node: dict[str, Any], context: str, path: str, found: list[Issue]) -> None:
+    for key, value in node.items():
+        if key == "resourceType" or value is None:
+            continue
+        extra = key.startswith("_")
+        info = definitions.element(context, key[1:] if extra else key)
+        if info is None:  # unknown elements are the models' to report
+            continue
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            if item is None:
+                continue
+            where = f"{path}.{key}" + (f"[{index}]" if isinstance(value, list) else "")
+            if extra:
+                if isinstance(item, dict):
+                    _check_object(item, info.type, where, found)
+            elif info.json_kind == "object":
+                if isinstance(item, dict) and info.children:
+                    _check_object(item, info.children, where, found)
+            elif info.json_kind == "resource":
+                if isinstance(item, dict) and isinstance(item.get("resourceType"), str):
+                    _check_object(item, item["resourceType"], where, found)
+            else:
+                _check_primitive(info, item, where, found)
+
+
+def _check_primitive(info: definitions.ElementInfo, value: Any, where: str, found: list[Issue]) -> None:
+    kind = info.json_kind
+    ok = isinstance(value, _JSON_KINDS[kind]) and not (kind == "number" and isinstance(value, bool))
+    if ok and kind == "number" and info.type != "decimal" and isinstance(value, float):
+        ok = False
+    if not ok:
+        en, zh = _KIND_NAMES[kind if kind != "number" or info.type == "decimal" else "integer"]
+        found.append(issue("YL-0108", element=where, type=info.type, expected=en, expected_zh=zh, expression=[where]))

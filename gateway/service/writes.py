@@ -23,7 +23,7 @@ from gateway.errors import (
 )
 from gateway.fhir.json_text import ResourceText, dumps_exact, loads_exact
 from gateway.fhir.registry import is_supported
-from gateway.fhir.structure import structure_issues
+from gateway.fhir.structure import json_form_issues, structure_issues
 from gateway.hooks import Hooks, Pointcut, RequestContext
 from gateway.search.extract import extract
 from gateway.search.query import parse_search
@@ -102,6 +102,9 @@ class Writer:
         existing: StoredResource | None,
         method: str,
     ) -> WriteResult:
+        form = json_form_issues(body.data)  # the client's text is stored: it must be FHIR JSON
+        if form:
+            raise BadRequest(form)
         self.hooks.run(Pointcut.BEFORE_WRITE, ctx, resource_type, body.data, existing)
         issues = self._validate(body.data)
         version = (existing.version + 1) if existing else 1
