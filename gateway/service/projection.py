@@ -23,6 +23,12 @@ def _with_subsetted_meta(text: str, meta_span: tuple[int, int] | None) -> str:
     return orjson.dumps(meta).decode()
 
 
+def _is_choice_of(key: str, names: set[str]) -> bool:
+    """``deceasedBoolean`` (or ``_deceasedBoolean``) is kept when ``deceased`` is asked for."""
+    bare = key.lstrip("_")
+    return any(bare.startswith(n) and bare[len(n) : len(n) + 1].isupper() for n in names if n and not n.startswith("_"))
+
+
 def project(body: bytes, resource_type: str, summary: str | None, elements: list[str] | None) -> bytes:
     if summary is None and not elements:
         return body
@@ -45,7 +51,7 @@ def project(body: bytes, resource_type: str, summary: str | None, elements: list
         if key == "meta":
             meta_span = (span.start, span.end)
     for key, span in members:
-        if key not in keep:
+        if key not in keep and not _is_choice_of(key, keep):
             continue
         value = text[span.start : span.end]
         if key == "meta":
