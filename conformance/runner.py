@@ -31,10 +31,16 @@ def select(checks: Iterable[Check], suite: str = "full", only: str | None = None
     chosen = [c for c in checks if suite == "full" or c.required]
     if only:
         wanted = [w.strip() for w in only.split(",") if w.strip()]
-        chosen = [
-            c for c in chosen if any(c.group == w or c.id == w or c.id.startswith(w.rstrip("/") + "/") for w in wanted)
-        ]
+        chosen = [c for c in chosen if any(_selected(c, w) for w in wanted)]
     return chosen
+
+
+def _selected(check: Check, wanted: str) -> bool:
+    """A group name, a whole test id, or an id prefix ending at a `/` or `.` boundary."""
+    if check.group == wanted or check.id == wanted:
+        return True
+    stem = wanted.rstrip("/.")
+    return check.id.startswith(stem + "/") or check.id.startswith(stem + ".")
 
 
 @dataclass
