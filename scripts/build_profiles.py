@@ -57,6 +57,7 @@ SYS_DRUG_CODE = f"{SID}/nhsa-drug-code"
 SYS_STANDARD_CODE = f"{SID}/drug-standard-code"
 SYS_LOCAL_DRUG = f"{SID}/member-drug-code"
 SYS_TRACE_CODE = f"{SID}/drug-trace-code"
+SYS_MEMBER = f"{SID}/member"
 UCUM = "http://unitsofmeasure.org"
 
 CS_TIER = f"{CS}/alliance-tier"
@@ -373,6 +374,15 @@ NAMING_SYSTEMS = [
         "Drug traceability code",
         "药品追溯码",
         "drug_trac_codg; 20 digits, first 7 identify the product, starts with 8 in practice.",
+    ),
+    (
+        "member",
+        SYS_MEMBER,
+        "identifier",
+        "Alliance member facility code",
+        "医联体成员机构代码",
+        "The code a member's HIS sends as its facility (HL7 v2 MSH-4); members are registered in "
+        "the alliance with it and the HL7 v2 adapter references them by it (POL-03, POL-08).",
     ),
     ("icd10-cn", SYS_ICD10, "codesystem", "ICD-10 China", "疾病分类与代码", "ICD-10 国家临床版 2.0 / 医保版 2.0."),
     ("dose-form", SYS_DOSE_FORM, "codesystem", "Dosage form", "剂型代码", "WS 364 dosage form."),
@@ -848,6 +858,17 @@ def extensions() -> list[dict]:
             "Drug specification as printed (drug_spec), e.g. 0.5g*20片 (POL-05).",
             ["Medication"],
             value={"types": [{"code": "string"}]},
+        ),
+        extension(
+            "untranslated-code",
+            "Untranslated code",
+            "未转换代码",
+            "Marks a coding copied from a member's message that the adapter's ConceptMap (the "
+            "canonical in the value) could not translate; it is kept, never silently dropped, and "
+            "the conversion reported a YL-2302 warning; members mutually recognise prescriptions only when "
+            "their codes are national or visibly local (POL-08).",
+            ["Coding"],
+            value={"types": [{"code": "canonical", "targetProfile": [core("ConceptMap")]}]},
         ),
         extension(
             "yl-lot-number",
@@ -1936,8 +1957,10 @@ def main() -> None:
     parser.add_argument("--core", type=Path, default=CORE_DEFAULT, help="unpacked hl7.fhir.r5.core package folder")
     args = parser.parse_args()
     core_pkg = Core(args.core)
-    for old in OUT.glob("*.json"):
-        old.unlink()
+    # Only the kinds generated here: profiles/ also holds hand-kept files (CapabilityStatement-*).
+    for kind in ("StructureDefinition", "CodeSystem", "ValueSet", "NamingSystem", "SearchParameter"):
+        for old in OUT.glob(f"{kind}-*.json"):
+            old.unlink()
     sds = [finish_sd(sd, core_pkg) for sd in [*resource_profiles(), *extensions()]]
     resources = [*sds, *terminology(), *naming_systems(), *search_parameters()]
     for res in resources:
