@@ -82,6 +82,7 @@ def practitioner(i: int, tag: str, ref: Ref) -> Json:
         "identifier": [{"system": SID + "nhsa-physician-code", "value": "D140423" + _digits(rng, 8)}],
         "name": [{"text": ["李明", "赵强", "孙丽"][i], "family": f"{['李', '赵', '孙'][i]}{tag}"}],
         "gender": ["male", "male", "female"][i],
+        "qualification": [{"code": {"text": "执业医师"}, "issuer": {"reference": ref("Organization", i)}}],
     }
 
 
@@ -100,6 +101,7 @@ def patient(i: int, tag: str, ref: Ref) -> Json:
         "name": [{"text": ["张桂芳", "王建国", "李秀英"][i], "family": f"{['张', '王', '李'][i]}{tag}"}],
         "gender": ["female", "male", "female"][i],
         "birthDate": BIRTH[i],
+        "managingOrganization": {"reference": ref("Organization", i)},
     }
 
 
