@@ -56,7 +56,7 @@ class Issue:
             "severity": self.severity,
             "code": self.code,
             "details": {
-                "coding": [{"system": "https://yaolian.cn/fhir/CodeSystem/error", "code": self.yl_code}],
+                "coding": [{"system": "http://yaolian.org/fhir/CodeSystem/error-code", "code": self.yl_code}],
                 "text": self.message,
             },
             "diagnostics": self.message_zh or self.message,

@@ -122,9 +122,9 @@ class HL7v2Adapter:
         bundle: dict[str, Any] = {
             "resourceType": "Bundle",
             "id": str(uuid.uuid5(YAOLIAN_NAMESPACE, f"Bundle|{facility}|{control_id}")),
-            "meta": {"source": f"https://yaolian.cn/fhir/adapter/hl7v2/{mapping.name}"},
+            "meta": {"source": f"http://yaolian.org/fhir/adapter/hl7v2/{mapping.name}"},
             "identifier": {
-                "system": f"https://yaolian.cn/fhir/sid/{facility}/message",
+                "system": f"http://yaolian.org/fhir/sid/{facility}/message",
                 "value": control_id,
             },
             "type": "transaction",

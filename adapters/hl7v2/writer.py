@@ -118,7 +118,7 @@ def render_rde_o11(resource: dict[str, Any], mapping: Mapping, *, now: datetime 
     member = ""
     for ident in request.get("identifier", []):
         system = str(ident.get("system", ""))
-        if system.startswith("https://yaolian.cn/fhir/sid/") and system.endswith("/placer-order"):
+        if system.startswith("http://yaolian.org/fhir/sid/") and system.endswith("/placer-order"):
             member = system.split("/")[-2]
     placer = next(
         (

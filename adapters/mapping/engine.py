@@ -48,9 +48,9 @@ __all__ = [
 ]
 
 #: uuid5 namespace for every deterministic resource id Yaolian makes.
-YAOLIAN_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://yaolian.cn/fhir")
+YAOLIAN_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "http://yaolian.org/fhir")
 #: Extension marking a coding that the ConceptMap could not translate (valueCanonical = map).
-UNTRANSLATED_URL = "https://yaolian.cn/fhir/StructureDefinition/untranslated-code"
+UNTRANSLATED_URL = "http://yaolian.org/fhir/StructureDefinition/untranslated-code"
 FILE = "__file__"
 
 

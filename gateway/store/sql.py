@@ -180,14 +180,20 @@ class SqlStore:
         if not keys:
             return []
         found: dict[tuple[str, str], StoredResource] = {}
+        by_type: dict[str, list[str]] = {}
+        for res_type, res_id in keys:
+            by_type.setdefault(res_type, []).append(res_id)
+        # ``res_type = ? AND res_id IN (...)`` uses the primary key; a row-value
+        # ``(res_type, res_id) IN (VALUES ...)`` makes SQLite scan the whole table.
         with self.engine.connect() as conn:
-            for chunk_start in range(0, len(keys), 500):
-                chunk = list(keys[chunk_start : chunk_start + 500])
-                rows = conn.execute(
-                    select(*_COLUMNS).where(tuple_(resources.c.res_type, resources.c.res_id).in_(chunk))
-                )
-                for row in rows:
-                    found[(row[0], row[1])] = _row(row)
+            for res_type, ids in by_type.items():
+                for chunk_start in range(0, len(ids), 500):
+                    chunk = ids[chunk_start : chunk_start + 500]
+                    rows = conn.execute(
+                        select(*_COLUMNS).where(resources.c.res_type == res_type, resources.c.res_id.in_(chunk))
+                    )
+                    for row in rows:
+                        found[(row[0], row[1])] = _row(row)
         return [found[k] for k in keys if k in found]
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:

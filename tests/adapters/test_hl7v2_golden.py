@@ -1,21 +1,30 @@
 """Golden tests: every HL7 v2 case under tests/golden/hl7v2/<message type>/ (the shared samples
-plus our own: GB18030, escapes, repeats, missing segments, v2.3, v2.5.1, cancel/discontinue/hold)."""
+plus our own: GB18030, escapes, repeats, missing segments, v2.3, v2.5.1, cancel/discontinue/hold).
+
+Each golden file also lists the alliance-profile findings of its resources (``profile_findings``,
+from ``gateway.validation``): the complete messages have none; the sparse ones (the shared
+samples carry no diagnosis, no prescription category, local prescriber ids) list exactly what
+the source lacks, so a mapping change that loses or gains conformance shows in the diff."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fhir.resources import get_fhir_model_class
 from fhir.resources.bundle import Bundle
 
 from adapters.hl7v2 import VOLATILE_PATHS, HL7v2Adapter
+from gateway.validation import profiles_for, validate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from golden import GOLDEN, compare, snapshot
 
 CASES = sorted((GOLDEN / "hl7v2").glob("*/*.hl7"))
+#: Messages that carry everything the alliance profiles ask for: no profile error allowed.
+COMPLETE = {"complete-extended-longterm"}
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "hl7v2"
 
 
@@ -35,7 +44,38 @@ def test_every_shared_sample_is_a_golden_case() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
 def test_golden(adapter: HL7v2Adapter, case: Path) -> None:
     result = adapter.to_fhir(case.read_bytes())
-    compare(snapshot(result, VOLATILE_PATHS), case.with_suffix(".expected.json"))
+    actual = snapshot(result, VOLATILE_PATHS)
+    actual["profile_findings"] = profile_findings(result.bundle)
+    compare(actual, case.with_suffix(".expected.json"))
+
+
+def profile_findings(bundle: dict[str, Any]) -> list[dict[str, str]]:
+    """Errors and warnings of each entry against ``profiles_for`` (meta.profile + defaults)."""
+    out = []
+    for n, entry in enumerate(bundle["entry"]):
+        resource = entry["resource"]
+        for finding in validate(resource, profiles_for(resource)):
+            if finding.severity in ("fatal", "error", "warning"):
+                out.append(
+                    {
+                        "entry": f"{n}:{resource['resourceType']}",
+                        "severity": finding.severity,
+                        "code": finding.error_code,
+                        "expression": finding.expression,
+                    }
+                )
+    return out
+
+
+def test_complete_cases_exist() -> None:
+    assert COMPLETE <= {c.stem for c in CASES}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.stem in COMPLETE], ids=lambda c: c.stem)
+def test_complete_messages_conform_to_the_alliance_profiles(adapter: HL7v2Adapter, case: Path) -> None:
+    result = adapter.to_fhir(case.read_bytes())
+    assert [i for i in result.issues if i.severity != "information"] == []
+    assert [f for f in profile_findings(result.bundle) if f["severity"] in ("fatal", "error")] == []
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
