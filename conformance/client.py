@@ -67,10 +67,12 @@ class Response:
     @property
     def resource_type(self) -> str | None:
         body = self.json
-        return body.get("resourceType") if isinstance(body, dict) else None
+        value = body.get("resourceType") if isinstance(body, dict) else None
+        return value if isinstance(value, str) else None
 
     def header(self, name: str) -> str | None:
-        return self.headers.get(name)
+        value = self.headers.get(name)
+        return str(value) if value is not None else None
 
 
 def _clip(text: str) -> str:

@@ -203,6 +203,7 @@ class ProfileChecker:
         allowed = self._value_set_codes(vs_url)
         if allowed is None:
             return None
+        codes: list[tuple[str | None, str | None]]
         if isinstance(node, str):
             codes = [(None, node)]
         elif isinstance(node, dict) and "coding" in node:

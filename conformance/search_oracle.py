@@ -124,14 +124,16 @@ def _split_prefix(kind: str, query: str) -> tuple[str, str]:
 
 
 def _compare(prefix: str, left: Any, right: Any) -> bool:
-    return {
-        "eq": left == right,
-        "ne": left != right,
-        "gt": left > right,
-        "lt": left < right,
-        "ge": left >= right,
-        "le": left <= right,
-    }.get(prefix, False)
+    return bool(
+        {
+            "eq": left == right,
+            "ne": left != right,
+            "gt": left > right,
+            "lt": left < right,
+            "ge": left >= right,
+            "le": left <= right,
+        }.get(prefix, False)
+    )
 
 
 def matches(kind: str, query: str, nodes: list[Any]) -> bool:
@@ -146,11 +148,11 @@ def matches(kind: str, query: str, nodes: list[Any]) -> bool:
         prefix, day = _split_prefix(kind, query)
         return any(_compare(prefix, d, day[:10]) for n in nodes for d in _days(n))
     if kind in ("quantity", "number"):
-        prefix, number = _split_prefix(kind, query)
-        q = float(number.split("|")[0])
+        prefix, number_text = _split_prefix(kind, query)
+        number = float(number_text.split("|")[0])
         if prefix == "eq":
-            return any(abs(v - q) < 0.5 for n in nodes for v in _numbers(n))
-        return any(_compare(prefix, v, q) for n in nodes for v in _numbers(n))
+            return any(abs(v - number) < 0.5 for n in nodes for v in _numbers(n))
+        return any(_compare(prefix, v, number) for n in nodes for v in _numbers(n))
     if kind == "reference":
         return any(r == query or r.endswith("/" + query) for n in nodes for r in _refs(n))
     if kind == "uri":

@@ -106,7 +106,7 @@ class Session:
             got = self.client.get(f"{resource['resourceType']}/{rid}")
             stored = got.json if got.status == 200 else {**resource, "id": rid}
         self.observe(stored)
-        return stored  # type: ignore[no-any-return]
+        return stored
 
     def graph(self, tag: str | None = None, upto: str | None = None) -> World:
         """A fresh set of variants of every type (up to and including `upto`), created for one test."""
