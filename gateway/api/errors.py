@@ -31,7 +31,9 @@ def _format_for_error(request: Request) -> str:
         return JSON
 
 
-def outcome_response(request: Request, issues: list[Issue], status: int) -> Response:
+def outcome_response(
+    request: Request, issues: list[Issue], status: int, headers: dict[str, str] | None = None
+) -> Response:
     fmt = _format_for_error(request)
     body = orjson.dumps(operation_outcome(issues))
     try:
@@ -42,6 +44,7 @@ def outcome_response(request: Request, issues: list[Issue], status: int) -> Resp
         content,
         status_code=status,
         media_type=f"{fmt};charset=utf-8" if fmt in (JSON, XML) else fmt,
+        headers=headers,
     )
 
 
@@ -63,8 +66,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         found = issue("YL-0205", what=f"{request.method} {request.url.path}")
         found.code = "not-found"
         return outcome_response(request, [found], 404)
-    if exc.status_code == 405:
-        return outcome_response(request, [issue("YL-0205", what=f"{request.method} {request.url.path}")], 405)
+    if exc.status_code == 405:  # keep Starlette's Allow header (RFC 9110 requires it)
+        found = issue("YL-0205", what=f"{request.method} {request.url.path}")
+        return outcome_response(request, [found], 405, dict(exc.headers or {}))
     return outcome_response(request, [Issue("error", "processing", str(exc.detail), str(exc.detail))], exc.status_code)
 
 

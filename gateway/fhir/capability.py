@@ -23,16 +23,7 @@ INTERACTIONS = [
     "create",
     "search-type",
 ]
-SEARCH_RESULT_PARAMS = [
-    "_count",
-    "_offset",
-    "_sort",
-    "_total",
-    "_summary",
-    "_elements",
-    "_include",
-    "_revinclude",
-]
+CORE_OPERATIONS = "http://hl7.org/fhir/OperationDefinition/"
 
 
 def capability_statement(
@@ -82,10 +73,15 @@ def capability_statement(
         }
         if rtype in profiles_by_type:
             entry["supportedProfile"] = profiles_by_type[rtype]
-        type_ops = [{"name": name, "definition": url} for name, url, level in ops if level in ("type", "instance")]
+        type_ops = [
+            {"name": name, "definition": url}
+            for name, url in dict.fromkeys((n, u) for n, u, level in ops if level in ("type", "instance"))
+            if _operation_applies(url, rtype)
+        ]
         if type_ops:
             entry["operation"] = type_ops
         rest_resources.append(entry)
+    system_ops = [{"name": name, "definition": url} for name, url, level in ops if level == "system"]
     return {
         "resourceType": "CapabilityStatement",
         "id": "yaolian",
@@ -113,10 +109,14 @@ def capability_statement(
                     {"code": "batch"},
                     {"code": "history-system"},
                 ],
-                "searchParam": [
-                    {"name": n, "type": "special" if n.startswith("_") else "string"} for n in SEARCH_RESULT_PARAMS
-                ][:0],
-                "operation": [{"name": name, "definition": url} for name, url, level in ops if level == "system"],
+                **({"operation": system_ops} if system_ops else {}),
             }
         ],
     }
+
+
+def _operation_applies(definition: str, resource_type: str) -> bool:
+    """Core OperationDefinitions are named ``{Type}-{code}``; ``Resource-…`` applies to every type."""
+    name = definition.rsplit("/", 1)[-1]
+    owner = name.split("-", 1)[0] if definition.startswith(CORE_OPERATIONS) else "Resource"
+    return owner in ("Resource", "DomainResource", resource_type)

@@ -89,11 +89,8 @@ class FhirService:
         for v in versions:
             url = f"{base}/{v.res_type}/{v.res_id}"
             request_url = f"{v.res_type}/{v.res_id}" if v.method != "POST" else v.res_type
-            status = (
-                "201 Created"
-                if v.version == 1 and v.method == "POST"
-                else ("204 No Content" if v.deleted else "200 OK")
-            )
+            # version 1 was a create whether it came by POST or by create-on-update PUT
+            status = "204 No Content" if v.deleted else ("201 Created" if v.version == 1 else "200 OK")
             entries.append(
                 Entry(
                     full_url=url,

@@ -78,6 +78,7 @@ def _criteria(request: Request) -> str:
 async def conditional_update(request: Request) -> Response:
     rtype = request.path_params["type"]
     ctx = context(request, "update", rtype)
+    require_type(rtype)
     body = parse_resource(await request.body(), request_format(request))
     criteria = _criteria(request)
     svc = service(request)
@@ -103,6 +104,7 @@ async def conditional_update(request: Request) -> Response:
 async def conditional_delete(request: Request) -> Response:
     rtype = request.path_params["type"]
     ctx = context(request, "delete", rtype)
+    require_type(rtype)
     criteria = _criteria(request)
     svc = service(request)
 
