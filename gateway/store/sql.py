@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -52,6 +53,11 @@ _COLUMNS = (
     resources.c.last_updated,
     resources.c.deleted,
     resources.c.body,
+)
+
+# Built once: constructing the statement on every read cost as much as running it.
+_READ_CURRENT = select(*_COLUMNS).where(
+    resources.c.res_type == bindparam("res_type"), resources.c.res_id == bindparam("res_id")
 )
 
 
@@ -171,9 +177,7 @@ class SqlStore:
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(*_COLUMNS).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
-            ).first()
+            row = conn.execute(_READ_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return _row(row) if row else None
 
     def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
