@@ -177,6 +177,9 @@ def _mount_optional() -> None:
         adapters_app = None
     if adapters_app is not None:
         app.add_typer(adapters_app, name="adapters", help="List, scaffold and run adapters.")
+    from conformance.cli import app as conformance_app
+
+    app.add_typer(conformance_app, name="conformance", help="Run the vendor conformance kit against any FHIR server.")
 
 
 _mount_optional()

@@ -59,7 +59,7 @@ class ServerThread:
 
 
 def yaolian_app(tmp: Path, name: str, **settings: Any) -> Any:
-    options = {"validation_mode": "strict", **settings}
+    options = dict(settings)  # the defaults of `yaolian serve` (lenient validation) unless a test says otherwise
     return create_app(Settings(database=f"sqlite:///{tmp / name}.sqlite", **options))
 
 
@@ -174,7 +174,7 @@ def conformance_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def yaolian(conformance_tmp: Path) -> Iterator[ServerThread]:
-    """A freshly started Yaolian (strict validation) over real HTTP."""
+    """A freshly started Yaolian with the default settings of `yaolian serve`, over real HTTP."""
     with ServerThread(yaolian_app(conformance_tmp, "yaolian")) as server:
         yield server
 
@@ -182,7 +182,7 @@ def yaolian(conformance_tmp: Path) -> Iterator[ServerThread]:
 @pytest.fixture(scope="session")
 def broken_base(conformance_tmp: Path) -> Iterator[Any]:
     """One Yaolian app shared by the broken wrappers (its lifespan runs in this server)."""
-    app = yaolian_app(conformance_tmp, "broken")
+    app = yaolian_app(conformance_tmp, "broken", validation_mode="strict")
     with ServerThread(app):
         yield app
 
