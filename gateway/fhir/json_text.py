@@ -192,8 +192,11 @@ class ResourceText:
                 self.members[key] = new
                 changed = True
         if changed:
+            # Only the rewritten members change: ``id`` and ``meta`` stay (a PUT entry of a
+            # transaction needs its id, and meta.profile names the profiles to validate against).
+            kept = {k: self.data[k] for k in ("id", "meta") if k in self.data}
             self.data = orjson.loads(self.render(resource_id=None, meta=None))
-            self.data.pop("id", None)
+            self.data.update(kept)
 
 
 def select_members(raw: bytes, keep: Callable[[str], bool]) -> bytes:
