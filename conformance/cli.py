@@ -29,10 +29,68 @@ BaseUrl = Annotated[str, typer.Option("--base-url", help="FHIR base of the serve
 Token = Annotated[str | None, typer.Option("--token", envvar="YAOLIAN_CONFORMANCE_TOKEN", help="Bearer token")]
 
 
+ClientId = Annotated[
+    str | None, typer.Option("--client-id", envvar="YAOLIAN_CONFORMANCE_CLIENT_ID", help="OAuth client id")
+]
+ClientSecret = Annotated[
+    str | None,
+    typer.Option("--client-secret", envvar="YAOLIAN_CONFORMANCE_CLIENT_SECRET", help="shared client secret"),
+]
+KeyFile = Annotated[
+    Path | None, typer.Option("--key", help="private key (PEM) for a SMART signed JWT; needs PyJWT + cryptography")
+]
+Scope = Annotated[str, typer.Option("--scope", help="scope requested with --client-id")]
+TokenUrl = Annotated[str | None, typer.Option("--token-url", help="token endpoint (default: discovered)")]
+
+
+def _token(
+    base_url: str,
+    token: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    key: Path | None,
+    scope: str,
+    token_url: str | None,
+) -> str | None:
+    """The bearer token: `--token`, or one fetched with the client credentials."""
+    if not client_id:
+        if client_secret or key:
+            console.print("[red]--client-secret / --key need --client-id[/red]")
+            raise typer.Exit(2)
+        return token
+    if token:
+        console.print("[red]give either --token or --client-id, not both[/red]")
+        raise typer.Exit(2)
+    from conformance.auth import AuthError, fetch_token
+
+    try:
+        fetched = fetch_token(
+            base_url, client_id, client_secret=client_secret, key_file=key, scope=scope or None, token_url=token_url
+        )
+    except AuthError as exc:
+        console.print(f"[red]could not get a token: {exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"token obtained for client {client_id}")
+    return fetched
+
+
 @app.command("run")
 def run_command(
-    base_url: BaseUrl,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="FHIR base of the server under test, e.g. http://host/fhir")
+    ] = None,
     token: Token = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    key: KeyFile = None,
+    scope: Scope = "system/*.cruds",
+    token_url: TokenUrl = None,
+    adapter: Annotated[
+        str | None, typer.Option("--adapter", help="also test this adapter (entry point yaolian.adapters)")
+    ] = None,
+    samples: Annotated[
+        Path | None, typer.Option("--samples", help="sample messages for --adapter (default: the package's own)")
+    ] = None,
     suite: Annotated[str, typer.Option(help="core = required (SHALL) tests, full = all")] = "full",
     only: Annotated[str | None, typer.Option(help="groups or test-id prefixes, comma-separated")] = None,
     report: Annotated[Path | None, typer.Option(help="directory for report.html, junit.xml, …")] = None,
@@ -41,8 +99,22 @@ def run_command(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Run the conformance tests; exit code 1 if any required test fails or errs."""
-    checks = select(all_checks(), suite, only)
+    """Run the conformance tests; exit code 1 if any required test fails or errs.
+
+    With --base-url the server tests; with --adapter NAME the adapter group (in-process); both may be given."""
+    if not base_url and not adapter:
+        console.print("[red]give --base-url (a server) and/or --adapter (an adapter package)[/red]")
+        raise typer.Exit(2)
+    if samples is not None and not samples.is_dir():
+        console.print(f"[red]--samples {samples}: not a directory[/red]")
+        raise typer.Exit(2)
+    checks = select(all_checks(), suite, only) if base_url else []
+    if adapter:
+        from conformance.adapter_group import adapter_checks
+
+        checks += adapter_checks(adapter, samples)
+    if base_url:
+        token = _token(base_url, token, client_id, client_secret, key, scope, token_url)
     if not checks:
         console.print(f"[red]no test matches --suite {suite} --only {only}[/red]")
         raise typer.Exit(2)
@@ -68,7 +140,13 @@ def run_command(
             progress.update(task, advance=1, tally=shown)
 
         outcome = run(
-            base_url, token=token, suite=suite, only=only, seed_only=seed_only, progress=on_progress, checks=checks
+            base_url or f"adapter:{adapter}",
+            token=token,
+            suite=suite,
+            only=only,
+            seed_only=seed_only,
+            progress=on_progress,
+            checks=checks,
         )
     _summary(outcome.results)
     if report:
@@ -76,6 +154,12 @@ def run_command(
 
         for kind, path in write_all(outcome, report).items():
             console.print(f"{kind:>10}: {path}")
+    adapter_results = [r for r in outcome.results if r.check.group == "adapter"]
+    if adapter and not any(r.outcome.value in ("pass", "fail", "error") for r in adapter_results):
+        console.print(
+            f"[red bold]FAILED[/red bold]: nothing was tested for adapter {adapter} (no samples or not loadable)"
+        )
+        raise typer.Exit(1)
     if not outcome.passed:
         console.print(f"[red bold]FAILED[/red bold]: {len(outcome.blocking)} required test(s) failed or erred")
         raise typer.Exit(1)
@@ -103,6 +187,11 @@ def _summary(results: list[Result]) -> None:
 def seed_command(
     base_url: BaseUrl,
     token: Token = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    key: KeyFile = None,
+    scope: Scope = "system/*.cruds",
+    token_url: TokenUrl = None,
     out: Annotated[
         Path | None, typer.Option(help="write the seed transaction Bundle here instead of loading it")
     ] = None,
@@ -112,6 +201,7 @@ def seed_command(
         out.write_text(json.dumps(fixtures.seed_bundle(), ensure_ascii=False, indent=1), encoding="utf-8")
         console.print(f"seed Bundle written to {out}")
         return
+    token = _token(base_url, token, client_id, client_secret, key, scope, token_url)
     client = FhirClient(base_url, token=token)
     try:
         problems = load_seed(client)
