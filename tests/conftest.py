@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -91,3 +92,16 @@ def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest
         return
     with postgres_schema(request.getfixturevalue("postgres_url")) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def module_client(module_database_url: str) -> Iterator[Any]:
+    """One gateway per backend for a whole module (a dataset built once, or tests that only add)."""
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    app = create_app(Settings(database=module_database_url, validation_mode="lenient"))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client

@@ -68,13 +68,11 @@ def _token_rows(value: Any) -> Iterator[tuple[str | None, str | None, str | None
         yield None, str(value), None
     elif isinstance(value, dict):
         if "coding" in value or ("text" in value and "system" not in value and "value" not in value):
-            text = value.get("text")
-            codings = value.get("coding") or []
-            for coding in codings:
-                display = coding.get("display") or text
-                yield coding.get("system"), coding.get("code"), display
-            if text and not codings:
-                yield None, None, text
+            # :text searches Coding.display and CodeableConcept.text alike (R5 search page)
+            for coding in value.get("coding") or []:
+                yield coding.get("system"), coding.get("code"), coding.get("display")
+            if value.get("text"):
+                yield None, None, value["text"]
         elif "value" in value and value.get("system") in _CONTACT_SYSTEMS:
             yield None, str(value["value"]), None
         elif "value" in value:  # Identifier

@@ -71,7 +71,8 @@ def page_links(
     total: int | None,
     returned: int,
 ) -> list[tuple[str, str]]:
-    kept = [(k, v) for k, v in params if k not in ("_offset", "_count")]
+    # the links state the search as performed: parameters ignored under lenient handling are left out
+    kept = [(k, v) for k, v in params if k not in ("_offset", "_count") and k not in query.ignored]
 
     def url(offset: int) -> str:
         items = [*kept, ("_count", str(query.count)), ("_offset", str(offset))]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement as _Col
 
 from gateway.errors import BadRequest
@@ -157,11 +157,13 @@ def _quantity_clause(t: Any, value: str, criterion: Criterion) -> Clause:
 
 
 def _uri_clause(t: Any, value: str, modifier: str | None) -> Clause:
+    """``:below``/``:above`` follow the path hierarchy: ``…/fhir`` is above ``…/fhir/v2``, not ``…/fhirx``."""
     raw = unescape(value)
     if modifier == "below":
-        return t.c.uri.like(_like_escape(raw) + "%", escape="\\")  # type: ignore[no-any-return]
+        below = raw if raw.endswith("/") else raw + "/"
+        return or_(t.c.uri == raw, t.c.uri.like(_like_escape(below) + "%", escape="\\"))
     if modifier == "above":
-        return func.substr(raw, 1, func.length(t.c.uri)) == t.c.uri  # type: ignore[no-any-return]
+        return or_(t.c.uri == raw, literal(raw).like(t.c.uri.concat("/%")))
     return t.c.uri == raw  # type: ignore[no-any-return]
 
 

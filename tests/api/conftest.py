@@ -15,11 +15,3 @@ def client(database_url: str) -> Iterator[TestClient]:
     app = create_app(Settings(database=database_url, validation_mode="lenient"))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-@pytest.fixture(scope="module")
-def module_client(module_database_url: str) -> Iterator[TestClient]:
-    """One gateway per backend for a whole module (for tests that only add resources)."""
-    app = create_app(Settings(database=module_database_url, validation_mode="lenient"))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
