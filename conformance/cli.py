@@ -214,6 +214,38 @@ def seed_command(
     console.print(f"loaded {len(fixtures.seed_bundle()['entry'])} seed resources into {base_url}")
 
 
+@app.command("record")
+def record_command(
+    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8090,
+    host: Annotated[str, typer.Option("--host", help="interface to listen on")] = "127.0.0.1",
+    base_path: Annotated[str, typer.Option("--base-path", help="FHIR base path")] = "/fhir",
+    report: Annotated[Path | None, typer.Option(help="directory for report.html, junit.xml, …")] = None,
+) -> None:
+    """Serve a recording FHIR server; check every request a client or adapter sends (Ctrl-C to stop).
+
+    Exit code 1 if any recorded request failed its checks."""
+    import uvicorn
+
+    from conformance.recorder import Recorder
+
+    recorder = Recorder(
+        base_path,
+        report,
+        public_url=f"http://{host}:{port}{'/' + base_path.strip('/') if base_path.strip('/') else ''}",
+    )
+    console.print(f"recording FHIR server at {recorder.public_url} (Ctrl-C to stop)")
+    uvicorn.run(recorder.app, host=host, port=port, log_level="warning")
+    outcome = recorder.run_record()
+    _summary(outcome.results)
+    if report:
+        for kind, path in recorder.write_reports().items():
+            console.print(f"{kind:>10}: {path}")
+    if not outcome.passed:
+        console.print(f"[red bold]FAILED[/red bold]: {len(outcome.blocking)} request(s) failed the checks")
+        raise typer.Exit(1)
+    console.print(f"[green bold]PASSED[/green bold]: {len(outcome.results)} request(s) recorded, none failed")
+
+
 @app.command("list")
 def list_command(
     suite: Annotated[str, typer.Option()] = "full",
