@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -254,7 +254,7 @@ def _identifiers(resource: Json) -> set[tuple[str, str]]:
 
 
 def _same_resource(resource: Json, bundle: Json) -> Json | None:
-    candidates = [
+    candidates: list[Json] = [
         e["resource"]
         for e in bundle.get("entry") or []
         if isinstance(e, dict)
@@ -284,6 +284,10 @@ def _differences(before: Json, after: Json) -> list[str]:
             a, b = json.dumps(before[key], ensure_ascii=False), json.dumps(after[key], ensure_ascii=False)
             out.append(f"{key} changed: {a[:120]} -> {b[:120]}")
     return out
+
+
+def _bound(check: Callable[[Sample], str], sample: Sample) -> Callable[[Any], str]:
+    return lambda _: check(sample)
 
 
 def adapter_checks(
@@ -343,7 +347,7 @@ def adapter_checks(
                 f"{CONTRACT}: to_fhir(raw) -> ConversionResult whose bundle is a transaction Bundle; FHIR R5 "
                 "http.html#transaction (request.method/url, fullUrl, urn:uuid references)",
                 True,
-                lambda _, s=sample: under_test.check_convert(s),
+                _bound(under_test.check_convert, sample),
                 title_zh=f"{sample.name} 转换为合规的事务 Bundle",
             ),
             Check(
@@ -353,7 +357,7 @@ def adapter_checks(
                 "the profiles the resources claim in meta.profile, else the alliance profile of their type: "
                 + ", ".join(profiles),
                 True,
-                lambda _, s=sample: under_test.check_profile(s),
+                _bound(under_test.check_profile, sample),
                 title_zh=f"{sample.name} 转换所得资源符合医联体规范",
             ),
             Check(
@@ -362,7 +366,7 @@ def adapter_checks(
                 f"every issue converting {sample.name} names its source location",
                 f"{CONTRACT}: Issue.location is the place in the source (RXE-2.1, PID-3[2].1)",
                 True,
-                lambda _, s=sample: under_test.check_issue_locations(s),
+                _bound(under_test.check_issue_locations, sample),
                 title_zh=f"{sample.name} 的每个问题都标明源位置",
             ),
             Check(
@@ -371,7 +375,7 @@ def adapter_checks(
                 f"{sample.name}: from_fhir of each converted resource converts back to the same FHIR",
                 f"{CONTRACT}: descriptor.bidirectional -> from_fhir(resource) writes the source format back",
                 True,
-                lambda _, s=sample: under_test.check_round_trip(s),
+                _bound(under_test.check_round_trip, sample),
                 title_zh=f"{sample.name} 双向转换往返一致",
             ),
         ]

@@ -111,14 +111,14 @@ def fetch_token(
         form = {"grant_type": "client_credentials"}
         if scope:
             form["scope"] = scope
-        auth: tuple[str, str] | None = None
+        extra: dict[str, Any] = {}
         if key_file:
             form["client_assertion_type"] = ASSERTION_TYPE
             form["client_assertion"] = _client_assertion(client_id, endpoint, key_file)
         else:
-            auth = (client_id, client_secret or "")
+            extra["auth"] = httpx.BasicAuth(client_id, client_secret or "")
         try:
-            r = http.post(endpoint, data=form, auth=auth, headers={"Accept": "application/json"})
+            r = http.post(endpoint, data=form, headers={"Accept": "application/json"}, **extra)
         except httpx.HTTPError as exc:
             raise AuthError(f"token endpoint {endpoint} unreachable: {type(exc).__name__}: {exc}") from exc
     try:

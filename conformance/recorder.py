@@ -376,9 +376,11 @@ class Recorder:
             if transaction:
                 resource = _rewrite(resource, assigned)
             stored, created = self._store(type_, rid, resource)
-            response_entries.append(
-                {"fullUrl": f"{self.public_url}/{type_}/{rid}", "response": _entry_response(stored, created)}
-            )
+            answered: Json = {
+                "fullUrl": f"{self.public_url}/{type_}/{rid}",
+                "response": _entry_response(stored, created),
+            }
+            response_entries.append(answered)
         return (
             200,
             {},
