@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -15,7 +16,7 @@ from gateway.service.projection import project
 from gateway.service.searching import page_links, run_includes
 from gateway.service.writes import Writer, require_type
 from gateway.settings import Settings
-from gateway.store.base import Store, StoredResource
+from gateway.store.base import Store, StoredResource, StoreTransaction
 
 
 class FhirService:
@@ -24,6 +25,12 @@ class FhirService:
         self.settings = settings
         self.hooks = hooks or Hooks()
         self.writer = Writer(self.hooks, settings.validation_mode, validator)
+
+    def within(self, tx: StoreTransaction) -> FhirService:
+        """This service reading inside ``tx`` (a GET entry of a transaction sees its writes)."""
+        view = copy.copy(self)
+        view.store = tx.reader()
+        return view
 
     # -- reads -------------------------------------------------------------------------
     def read(self, resource_type: str, resource_id: str, ctx: RequestContext) -> StoredResource:

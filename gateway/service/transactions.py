@@ -184,8 +184,8 @@ class BundleProcessor:
             else:
                 raise BadRequest("YL-0501", index=e.index)
             return Entry(response={"status": "204 No Content"})
-        # GET inside a bundle: a read or a search
-        body, status = service.get_for_bundle(e.url, ctx)
+        # GET inside a bundle: a read or a search, seeing the writes of this transaction
+        body, status = service.within(tx).get_for_bundle(e.url, ctx)
         return Entry(resource=body, response={"status": status})
 
     # -- batch -------------------------------------------------------------------------

@@ -58,6 +58,10 @@ class StoreTransaction(Protocol):
 
     def lock(self, key: str) -> None: ...
 
+    def reader(self) -> Store:
+        """The store's read methods inside this transaction, seeing its own writes."""
+        ...
+
 
 class Store(Protocol):
     dialect: str

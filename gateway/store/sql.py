@@ -146,6 +146,10 @@ class SqlTransaction:
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(search_select(query).limit(limit))]
 
+    def reader(self) -> SqlStore:
+        """The store's reads inside this transaction: they see its own uncommitted writes."""
+        return _TransactionReader(self.store, self.conn)
+
     def lock(self, key: str) -> None:
         if self.store.dialect == "postgresql":
             number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
@@ -175,8 +179,20 @@ class SqlStore:
         with self.engine.connect() as conn:
             yield conn
 
-    def read(self, res_type: str, res_id: str) -> StoredResource | None:
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """The connection reads run on (a transaction's own, for :meth:`SqlTransaction.reader`)."""
         with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """Several reads that must agree (a page and its total) in one transaction."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def read(self, res_type: str, res_id: str) -> StoredResource | None:
+        with self._reading() as conn:
             row = conn.execute(_READ_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return _row(row) if row else None
 
@@ -189,7 +205,7 @@ class SqlStore:
             by_type.setdefault(res_type, []).append(res_id)
         # ``res_type = ? AND res_id IN (...)`` uses the primary key; a row-value
         # ``(res_type, res_id) IN (VALUES ...)`` makes SQLite scan the whole table.
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             for res_type, ids in by_type.items():
                 for chunk_start in range(0, len(ids), 500):
                     chunk = ids[chunk_start : chunk_start + 500]
@@ -202,7 +218,7 @@ class SqlStore:
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
         h = resource_history.c
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 select(h.res_type, h.res_id, h.version, h.last_updated, h.deleted, h.body, h.method).where(
                     h.res_type == res_type, h.res_id == res_id, h.version == version
@@ -230,7 +246,7 @@ class SqlStore:
             clauses.append(h.last_updated >= since)
         if at:
             clauses.append(h.last_updated <= at)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             total = conn.execute(select(func.count()).select_from(resource_history).where(*clauses)).scalar_one()
             rows = conn.execute(
                 select(h.res_type, h.res_id, h.version, h.last_updated, h.deleted, h.body, h.method)
@@ -250,7 +266,7 @@ class SqlStore:
         total: bool,
         base_url: str | None = None,
     ) -> SearchPage:
-        with self.engine.connect() as conn, conn.begin():
+        with self._snapshot() as conn:
             ids = (
                 [r[0] for r in conn.execute(search_select(query, base_url).limit(count).offset(offset))]
                 if count
@@ -278,7 +294,7 @@ class SqlStore:
             clauses.append(ref.c.param == param)
         if target_type:
             clauses.append(ref.c.target_type == target_type)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(select(ref.c.target_type, ref.c.target_id).where(*clauses).distinct()).all()
         return [(r[0], r[1]) for r in rows if r[0]]
 
@@ -290,7 +306,7 @@ class SqlStore:
         ]
         if param:
             clauses.append(ref.c.param == param)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 select(ref.c.res_id)
                 .where(*clauses)
@@ -307,7 +323,7 @@ class SqlStore:
 
     def pending_events(self, limit: int) -> Iterator[tuple[int, str, str, str, int]]:
         o = outbox.c
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 select(o.seq, o.event, o.res_type, o.res_id, o.version)
                 .where(o.delivered == false())
@@ -319,6 +335,27 @@ class SqlStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class _TransactionReader(SqlStore):
+    """Read methods of a store bound to one open write transaction (GET entries of a Bundle)."""
+
+    def __init__(self, store: SqlStore, conn: Connection) -> None:
+        super().__init__(store.engine)
+        self.dialect = store.dialect
+        self._conn = conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        yield self._conn
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        yield self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        yield SqlTransaction(self, self._conn)
 
 
 class SqliteStore(SqlStore):
