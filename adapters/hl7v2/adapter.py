@@ -50,6 +50,7 @@ class HL7v2Adapter:
 
     def __init__(self, mapping_dir: Path | None = None) -> None:
         root = mapping_dir or _mapping_dir()
+        self.mapping_dir = root
         self.mappings: dict[str, Mapping] = {}
         self.dialects: dict[str, list[Mapping]] = {}
         for file in sorted(root.glob("*.yaml")):

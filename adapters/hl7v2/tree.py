@@ -407,16 +407,20 @@ def parse(raw: bytes) -> V2Tree:
     unescape = _Unescaper(separators, codec, issues)
     esc = separators[3]
     segments: list[tuple[str, list[Field]]] = []
-    for seg in message:
+    for number, seg in enumerate(message, 1):
         name = str(seg[0]) if len(seg) else ""
         if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", name):
+            # A line with content under a broken name is data we cannot place: an error (AE),
+            # never a silent skip. Blank lines are only noted.
+            content = str(seg).strip()
             issues.append(
                 _issue(
-                    "warning",
+                    "error" if content else "information",
                     "structure",
                     "YL-2102",
-                    f"segment {name[:10]!r} is not an HL7 segment name; skipped",
-                    f"段名 {name[:10]!r} 不合法，已跳过",
+                    f"segment {number} {name[:10]!r} is not an HL7 segment name"
+                    + ("; its data cannot be read" if content else "; skipped"),
+                    f"第 {number} 段的段名 {name[:10]!r} 不合法" + ("，数据无法读取" if content else "，已跳过"),
                     name[:10],
                 )
             )

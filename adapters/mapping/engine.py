@@ -381,15 +381,22 @@ class _Run:
                 )
             )
         else:
+            # Name the input whose absence kept the referenced resource from being produced
+            # (its `when` segment, e.g. PID for the patient), not the mapping file's path.
+            spec = next((s for s in self.mapping.resources if s.name == rule.reference), None)
+            needed = [self.tree.location(path, ctx) for path, want in (spec.when if spec else []) if want is True]
+            where = needed[0] if needed else rule.source_text
+            rule_at = f"{Path(rule.file).name}:{rule.line}"
             self.issues.append(
                 Issue(
                     "error",
                     "required",
                     "YL-2307",
-                    f"rule at {rule.file}:{rule.line} refers to {rule.reference!r}, "
-                    "which this message does not produce",
-                    f"引用的资源 {rule.reference!r} 在本消息中不存在",
-                    rule.source_text,
+                    f"required {rule.reference!r} is not in the message"
+                    + (f" ({where} is missing)" if needed else "")
+                    + f"; rule {rule_at}",
+                    f"必需的 {rule.reference!r} 不在报文中" + (f"（缺少 {where}）" if needed else ""),
+                    where,
                 )
             )
 

@@ -49,6 +49,15 @@ class IngestResult:
 ReplyBuilder = Callable[[bytes, IngestResult], bytes]
 
 
+def reply_for(channel: str) -> ReplyBuilder | None:
+    """The reply builder of a channel (None: the raw transaction-response / OperationOutcome)."""
+    if channel == "mllp":
+        from gateway.ingest.mllp import hl7_reply
+
+        return hl7_reply
+    return None
+
+
 def get_adapter(name: str) -> Any:
     try:
         from adapters import registry
@@ -97,11 +106,19 @@ class IngestPipeline:
         adapter = get_adapter(adapter_name)
         entry, new = self.journal.record(adapter_name, channel, message_id(adapter, raw), raw)
         if not new and entry.status == ACCEPTED:
-            return IngestResult(ACCEPTED, [], None, duplicate=True, reply=entry.reply, seq=entry.seq)
+            stored = entry.reply
+            if entry.channel != channel:
+                # First seen on another channel (HTTP, then a resend over MLLP): answer in this
+                # channel's terms, never with the other channel's reply (a Bundle is no ACK).
+                builder = reply or reply_for(channel)
+                stored = builder(raw, IngestResult(ACCEPTED, [], seq=entry.seq)) if builder else entry.outcome
+            return IngestResult(ACCEPTED, [], None, duplicate=True, reply=stored, seq=entry.seq)
         return self._process(entry, raw, ctx, reply, retry=not new)
 
     def replay(self, entry: JournalEntry, ctx: RequestContext, reply: ReplyBuilder | None = None) -> IngestResult:
-        return self._process(entry, entry.raw, ctx, reply, retry=True)
+        """Re-run a journalled message; the stored reply is built for the channel it came in on
+        (``yaolian replay`` of an MLLP message stores an ACK, which a resend then gets)."""
+        return self._process(entry, entry.raw, ctx, reply or reply_for(entry.channel), retry=True)
 
     def _process(
         self, entry: JournalEntry, raw: bytes, ctx: RequestContext, reply: ReplyBuilder | None, *, retry: bool
