@@ -40,7 +40,12 @@ class Code:
 
 
 def _table(*codes: Code) -> dict[str, Code]:
-    return {c.code: c for c in codes}
+    table: dict[str, Code] = {}
+    for c in codes:
+        if c.code in table:  # a reused code would silently replace the first meaning
+            raise ValueError(f"error code {c.code} is declared twice")
+        table[c.code] = c
+    return table
 
 
 CODES: dict[str, Code] = _table(
@@ -131,6 +136,18 @@ CODES: dict[str, Code] = _table(
         "not-supported",
         "This interaction is not supported: {what}.",
         "不支持此交互：{what}。",
+    ),
+    Code(
+        "YL-0206",
+        "not-found",
+        "No adapter named {adapter}; known adapters: {known}.",
+        "没有名为 {adapter} 的适配器；已有的适配器：{known}。",
+    ),
+    Code(
+        "YL-0207",
+        "exception",
+        "The adapter failed to convert the message: {reason}.",
+        "适配器转换消息失败：{reason}。",
     ),
     Code(
         "YL-0300",
