@@ -18,6 +18,12 @@ __all__ = ["render_rde_o11"]
 
 _SEPS = "|^~\\&"
 _STATUS_TO_ORC1 = {"active": "NW", "cancelled": "CA", "stopped": "DC", "on-hold": "HD"}
+_SID = "http://yaolian.org/fhir/sid/"
+_SD = "http://yaolian.org/fhir/StructureDefinition/"
+_RESIDENT_ID = "urn:oid:2.16.156.10011.1.3"
+_RX_NO = "urn:oid:2.16.156.10011.1.20"
+_ICD10 = "urn:oid:2.16.156.10011.2.3.3.11.1"
+_PHYSICIAN_CODE = _SID + "nhsa-physician-code"
 
 
 def _esc(value: Any) -> str:
@@ -110,7 +116,7 @@ def render_rde_o11(resource: dict[str, Any], mapping: Mapping, *, now: datetime 
             f"RDE^O11 is written from a MedicationRequest, not {resource.get('resourceType')!r}",
             message_zh="RDE^O11 只能由 MedicationRequest 生成",
         )
-    contained = {c.get("id"): c for c in request.get("contained", []) if isinstance(c, dict)}
+    contained = {str(c.get("id")): c for c in request.get("contained", []) if isinstance(c, dict)}
     patient = _resolve(request.get("subject"), index, contained)
     medication = _resolve((request.get("medication") or {}).get("reference"), index, contained)
     requester = _resolve(request.get("requester"), index, contained)
@@ -118,8 +124,13 @@ def render_rde_o11(resource: dict[str, Any], mapping: Mapping, *, now: datetime 
     member = ""
     for ident in request.get("identifier", []):
         system = str(ident.get("system", ""))
-        if system.startswith("http://yaolian.org/fhir/sid/") and system.endswith("/placer-order"):
+        if system.startswith(_SID) and system.endswith("/placer-order"):
             member = system.split("/")[-2]
+    extensions = {str(e.get("url")): e for e in request.get("extension", []) if isinstance(e, dict)}
+    extended = _parts(extensions.get(_SD + "yl-extended-prescription"))
+    dispensing = str(
+        ((extended.get("dispensingMember") or {}).get("valueReference") or {}).get("identifier", {}).get("value", "")
+    )
     placer = next(
         (
             i.get("value", "")
@@ -137,7 +148,7 @@ def render_rde_o11(resource: dict[str, Any], mapping: Mapping, *, now: datetime 
                 2: "YAOLIAN",
                 3: _esc(member),  # the member whose order (and local code lists) this is
                 4: "HIS",
-                5: _esc(member),
+                5: _esc(dispensing or member),  # the member that must dispense (延伸处方)
                 6: stamp,
                 8: "RDE^O11^RDE_O11",
                 9: _esc(f"YL{placer}"[:20]),
@@ -163,6 +174,9 @@ def render_rde_o11(resource: dict[str, Any], mapping: Mapping, *, now: datetime 
         pid[7] = str(patient.get("birthDate", "")).replace("-", "")
         pid[8] = {"male": "M", "female": "F", "other": "O", "unknown": "U"}.get(patient.get("gender", ""), "")
         segments.append(_segment("PID", pid))
+    encounter = _resolve(request.get("encounter"), index, contained)
+    if encounter:
+        segments.append(_segment("PV1", _pv1(encounter, member)))
     status = request.get("status", "active")
     orc = {
         1: _STATUS_TO_ORC1.get(status, "SC"),
@@ -173,8 +187,9 @@ def render_rde_o11(resource: dict[str, Any], mapping: Mapping, *, now: datetime 
     if requester:
         name = _first(requester.get("name"))
         ident = _first(requester.get("identifier"))
+        authority = "NHSA" if ident.get("system") == _PHYSICIAN_CODE else member
         orc[12] = _comps(
-            ident.get("value"), name.get("family"), (name.get("given") or [""])[0], "", "", "", "", "", member
+            ident.get("value"), name.get("family"), (name.get("given") or [""])[0], "", "", "", "", "", authority
         )
     segments.append(_segment("ORC", orc))
     dosage = _first(request.get("dosageInstruction"))
@@ -196,6 +211,16 @@ def render_rde_o11(resource: dict[str, Any], mapping: Mapping, *, now: datetime 
     rxe[10], rxe[11] = _quantity(dispense.get("quantity") or {})
     if "numberOfRepeatsAllowed" in dispense:
         rxe[12] = str(dispense["numberOfRepeatsAllowed"])
+    rx_no = next((i.get("value") for i in request.get("identifier", []) if i.get("system") == _RX_NO), None)
+    if rx_no and rx_no != placer:
+        rxe[15] = _esc(rx_no)
+    reasons = []
+    for reason in request.get("reason", []):
+        for coding in (reason.get("concept") or {}).get("coding", []):
+            kind = "I10" if coding.get("system") == _ICD10 else "L"
+            reasons.append(_comps(coding.get("code"), coding.get("display"), kind))
+    if reasons:
+        rxe[27] = "~".join(reasons)
     segments.append(_segment("RXE", rxe))
     timing = dosage.get("timing") or {}
     codings = (timing.get("code") or {}).get("coding", [])
@@ -221,4 +246,54 @@ def render_rde_o11(resource: dict[str, Any], mapping: Mapping, *, now: datetime 
     )
     if route_code:
         segments.append(_segment("RXR", {1: _comps(route_code, route.get("text"), "HL70162")}))
+    zrx = _zrx(request, extensions, dispensing)
+    if zrx:
+        segments.append(_segment("ZRX", zrx))
     return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def _parts(extension: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The sub-extensions of a complex extension by url."""
+    return {str(e.get("url")): e for e in (extension or {}).get("extension", []) if isinstance(e, dict)}
+
+
+def _pv1(encounter: dict[str, Any], member: str) -> dict[int, str]:
+    """PV1 at the base mapping's positions: class (PV1-2), department (PV1-3), visit (PV1-19)."""
+    pv1 = {1: "1"}
+    for concept in encounter.get("class", []):
+        for coding in concept.get("coding", []):
+            if coding.get("system") == "http://terminology.hl7.org/CodeSystem/v2-0004":
+                pv1[2] = _esc(coding.get("code"))
+    department = _first(_first(encounter.get("serviceType")).get("concept", {}).get("coding"))
+    if department:
+        pv1[3] = _comps(department.get("code"), "", "", member, "", "", "", "", department.get("display"))
+    visit = _first(encounter.get("identifier"))
+    if visit.get("value"):
+        pv1[19] = _esc(visit["value"])
+    return pv1
+
+
+def _zrx(request: dict[str, Any], extensions: dict[str, Any], dispensing: str) -> dict[int, str]:
+    """The optional Yaolian ZRX segment (see docs/adapters.md) from the alliance extensions."""
+    zrx: dict[int, str] = {}
+    category = (extensions.get(_SD + "yl-prescription-category") or {}).get("valueCoding") or {}
+    if category.get("code"):
+        system = category.get("system", "")
+        zrx[1] = _comps(
+            category["code"], category.get("display"), "YLRXC" if system.endswith("/prescription-category") else ""
+        )
+    for ident in request.get("identifier", []):
+        if ident.get("system") == _SID + "hi-rxno":
+            zrx[2] = _esc(ident.get("value"))
+        elif ident.get("system") == _SID + "rx-trace-code":
+            zrx[3] = _esc(ident.get("value"))
+    long_term = _parts(extensions.get(_SD + "yl-long-term-prescription"))
+    group = (long_term.get("chronicGroup") or {}).get("valueCoding") or {}
+    if group.get("code"):
+        zrx[4] = _comps(group["code"], group.get("display"))
+    weeks = (long_term.get("maxWeeks") or {}).get("valuePositiveInt")
+    if weeks is not None:
+        zrx[5] = str(weeks)
+    if dispensing:
+        zrx[6] = _esc(dispensing)
+    return zrx

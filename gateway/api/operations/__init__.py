@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import ingest, terminology, validate
+from gateway.api.operations import ingest, terminology, validate, writeback
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -30,6 +30,7 @@ OPERATIONS: dict[str, Operation] = {
     for op in (
         Operation("ingest", "http://yaolian.org/fhir/OperationDefinition/ingest", ("system",), ingest.ingest),
         Operation("convert", "http://yaolian.org/fhir/OperationDefinition/convert", ("system",), ingest.convert_only),
+        Operation("hl7v2", "http://yaolian.org/fhir/OperationDefinition/hl7v2", ("instance",), writeback.hl7v2),
         Operation(
             "validate-code",
             "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code",

@@ -1,0 +1,65 @@
+"""Write-back: ``GET /fhir/MedicationRequest/{id}/$hl7v2`` renders an extended prescription as
+RDE^O11 for the dispensing member; ingesting that message again gives the same prescription."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ingest_support import GOLDEN, Gateway, ack_fields
+
+from adapters.hl7v2 import HL7v2Adapter
+
+RX_NO = "urn:oid:2.16.156.10011.1.20"
+COMPLETE = (GOLDEN / "RDE_O11" / "complete-extended-longterm.hl7").read_bytes()
+
+
+def _request(gateway: Gateway, rx_no: str) -> dict[str, Any]:
+    found = gateway.http.get("/fhir/MedicationRequest", params={"identifier": f"{RX_NO}|{rx_no}"}).json()
+    (entry,) = found["entry"]
+    return entry["resource"]  # type: ignore[no-any-return]
+
+
+def _fields(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k not in ("meta", "text")}
+
+
+def test_extended_prescription_round_trips_through_rde_o11(gateway: Gateway) -> None:
+    assert ack_fields(gateway.send(COMPLETE))["MSA"][0][1] == "AA"
+    before = _request(gateway, "RX20251107000101")
+
+    response = gateway.http.get(f"/fhir/MedicationRequest/{before['id']}/$hl7v2")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("x-application/hl7-v2+er7")
+    message = response.content
+    segments = ack_fields(message)
+    assert segments["MSH"][0][8] == "RDE^O11^RDE_O11"
+    assert segments["MSH"][0][5] == "XHCWS"  # receiving facility: the dispensing member
+    assert segments["ZRX"][0][6] == "XHCWS"
+    assert segments["ORC"][0][12].endswith("^NHSA")
+
+    # the adapter alone: the written message converts to the same MedicationRequest
+    adapter = HL7v2Adapter()
+    original = _only(adapter.to_fhir(COMPLETE).bundle, "MedicationRequest")
+    written = _only(adapter.to_fhir(message).bundle, "MedicationRequest")
+    assert written == original
+
+    # through the gateway: ingest it (new MSH-10), the stored prescription keeps its fields
+    assert ack_fields(gateway.send(message))["MSA"][0][1] == "AA"
+    after = _request(gateway, "RX20251107000101")
+    assert after["id"] == before["id"]
+    assert _fields(after) == _fields(before)
+
+
+def _only(bundle: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    (found,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == resource_type]
+    return found  # type: ignore[no-any-return]
+
+
+def test_writeback_of_an_unknown_or_wrong_resource(gateway: Gateway) -> None:
+    missing = gateway.http.get("/fhir/MedicationRequest/nope/$hl7v2")
+    assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
+    wrong = gateway.http.get("/fhir/Patient/nope/$hl7v2")
+    assert wrong.status_code == 400 and wrong.json()["resourceType"] == "OperationOutcome"
