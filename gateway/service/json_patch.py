@@ -7,9 +7,11 @@ document per operation.
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 from typing import Any
 
 from gateway.errors import BadRequest, Unprocessable
+from gateway.fhir.json_text import RawNumber
 
 
 def _pointer(path: str) -> list[str]:
@@ -57,7 +59,20 @@ def _remove(doc: Any, parts: list[str]) -> Any:
     return doc
 
 
+def _equal(a: Any, b: Any) -> bool:
+    """RFC 6902 §4.6: numbers are equal by value (``1.0`` = ``1``), a number never equals a
+    string (``10`` != ``"10"``), objects regardless of member order, arrays item by item."""
+    if isinstance(a, RawNumber) or isinstance(b, RawNumber):
+        return isinstance(a, RawNumber) and isinstance(b, RawNumber) and Decimal(a) == Decimal(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
 def apply_patch(document: Any, operations: Any) -> Any:
+    """Apply ``operations`` to ``document`` (both :func:`loads_exact` trees), changing it in place."""
     if not isinstance(operations, list):
         raise BadRequest("YL-0600", index=0, reason="a JSON Patch document is an array of operations")
     doc = document
@@ -81,7 +96,7 @@ def apply_patch(document: Any, operations: Any) -> Any:
                     doc = _remove(doc, source)
                 doc = _add(doc, parts, value)
             elif op == "test":
-                if _get(doc, parts) != operation["value"]:
+                if not _equal(_get(doc, parts), operation["value"]):
                     raise Unprocessable("YL-0600", index=index, reason=f"test failed at {operation['path']}")
             else:
                 raise ValueError(f"unknown op {op!r}")

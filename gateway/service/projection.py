@@ -23,10 +23,11 @@ def _with_subsetted_meta(text: str, meta_span: tuple[int, int] | None) -> str:
     return orjson.dumps(meta).decode()
 
 
-def _is_choice_of(key: str, names: set[str]) -> bool:
-    """``deceasedBoolean`` (or ``_deceasedBoolean``) is kept when ``deceased`` is asked for."""
-    bare = key.lstrip("_")
-    return any(bare.startswith(n) and bare[len(n) : len(n) + 1].isupper() for n in names if n and not n.startswith("_"))
+def _is_choice_of(resource_type: str, key: str, names: set[str]) -> bool:
+    """``deceasedBoolean`` (or ``_deceasedBoolean``) is kept when ``deceased`` is asked for;
+    ``statusReason`` is not kept for ``status`` (a different element, not a choice of it)."""
+    info = definitions.element(resource_type, key.lstrip("_"))
+    return info is not None and info.is_choice and info.path.rsplit(".", 1)[-1].removesuffix("[x]") in names
 
 
 def project(body: bytes, resource_type: str, summary: str | None, elements: list[str] | None) -> bytes:
@@ -51,7 +52,7 @@ def project(body: bytes, resource_type: str, summary: str | None, elements: list
         if key == "meta":
             meta_span = (span.start, span.end)
     for key, span in members:
-        if key not in keep and not _is_choice_of(key, keep):
+        if key not in keep and not _is_choice_of(resource_type, key, keep):
             continue
         value = text[span.start : span.end]
         if key == "meta":
