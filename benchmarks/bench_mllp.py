@@ -1,0 +1,231 @@
+"""End-to-end HL7 v2 over MLLP: messages/s and ACK latency, with a profile of where the time goes.
+
+    python benchmarks/bench_mllp.py [--messages 2000] [--senders 8] [--workers 1] [--profile]
+
+A real gateway (``yaolian serve --mllp-port``, SQLite file, validation lenient) runs in a
+subprocess; N concurrent senders (asyncio, one TCP connection each) send distinct RDE^O11
+messages (the complete alliance prescription with a fresh MSH-10 and placer/prescription
+number each) and wait for each ACK before sending the next, as an HIS interface engine does.
+Every message is journalled, converted, validated against the alliance profiles, stored with
+its search index and ACKed - durable before acknowledged. Printed: messages/s, p50/p99 ACK
+latency, AA count.
+
+``--profile`` also runs the same messages in-process through ``MllpServer.handle_message``
+(the listener's code path without the socket) under cProfile and sums the time by stage:
+HL7 parse, mapping, validation, search index, SQL, fsync/commit, JSON. ``--py-spy`` records
+the server subprocess with py-spy instead (all threads; needs ptrace permission).
+
+Not a test: figures depend on the machine. The issue's target is >= 300 messages/s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = (ROOT / "tests" / "golden" / "hl7v2" / "RDE_O11" / "complete-extended-longterm.hl7").read_bytes()
+START, END = b"\x0b", b"\x1c\r"
+
+
+def message(n: int, run: str) -> bytes:
+    """The complete prescription with its own control id, placer order, prescription and visit number."""
+    return (
+        TEMPLATE.replace(b"|GH0010|", f"|B{run}{n:07d}|".encode())
+        .replace(b"RX9101^", f"RXB{run}{n:07d}^".encode())
+        .replace(b"RX20251107000101", f"RXN{run}{n:07d}".encode())
+        .replace(b"MZ2025110700101", f"MZB{run}{n:07d}".encode())  # a visit of its own
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def sender(port: int, messages: list[bytes], latencies: list[float], codes: list[str]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for raw in messages:
+            started = time.perf_counter()
+            writer.write(START + raw + END)
+            await writer.drain()
+            await reader.readuntil(START)
+            ack = await reader.readuntil(END)
+            latencies.append(time.perf_counter() - started)
+            msa = ack.split(b"\rMSA|", 1)[1][:2] if b"\rMSA|" in ack else b"??"
+            codes.append(msa.decode())
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def drive(port: int, total: int, senders: int, run: str) -> tuple[float, list[float], list[str]]:
+    batches = [[message(n, run) for n in range(i, total, senders)] for i in range(senders)]
+    latencies: list[float] = []
+    codes: list[str] = []
+    started = time.perf_counter()
+    await asyncio.gather(*(sender(port, batch, latencies, codes) for batch in batches))
+    return time.perf_counter() - started, latencies, codes
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.1)
+    raise SystemExit("gateway did not open its MLLP port")
+
+
+def serve(database: str, mllp_port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "YAOLIAN_VALIDATION_MODE": "lenient", "YAOLIAN_LOG_LEVEL": "warning"}
+    cmd = [
+        sys.executable, "-m", "gateway.cli", "serve",
+        "--port", str(free_port()), "--database", database, "--mllp-port", str(mllp_port), "--workers", str(workers),
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def end_to_end(total: int, senders: int, workers: int, py_spy: bool) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-mllp-"))
+    database = f"sqlite:///{folder / 'bench.sqlite'}"
+    port = free_port()
+    proc = serve(database, port, workers)
+    spy = None
+    try:
+        wait_for_port(port, proc)
+        asyncio.run(drive(port, min(100, total), senders, "W"))  # warm-up: imports, caches
+        if py_spy:
+            out = folder / "py-spy.txt"
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(proc.pid), "--subprocesses", "--format", "raw",
+                 "--output", str(out), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1)
+        elapsed, latencies, codes = asyncio.run(drive(port, total, senders, "M"))
+    finally:
+        if spy is not None:
+            spy.terminate()
+            spy.wait()
+        proc.terminate()
+        proc.wait(timeout=30)
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    aa = codes.count("AA")
+    print(f"end-to-end over MLLP (SQLite, {workers} worker(s), {senders} senders, {total} messages)")
+    print(f"  {total / elapsed:8.1f} messages/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   AA {aa}/{total}")
+    if aa != total:
+        print(f"  WARNING: {total - aa} messages not accepted: {sorted(set(codes))}")
+    if py_spy and (folder / "py-spy.txt").exists():
+        summarise_py_spy(folder / "py-spy.txt")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+STAGES = [
+    # (stage, substrings of "file:function" - first match wins, checked in order)
+    ("fsync/commit", ("commit", "fsync", "sqlite3.Connection.commit")),
+    ("validate (profiles)", ("gateway/validation/",)),
+    ("search index", ("gateway/search/", "index_rows", "/indexing")),
+    ("SQL (sqlalchemy/sqlite)", ("sqlalchemy/", "sqlite3")),
+    ("HL7 parse", ("adapters/hl7v2/tree.py", "hl7/", "adapters/hl7v2/ack.py")),
+    ("mapping", ("adapters/mapping/",)),
+    ("FHIR model checks", ("fhir/resources", "pydantic")),
+    ("JSON", ("orjson", "json_text", "json/")),
+]
+
+
+def stage_of(frames: list[str]) -> str:
+    """The innermost listed stage on a stack (frames outermost first)."""
+    for frame in reversed(frames):
+        for stage, needles in STAGES:
+            if any(n in frame for n in needles):
+                return stage
+    return "other (gateway, threads, event loop)"
+
+
+def summarise_py_spy(path: Path) -> None:
+    totals: dict[str, int] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        if "idle" in stack or "select" in stack.rsplit(";", 1)[-1] or "epoll" in stack:
+            continue
+        totals[stage_of(stack.split(";"))] = totals.get(stage_of(stack.split(";")), 0) + int(count)
+    print_stages(totals, "py-spy samples of the server process (busy only)")
+
+
+def print_stages(totals: dict[str, float], title: str) -> None:
+    whole = sum(totals.values()) or 1
+    print(f"  {title}:")
+    for stage, value in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"    {stage:<40} {100 * value / whole:5.1f} %")
+
+
+def in_process_profile(total: int) -> None:
+    """cProfile of ``MllpServer.handle_message`` (journal, convert, validate, store, ACK)."""
+    from gateway.app import create_app
+    from gateway.ingest.mllp import MllpServer
+    from gateway.settings import Settings
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-mllp-prof-"))
+    app = create_app(Settings(database=f"sqlite:///{folder / 'p.sqlite'}", validation_mode="lenient"))
+    server = MllpServer(app.state.ingest, "http://bench/fhir")
+    for n in range(50):
+        server.handle_message(message(n, "W"))
+    messages = [message(n, "P") for n in range(total)]
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for raw in messages:
+        server.handle_message(raw)
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    print(f"in-process, one thread, no socket: {total / elapsed:8.1f} messages/s under cProfile")
+    stats = pstats.Stats(profiler)
+    totals: dict[str, float] = {}
+    for (file, _line, func), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        totals[stage_of([f"{file}:{func}"])] = totals.get(stage_of([f"{file}:{func}"]), 0.0) + tottime
+    print_stages(totals, "self time by stage")
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+    print("\n".join(line for line in text.getvalue().splitlines()[6:40] if line.strip()))
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    parser.add_argument("--profile", action="store_true", help="also profile in-process with cProfile")
+    parser.add_argument("--py-spy", action="store_true", help="record the server with py-spy")
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    end_to_end(args.messages, args.senders, args.workers, args.py_spy)
+    if args.profile:
+        in_process_profile(min(args.messages, 500))
+
+
+if __name__ == "__main__":
+    main()
