@@ -38,7 +38,8 @@ async def _operation(request: Request) -> Response:
     name = request.path_params["op"]
     op = OPERATIONS.get(name)
     level = "instance" if "id" in request.path_params else ("type" if "type" in request.path_params else "system")
-    if op is None or level not in op.levels:
+    wrong_type = level != "system" and op is not None and op.types and request.path_params["type"] not in op.types
+    if op is None or level not in op.levels or wrong_type:
         raise NotFound("YL-0204", op=f"${name}")
     return await op.handler(request)
 

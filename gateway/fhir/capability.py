@@ -23,13 +23,12 @@ INTERACTIONS = [
     "create",
     "search-type",
 ]
-CORE_OPERATIONS = "http://hl7.org/fhir/OperationDefinition/"
 
 
 def capability_statement(
     base_url: str,
     *,
-    operations: Iterable[tuple[str, str, str]] = (),
+    operations: Iterable[tuple[str, str, str, tuple[str, ...]]] = (),
     profiles_by_type: dict[str, list[str]] | None = None,
     software_version: str = "0.1.0",
     date: str,
@@ -75,13 +74,14 @@ def capability_statement(
             entry["supportedProfile"] = profiles_by_type[rtype]
         type_ops = [
             {"name": name, "definition": url}
-            for name, url in dict.fromkeys((n, u) for n, u, level in ops if level in ("type", "instance"))
-            if _operation_applies(url, rtype)
+            for name, url in dict.fromkeys(
+                (n, u) for n, u, level, types in ops if level in ("type", "instance") and (not types or rtype in types)
+            )
         ]
         if type_ops:
             entry["operation"] = type_ops
         rest_resources.append(entry)
-    system_ops = [{"name": name, "definition": url} for name, url, level in ops if level == "system"]
+    system_ops = [{"name": name, "definition": url} for name, url, level, _types in ops if level == "system"]
     return {
         "resourceType": "CapabilityStatement",
         "id": "yaolian",
@@ -113,10 +113,3 @@ def capability_statement(
             }
         ],
     }
-
-
-def _operation_applies(definition: str, resource_type: str) -> bool:
-    """Core OperationDefinitions are named ``{Type}-{code}``; ``Resource-…`` applies to every type."""
-    name = definition.rsplit("/", 1)[-1]
-    owner = name.split("-", 1)[0] if definition.startswith(CORE_OPERATIONS) else "Resource"
-    return owner in ("Resource", "DomainResource", resource_type)

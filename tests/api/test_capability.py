@@ -86,6 +86,15 @@ def test_metadata_lists_every_served_type_with_its_search_parameters(module_clie
     assert "MedicationRequest:subject" in by_type["MedicationRequest"]["searchInclude"]
     assert "MedicationRequest:subject" in by_type["Patient"]["searchRevInclude"]
     assert [op["name"] for op in by_type["Patient"]["operation"]] == ["validate"]
+    assert {"validate", "hl7v2"} <= {op["name"] for op in by_type["MedicationRequest"]["operation"]}
+    assert "lookup" in {op["name"] for op in by_type["CodeSystem"]["operation"]}
+
+
+def test_operations_are_served_only_where_the_statement_says(module_client: TestClient) -> None:
+    response = module_client.get("/fhir/Patient/p1/$hl7v2")
+    assert response.status_code == 404
+    assert response.json()["issue"][0]["details"]["coding"][0]["code"] == "YL-0204"
+    assert module_client.get("/fhir/Patient/$lookup").status_code == 404
 
 
 def test_metadata_in_xml(module_client: TestClient) -> None:

@@ -21,7 +21,7 @@ async def metadata(request: Request) -> Response:
 
         statement = capability_statement(
             base_url(request),
-            operations=[(op.name, op.definition, level) for op in OPERATIONS.values() for level in op.levels],
+            operations=[(op.name, op.definition, level, op.types) for op in OPERATIONS.values() for level in op.levels],
             profiles_by_type=request.app.state.profiles_by_type,
             date=now_instant()[:10],
         )

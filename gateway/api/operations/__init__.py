@@ -23,6 +23,8 @@ class Operation:
     definition: str
     levels: tuple[str, ...]
     handler: Handler
+    types: tuple[str, ...] = ()
+    """Resource types served at type/instance level; empty means every type."""
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -30,19 +32,33 @@ OPERATIONS: dict[str, Operation] = {
     for op in (
         Operation("ingest", "http://yaolian.org/fhir/OperationDefinition/ingest", ("system",), ingest.ingest),
         Operation("convert", "http://yaolian.org/fhir/OperationDefinition/convert", ("system",), ingest.convert_only),
-        Operation("hl7v2", "http://yaolian.org/fhir/OperationDefinition/hl7v2", ("instance",), writeback.hl7v2),
+        Operation(
+            "hl7v2",
+            "http://yaolian.org/fhir/OperationDefinition/hl7v2",
+            ("instance",),
+            writeback.hl7v2,
+            ("MedicationRequest",),
+        ),
         Operation(
             "validate-code",
             "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code",
             ("type",),
             terminology.validate_code,
+            ("ValueSet", "CodeSystem"),
         ),
-        Operation("lookup", "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup", ("type",), terminology.lookup),
+        Operation(
+            "lookup",
+            "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup",
+            ("type",),
+            terminology.lookup,
+            ("CodeSystem",),
+        ),
         Operation(
             "translate",
             "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate",
             ("type",),
             terminology.translate,
+            ("ConceptMap",),
         ),
         Operation(
             "validate",
