@@ -20,6 +20,7 @@ from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.models import models as fhirpath_models
 
 from gateway.fhir import definitions
+from gateway.search.fastpath import compile_simple
 
 SUPPORTED_TYPES = ("token", "string", "date", "reference", "number", "quantity", "uri", "composite")
 # Parameters served from columns of the resource table, not from index tables.
@@ -112,7 +113,14 @@ def _branch_root(branch: str) -> str:
 
 @cache
 def _compile(expression: str) -> Evaluator:
-    return fhirpath_compile(expression, fhirpath_models["r5"])  # type: ignore[no-any-return]
+    """The direct walker for simple paths (µs), fhirpathpy for the rest (tens of µs)."""
+    return compile_simple(expression) or fhirpath_compile(expression, fhirpath_models["r5"])  # type: ignore[no-any-return]
+
+
+@cache
+def _compile_relative(expression: str) -> Evaluator:
+    """Composite components are evaluated on the composite's item, not on a resource."""
+    return compile_simple(expression, relative=True) or fhirpath_compile(expression, fhirpath_models["r5"])  # type: ignore[no-any-return]
 
 
 def branches_for(expression: str, resource_type: str) -> list[Branch]:
@@ -170,7 +178,7 @@ def _build(defn: dict[str, Any], resource_type: str, by_url: dict[str, dict[str,
     )
     for comp in defn.get("component") or ():
         sub = by_url.get(comp.get("definition", ""))
-        component = Component(comp.get("definition", ""), _compile(comp["expression"]))
+        component = Component(comp.get("definition", ""), _compile_relative(comp["expression"]))
         if sub is not None:
             component.param = SearchParam(
                 code=sub["code"],
