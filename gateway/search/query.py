@@ -35,7 +35,7 @@ MODIFIERS = {
     "token": {"not", "text", "missing", "code-text"},
     "string": {"exact", "contains", "missing", "text"},
     "date": {"missing"},
-    "reference": {"identifier", "missing", "type"},
+    "reference": {"identifier", "missing", "type", "below", "above"},
     "number": {"missing"},
     "quantity": {"missing"},
     "uri": {"below", "above", "missing"},

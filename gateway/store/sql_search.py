@@ -156,14 +156,18 @@ def _quantity_clause(t: Any, value: str, criterion: Criterion) -> Clause:
     return and_(*clauses)
 
 
-def _uri_clause(t: Any, value: str, modifier: str | None) -> Clause:
+def _path_clause(column: Any, raw: str, modifier: str) -> Clause:
     """``:below``/``:above`` follow the path hierarchy: ``…/fhir`` is above ``…/fhir/v2``, not ``…/fhirx``."""
-    raw = unescape(value)
     if modifier == "below":
         below = raw if raw.endswith("/") else raw + "/"
-        return or_(t.c.uri == raw, t.c.uri.like(_like_escape(below) + "%", escape="\\"))
-    if modifier == "above":
-        return or_(t.c.uri == raw, literal(raw).like(t.c.uri.concat("/%")))
+        return or_(column == raw, column.like(_like_escape(below) + "%", escape="\\"))
+    return or_(column == raw, literal(raw).like(column.concat("/%")))
+
+
+def _uri_clause(t: Any, value: str, modifier: str | None) -> Clause:
+    raw = unescape(value)
+    if modifier in ("below", "above"):
+        return _path_clause(t.c.uri, raw, modifier)
     return t.c.uri == raw  # type: ignore[no-any-return]
 
 
@@ -178,6 +182,8 @@ def _reference_clause(t: Any, value: str, criterion: Criterion, base_url: str | 
         if code is not None:
             parts.append(t.c.ident_value == code)
         return and_(*parts) if parts else false()
+    if modifier in ("below", "above"):  # canonical references (``_profile``): by URL path
+        return _path_clause(t.c.url, raw.split("|", 1)[0], modifier)
     type_filter = modifier if modifier and modifier not in ("missing", "type") else None
     if base_url and raw.startswith(base_url.rstrip("/") + "/"):
         raw = raw[len(base_url.rstrip("/")) + 1 :]

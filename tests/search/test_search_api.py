@@ -155,6 +155,10 @@ CASES: list[tuple[str, set[str]]] = [
     ("Organization?_source:below=http://his.county.example/fhir", {"org-township", "org-county"}),
     ("Organization?_source:below=http://his.county.example", {"org-township", "org-county", "org-village"}),
     (f"Patient?_profile={YL_PATIENT}", {"pat-wang"}),
+    ("Patient?_profile:below=http://yaolian.org/fhir/StructureDefinition", {"pat-wang"}),
+    ("Patient?_profile:below=http://yaolian.org/fhir/Structure", set()),
+    (f"Patient?_profile:above={YL_PATIENT}/sub", {"pat-wang"}),
+    ("Organization?_source:above=http://his.county.example/fhir/v2/x", {"org-township", "org-county"}),
     # -- composite --------------------------------------------------------------------------
     (f"InventoryReport?item-code-quantity={DRUG}|XC08CAA001$gt100", {"inv1"}),
     (f"InventoryReport?item-code-quantity={DRUG}|XC08CAA001$lt50", {"inv2"}),
