@@ -30,7 +30,8 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import NullPool
 
 from gateway.search.extract import IndexRows
@@ -74,73 +75,107 @@ def _row(row: Any, method: str = "") -> StoredResource:
     )
 
 
+_KEY = (resources.c.res_type == bindparam("k_type"), resources.c.res_id == bindparam("k_id"))
+_CURRENT = select(*_COLUMNS).where(*_KEY)
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+_NEW_VALUES = {
+    "res_type": bindparam("k_type"),
+    "res_id": bindparam("k_id"),
+    "version": bindparam("n_version"),
+    "last_updated": bindparam("n_updated"),
+    "deleted": bindparam("n_deleted"),
+    "body": bindparam("n_body"),
+}
+_INSERT_NEW = {
+    "sqlite": sqlite_insert(resources).values(**_NEW_VALUES).on_conflict_do_nothing().returning(resources.c.version),
+    "postgresql": pg_insert(resources).values(**_NEW_VALUES).on_conflict_do_nothing().returning(resources.c.version),
+}
+_UPDATE_CURRENT = (
+    update(resources)
+    .where(*_KEY, resources.c.version == bindparam("k_version"))
+    .values(
+        version=bindparam("n_version"),
+        last_updated=bindparam("n_updated"),
+        deleted=bindparam("n_deleted"),
+        body=bindparam("n_body"),
+    )
+)
+_DELETE_INDEX = {
+    name: delete(table).where(table.c.res_type == bindparam("k_type"), table.c.res_id == bindparam("k_id"))
+    for name, table in INDEX_TABLES.items()
+}
+_INSERT_INDEX = {name: insert(table) for name, table in INDEX_TABLES.items()}
+_INSERT_HISTORY = insert(resource_history)
+_INSERT_OUTBOX = insert(outbox)
+
+
 class SqlTransaction:
     def __init__(self, store: SqlStore, conn: Connection) -> None:
         self.store = store
         self.conn = conn
 
     def current(self, res_type: str, res_id: str) -> StoredResource | None:
-        stmt = select(*_COLUMNS).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
-        if self.store.dialect == "postgresql":
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).first()
+        stmt = _CURRENT_FOR_UPDATE if self.store.dialect == "postgresql" else _CURRENT
+        row = self.conn.execute(stmt, {"k_type": res_type, "k_id": res_id}).first()
         return _row(row) if row else None
 
     def put(self, stored: StoredResource, index: IndexRows | None, *, expected_version: int | None) -> None:
+        """Write one version: body, history, index rows and outbox event, in this transaction.
+
+        Statements are built once at import (building SQLAlchemy expressions per write cost as
+        much as executing them); a concurrent create is detected by ``ON CONFLICT DO NOTHING``
+        and a concurrent update by the version check, both without a savepoint.
+        """
+        key = {"k_type": stored.res_type, "k_id": stored.res_id}
         values = {
-            "version": stored.version,
-            "last_updated": stored.last_updated,
-            "deleted": stored.deleted,
-            "body": stored.body,
+            "n_version": stored.version,
+            "n_updated": stored.last_updated,
+            "n_deleted": stored.deleted,
+            "n_body": stored.body,
         }
-        key = {"res_type": stored.res_type, "res_id": stored.res_id}
         if expected_version is None:
-            try:
-                with self.conn.begin_nested():
-                    self.conn.execute(insert(resources).values(**key, **values))
-            except IntegrityError:
-                raise VersionConflict(f"{stored.res_type}/{stored.res_id} was created concurrently") from None
+            inserted = self.conn.execute(_INSERT_NEW[self.store.dialect], {**key, **values}).first()
+            if inserted is None:
+                raise VersionConflict(f"{stored.res_type}/{stored.res_id} was created concurrently")
         else:
-            result = self.conn.execute(
-                update(resources)
-                .where(
-                    resources.c.res_type == stored.res_type,
-                    resources.c.res_id == stored.res_id,
-                    resources.c.version == expected_version,
-                )
-                .values(**values)
-            )
+            result = self.conn.execute(_UPDATE_CURRENT, {**key, **values, "k_version": expected_version})
             if result.rowcount != 1:
                 raise VersionConflict(f"{stored.res_type}/{stored.res_id} changed concurrently")
-            for table in INDEX_TABLES.values():
-                self.conn.execute(
-                    delete(table).where(table.c.res_type == stored.res_type, table.c.res_id == stored.res_id)
-                )
+            for statement in _DELETE_INDEX.values():
+                self.conn.execute(statement, key)
         if index is not None:
             for name, rows in index.tables():
                 if rows:
                     cols = INDEX_COLUMNS[name]
                     self.conn.execute(
-                        insert(INDEX_TABLES[name]),
+                        _INSERT_INDEX[name],
                         [
-                            {
-                                "res_type": stored.res_type,
-                                "res_id": stored.res_id,
-                                **dict(zip(cols, r, strict=True)),
-                            }
+                            {"res_type": stored.res_type, "res_id": stored.res_id, **dict(zip(cols, r, strict=True))}
                             for r in rows
                         ],
                     )
-        self.conn.execute(insert(resource_history).values(**key, **values, method=stored.method))
         self.conn.execute(
-            insert(outbox).values(
-                created=stored.last_updated,
-                event="delete" if stored.deleted else ("create" if stored.version == 1 else "update"),
-                res_type=stored.res_type,
-                res_id=stored.res_id,
-                version=stored.version,
-                delivered=False,
-            )
+            _INSERT_HISTORY,
+            {
+                "res_type": stored.res_type,
+                "res_id": stored.res_id,
+                "version": stored.version,
+                "last_updated": stored.last_updated,
+                "deleted": stored.deleted,
+                "body": stored.body,
+                "method": stored.method,
+            },
+        )
+        self.conn.execute(
+            _INSERT_OUTBOX,
+            {
+                "created": stored.last_updated,
+                "event": "delete" if stored.deleted else ("create" if stored.version == 1 else "update"),
+                "res_type": stored.res_type,
+                "res_id": stored.res_id,
+                "version": stored.version,
+                "delivered": False,
+            },
         )
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
