@@ -107,16 +107,19 @@ class BundleProcessor:
             # POSTed resources get their ids first so references can be rewritten.
             mapping: dict[str, str] = {}
             new_ids: dict[int, str] = {}
+            existing: dict[int, str] = {}  # conditional creates that matched one resource
             for e in entries:
                 if e.method == "POST" and e.resource is not None:
                     rtype = e.resource.resource_type or ""
                     if e.if_none_exist:
                         found = service.writer._matches(tx, rtype, e.if_none_exist, ctx)
                         if len(found) == 1:
-                            new_ids[e.index] = found[0]
+                            existing[e.index] = found[0]
                             if e.full_url:
                                 mapping[e.full_url] = f"{rtype}/{found[0]}"
                             continue
+                        if not found:  # checked once here, under the lock: create without asking again
+                            e.if_none_exist = None
                     new_ids[e.index] = str(uuid.uuid4())
                     if e.full_url:
                         mapping[e.full_url] = f"{rtype}/{new_ids[e.index]}"
@@ -128,6 +131,11 @@ class BundleProcessor:
                 try:
                     if e.resource is not None:
                         self._rewrite(e.resource, mapping, tx, ctx)
+                    if e.index in existing:
+                        rtype = e.resource.resource_type if e.resource is not None else ""
+                        current = tx.current(rtype or "", existing[e.index])
+                        results[e.index] = service.write_entry(current, "200 OK", ctx)
+                        continue
                     results[e.index] = self._run(e, tx, ctx, new_ids.get(e.index))
                 except FhirError as exc:
                     for item in exc.issues:
@@ -180,7 +188,7 @@ class BundleProcessor:
             if len(segments) == 1 and query:
                 writer.conditional_delete(tx, ctx, segments[0], query)
             elif len(segments) == 2:
-                writer.delete(tx, ctx, segments[0], segments[1])
+                writer.delete(tx, ctx, segments[0], segments[1], if_match=e.if_match)
             else:
                 raise BadRequest("YL-0501", index=e.index)
             return Entry(response={"status": "204 No Content"})

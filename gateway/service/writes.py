@@ -27,6 +27,7 @@ from gateway.fhir.structure import json_form_issues, structure_issues
 from gateway.hooks import Hooks, Pointcut, RequestContext
 from gateway.search.extract import extract
 from gateway.search.query import parse_search
+from gateway.search.values import split_token
 from gateway.service.clock import now_instant
 from gateway.store.base import StoredResource, StoreTransaction, VersionConflict
 
@@ -54,6 +55,21 @@ def parse_etag(value: str) -> int:
     if not match or not match.group(1).isdigit():
         raise BadRequest("YL-0301", value=value)
     return int(match.group(1))
+
+
+def _single_token(query: Any) -> tuple[str, str, str] | None:
+    """``(param, system, code)`` when the query is one ``param=system|code`` token criterion."""
+    if len(query.criteria) != 1:
+        return None
+    criterion = query.criteria[0]
+    if criterion.param.type != "token" or criterion.modifier or criterion.chain or len(criterion.values) != 1:
+        return None
+    if criterion.param.code in ("_id", "_lastUpdated"):
+        return None
+    system, code = split_token(criterion.values[0])
+    if not system or code is None:
+        return None
+    return criterion.param.code, system, code
 
 
 class Writer:
@@ -134,6 +150,9 @@ class Writer:
             )
         query = parse_search(resource_type, params, strict=True, default_count=2, max_count=2)
         tx.lock(f"{resource_type}?{criteria}")
+        token = _single_token(query)
+        if token is not None:  # the common identifier=system|value match, on a prebuilt statement
+            return tx.match_token(resource_type, *token, limit=2)
         return tx.search_ids(query, 2)
 
     # -- interactions ----------------------------------------------------------------
@@ -254,10 +273,20 @@ class Writer:
         return result
 
     def delete(
-        self, tx: StoreTransaction, ctx: RequestContext, resource_type: str, resource_id: str
+        self,
+        tx: StoreTransaction,
+        ctx: RequestContext,
+        resource_type: str,
+        resource_id: str,
+        *,
+        if_match: str | None = None,
     ) -> StoredResource | None:
         require_type(resource_type)
         existing = tx.current(resource_type, resource_id)
+        if if_match is not None:  # version-aware delete: never remove a version the client has not seen
+            current = existing.version if existing and not existing.deleted else 0
+            if parse_etag(if_match) != current:
+                raise PreconditionFailed("YL-0300", expected=if_match, current=f'W/"{current}"')
         if existing is None or existing.deleted:
             return None
         self.hooks.run(Pointcut.BEFORE_WRITE, ctx, resource_type, None, existing)

@@ -105,6 +105,25 @@ _DELETE_INDEX = {
     for name, table in INDEX_TABLES.items()
 }
 _INSERT_INDEX = {name: insert(table) for name, table in INDEX_TABLES.items()}
+_TOKEN = INDEX_TABLES["token"]
+_MATCH_TOKEN = (
+    select(resources.c.res_id)
+    .where(
+        resources.c.res_type == bindparam("k_type"),
+        resources.c.deleted == false(),
+        resources.c.res_id.in_(
+            select(_TOKEN.c.res_id).where(
+                _TOKEN.c.res_type == bindparam("k_type"),
+                _TOKEN.c.param == bindparam("k_param"),
+                _TOKEN.c.system == bindparam("k_system"),
+                _TOKEN.c.code == bindparam("k_code"),
+                _TOKEN.c.grp.is_(None),
+            )
+        ),
+    )
+    .order_by(resources.c.res_id)
+    .limit(bindparam("k_limit"))
+)
 _INSERT_HISTORY = insert(resource_history)
 _INSERT_OUTBOX = insert(outbox)
 
@@ -177,6 +196,13 @@ class SqlTransaction:
                 "delivered": False,
             },
         )
+
+    def match_token(self, res_type: str, param: str, system: str, code: str, *, limit: int) -> list[str]:
+        """Ids of current resources with ``param=system|code`` (conditional create/update)."""
+        rows = self.conn.execute(
+            _MATCH_TOKEN, {"k_type": res_type, "k_param": param, "k_system": system, "k_code": code, "k_limit": limit}
+        )
+        return [r[0] for r in rows]
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(search_select(query).limit(limit))]
