@@ -64,6 +64,11 @@ def decode(raw: bytes) -> tuple[str, str, list[Issue]]:
         if pos != -1:
             end = min(end, pos)
     msh = raw[:end].decode("latin-1")
+    if len(msh) < 8:  # "MSH" then at least the field separator and encoding characters
+        raise StructureError(
+            "the MSH segment has no field separator and encoding characters",
+            [_issue("fatal", "structure", "YL-2102", "MSH-1/MSH-2 missing", "MSH-1/MSH-2 缺失", "MSH-1")],
+        )
     fields = msh.split(msh[3])
     declared = fields[17].split(msh[4] if len(msh) > 4 else "^")[0].strip() if len(fields) > 17 else ""
     codec = CHARSETS.get(declared.upper()) if declared else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.service.clock import now_instant
@@ -63,6 +63,10 @@ _COLS = (
 )
 
 
+class DuplicateMessage(Exception):
+    """Another request stored the same message first (a resend racing its original)."""
+
+
 class Journal:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
@@ -90,6 +94,57 @@ class Journal:
             assert existing is not None
             return existing, False
         return JournalEntry(int(seq), adapter, channel, control_id, RECEIVED, raw, None, None, 1), True
+
+    def save(
+        self,
+        conn: Connection,
+        *,
+        adapter: str,
+        channel: str,
+        control_id: str | None,
+        raw: bytes,
+        status: str,
+        outcome: bytes | None,
+        reply: bytes | None,
+        previous: JournalEntry | None,
+    ) -> int:
+        """Write the message with its outcome on ``conn`` (inside the caller's transaction).
+
+        An accepted message is saved in the same transaction as the resources it created, so
+        one commit makes both durable; a first-time insert that collides with a concurrent
+        copy of the same message raises :class:`DuplicateMessage` and the caller rolls back.
+        """
+        if previous is not None:
+            conn.execute(
+                update(ingest_messages)
+                .where(ingest_messages.c.seq == previous.seq)
+                .values(status=status, outcome=outcome, reply=reply, attempts=ingest_messages.c.attempts + 1)
+            )
+            return previous.seq
+        try:
+            seq = conn.execute(
+                insert(ingest_messages)
+                .values(
+                    adapter=adapter,
+                    channel=channel,
+                    control_id=control_id,
+                    received=now_instant(),
+                    status=status,
+                    raw=raw,
+                    outcome=outcome,
+                    reply=reply,
+                    attempts=1,
+                )
+                .returning(ingest_messages.c.seq)
+            ).scalar_one()
+        except IntegrityError:
+            raise DuplicateMessage(adapter, control_id) from None
+        return int(seq)
+
+    def save_alone(self, **fields: object) -> int:
+        """:meth:`save` in a transaction of its own (rejected messages: nothing else to commit)."""
+        with self.store.write_connection() as conn, conn.begin():
+            return self.save(conn, **fields)  # type: ignore[arg-type]
 
     def find(self, adapter: str, control_id: str | None) -> JournalEntry | None:
         with self.engine.connect() as conn:

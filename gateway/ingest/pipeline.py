@@ -16,7 +16,7 @@ import orjson
 
 from gateway.errors import FhirError, Issue, NotFound, issue, operation_outcome
 from gateway.hooks import RequestContext
-from gateway.ingest.journal import ACCEPTED, REJECTED, Journal, JournalEntry
+from gateway.ingest.journal import ACCEPTED, REJECTED, DuplicateMessage, Journal, JournalEntry
 from gateway.service.fhir_service import FhirService
 
 
@@ -41,6 +41,7 @@ class IngestResult:
     duplicate: bool = False
     reply: bytes | None = None  # channel reply as sent (ACK, Bundle or OperationOutcome)
     seq: int | None = None
+    duplicate_of: JournalEntry | None = None  # lost a race with a copy of the same message
 
     def outcome(self) -> bytes:
         return orjson.dumps(operation_outcome(self.issues))
@@ -104,38 +105,76 @@ class IngestPipeline:
         self, adapter_name: str, raw: bytes, *, channel: str, ctx: RequestContext, reply: ReplyBuilder | None = None
     ) -> IngestResult:
         adapter = get_adapter(adapter_name)
-        entry, new = self.journal.record(adapter_name, channel, message_id(adapter, raw), raw)
-        if not new and entry.status == ACCEPTED:
-            stored = entry.reply
-            if entry.channel != channel:
-                # First seen on another channel (HTTP, then a resend over MLLP): answer in this
-                # channel's terms, never with the other channel's reply (a Bundle is no ACK).
-                builder = reply or reply_for(channel)
-                stored = builder(raw, IngestResult(ACCEPTED, [], seq=entry.seq)) if builder else entry.outcome
-            return IngestResult(ACCEPTED, [], None, duplicate=True, reply=stored, seq=entry.seq)
-        return self._process(entry, raw, ctx, reply, retry=not new)
+        control_id = message_id(adapter, raw)
+        previous = self.journal.find(adapter_name, control_id)
+        if previous is not None and previous.status == ACCEPTED:
+            return self._duplicate(previous, raw, channel, reply)
+        result = self._process(adapter_name, channel, control_id, raw, ctx, reply, previous)
+        if result.duplicate_of is not None:
+            return self._duplicate(result.duplicate_of, raw, channel, reply)
+        return result
 
     def replay(self, entry: JournalEntry, ctx: RequestContext, reply: ReplyBuilder | None = None) -> IngestResult:
         """Re-run a journalled message; the stored reply is built for the channel it came in on
         (``yaolian replay`` of an MLLP message stores an ACK, which a resend then gets)."""
-        return self._process(entry, entry.raw, ctx, reply or reply_for(entry.channel), retry=True)
+        return self._process(
+            entry.adapter, entry.channel, entry.control_id, entry.raw, ctx, reply or reply_for(entry.channel), entry
+        )
+
+    def _duplicate(self, entry: JournalEntry, raw: bytes, channel: str, reply: ReplyBuilder | None) -> IngestResult:
+        stored = entry.reply
+        if entry.channel != channel:
+            # First seen on another channel (HTTP, then a resend over MLLP): answer in this
+            # channel's terms, never with the other channel's reply (a Bundle is no ACK).
+            builder = reply or reply_for(channel)
+            stored = builder(raw, IngestResult(ACCEPTED, [], seq=entry.seq)) if builder else entry.outcome
+        return IngestResult(ACCEPTED, [], None, duplicate=True, reply=stored, seq=entry.seq)
 
     def _process(
-        self, entry: JournalEntry, raw: bytes, ctx: RequestContext, reply: ReplyBuilder | None, *, retry: bool
+        self,
+        adapter_name: str,
+        channel: str,
+        control_id: str | None,
+        raw: bytes,
+        ctx: RequestContext,
+        reply: ReplyBuilder | None,
+        previous: JournalEntry | None,
     ) -> IngestResult:
+        """Convert, store and journal; exactly one commit makes message, outcome and resources durable."""
         try:
-            bundle, issues = convert(entry.adapter, raw)
+            bundle, issues = convert(adapter_name, raw)
         except Exception as exc:  # a crashing mapping must not lose the message
             bundle, issues = None, [issue("YL-0207", reason=f"{type(exc).__name__}: {exc}")]
-        result = IngestResult(REJECTED, issues, seq=entry.seq)
+        result = IngestResult(REJECTED, issues)
+        fields = {
+            "adapter": adapter_name,
+            "channel": channel,
+            "control_id": control_id,
+            "raw": raw,
+            "previous": previous,
+        }
         if bundle is not None:
             try:
-                result.response = self.service.process_bundle(orjson.dumps(bundle), ctx)
-                result.status = ACCEPTED
+                with self.service.store.transaction() as tx:
+                    result.response = self.service.process_bundle(orjson.dumps(bundle), ctx, tx=tx)
+                    result.status = ACCEPTED
+                    result.reply = reply(raw, result) if reply else result.response
+                    result.seq = self.journal.save(
+                        tx.conn, status=ACCEPTED, outcome=result.outcome(), reply=result.reply, **fields
+                    )
             except FhirError as exc:
-                result.issues = [*issues, *exc.issues]
-        result.reply = (
-            reply(raw, result) if reply else (result.response if result.status == ACCEPTED else result.outcome())
-        )
-        self.journal.finish(entry.seq, result.status, result.outcome(), result.reply, retry=retry)
+                result = IngestResult(REJECTED, [*issues, *exc.issues])
+            except DuplicateMessage:
+                result.duplicate_of = self.journal.find(adapter_name, control_id)
+                return result
+            else:
+                self.service.after_commit(ctx)
+                return result
+        result.reply = reply(raw, result) if reply else result.outcome()
+        try:
+            result.seq = self.journal.save_alone(
+                status=REJECTED, outcome=result.outcome(), reply=result.reply, **fields
+            )
+        except DuplicateMessage:
+            result.duplicate_of = self.journal.find(adapter_name, control_id)
         return result

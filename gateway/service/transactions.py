@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -89,21 +90,23 @@ class BundleProcessor:
     def __init__(self, service: FhirService) -> None:
         self.service = service
 
-    def process(self, raw: bytes, ctx: RequestContext) -> bytes:
+    def process(self, raw: bytes, ctx: RequestContext, *, tx: Any = None) -> bytes:
         bundle_type, entries = parse_entries(raw)
         if bundle_type == "transaction":
-            return self._transaction(entries, ctx)
+            return self._transaction(entries, ctx, tx)
+        if tx is not None:
+            raise BadRequest("YL-0500", found="batch (inside another transaction)", expression=["Bundle.type"])
         return self._batch(entries, ctx)
 
     # -- transaction -----------------------------------------------------------------
-    def _transaction(self, entries: list[BundleEntry], ctx: RequestContext) -> bytes:
+    def _transaction(self, entries: list[BundleEntry], ctx: RequestContext, outer: Any = None) -> bytes:
         full_urls = [e.full_url for e in entries if e.full_url]
         duplicates = {u for u in full_urls if full_urls.count(u) > 1}
         if duplicates:
             raise BadRequest("YL-0504", url=sorted(duplicates)[0])
         results: dict[int, Entry] = {}
         service = self.service
-        with service.store.transaction() as tx:
+        with nullcontext(outer) if outer is not None else service.store.transaction() as tx:
             # POSTed resources get their ids first so references can be rewritten.
             mapping: dict[str, str] = {}
             new_ids: dict[int, str] = {}
@@ -143,7 +146,8 @@ class BundleProcessor:
                     reason = exc.issues[0].en if exc.issues else ""
                     exc.issues.insert(0, issue("YL-0502", index=e.index, url=e.url, reason=reason))
                     raise
-        service.after_commit(ctx)
+        if outer is None:
+            service.after_commit(ctx)
         return render_bundle("transaction-response", (results[i] for i in sorted(results)))
 
     def _rewrite(self, resource: ResourceText, mapping: dict[str, str], tx: Any, ctx: RequestContext) -> None:
