@@ -63,6 +63,18 @@ def prescription_transaction(subject: str = "urn:uuid:6b1c5b4a-0000-4000-8000-00
                 "resource": {"resourceType": "Medication", "code": {"text": "Amlodipine 5 mg tablet"}},
                 "request": {"method": "POST", "url": "Medication"},
             },
+            {
+                "fullUrl": "http://testserver/fhir/Provenance/prov-1",
+                "resource": {
+                    "resourceType": "Provenance",
+                    "id": "prov-1",
+                    "meta": {"tag": [{"system": "http://yaolian.org/tags", "code": "ingest"}]},
+                    "target": [{"reference": "urn:uuid:6b1c5b4a-0000-4000-8000-000000000002"}],
+                    "recorded": "2024-03-01T09:00:00+08:00",
+                    "agent": [{"who": {"reference": f"Practitioner?identifier={PRACTITIONER_ID}|D-7"}}],
+                },
+                "request": {"method": "PUT", "url": "Provenance/prov-1"},
+            },
         ],
     }
 
@@ -73,8 +85,8 @@ def test_transaction_rewrites_urn_uuid_and_conditional_references(client: TestCl
     assert response.status_code == 200, response.text
     bundle = response.json()
     assert bundle["type"] == "transaction-response"
-    request_entry, patient_entry, medication_entry = bundle["entry"]
-    assert [e["response"]["status"] for e in bundle["entry"]] == ["201 Created"] * 3
+    request_entry, patient_entry, medication_entry, provenance_entry = bundle["entry"]
+    assert [e["response"]["status"] for e in bundle["entry"]] == ["201 Created"] * 4
     patient_id = patient_entry["resource"]["id"]
     medication_id = medication_entry["resource"]["id"]
     request_id = request_entry["resource"]["id"]
@@ -87,6 +99,11 @@ def test_transaction_rewrites_urn_uuid_and_conditional_references(client: TestCl
     assert stored["requester"] == {"reference": f"Practitioner/{practitioner}"}
     raw = client.get(f"/fhir/MedicationRequest/{request_id}").content
     assert b'"quantity": {"value": 28.0, "unit": "tablet"}' in raw  # the client's text, not re-encoded
+    provenance = client.get("/fhir/Provenance/prov-1").json()  # a PUT entry keeps its id and meta
+    assert provenance["target"] == [{"reference": f"MedicationRequest/{request_id}"}]
+    assert provenance["agent"][0]["who"] == {"reference": f"Practitioner/{practitioner}"}
+    assert provenance["meta"]["tag"] == [{"system": "http://yaolian.org/tags", "code": "ingest"}]
+    assert provenance_entry["response"]["location"] == "Provenance/prov-1/_history/1"
     # the index holds the rewritten references
     found = search(client, f"MedicationRequest?subject=Patient/{patient_id}&requester={practitioner}")
     assert [e["resource"]["id"] for e in found["entry"]] == [request_id]
@@ -107,11 +124,12 @@ def test_failing_transaction_entry_leaves_nothing_behind(client: TestClient) -> 
     assert outcome["resourceType"] == "OperationOutcome"
     codes = [i["details"]["coding"][0]["code"] for i in outcome["issue"]]
     assert codes == ["YL-0502", "YL-0104"]
-    assert "entry 3" in outcome["issue"][0]["diagnostics"]
+    assert "entry 4" in outcome["issue"][0]["diagnostics"]
     assert total(client, f"Patient?identifier={MRN}|T-1") == 0
     assert total(client, "MedicationRequest") == 0
     assert total(client, "Medication") == 0
     assert client.get("/fhir/Patient/not-other").status_code == 404
+    assert client.get("/fhir/Provenance/prov-1").status_code == 404
     assert client.get("/fhir/_history").json()["total"] == 1  # only the seeded practitioner
 
 
@@ -289,7 +307,7 @@ def test_transaction_in_xml(client: TestClient) -> None:
     assert response.status_code == 200, response.text
     bundle = json.loads(xml_to_json(response.content))
     assert bundle["type"] == "transaction-response"
-    assert [e["response"]["status"] for e in bundle["entry"]] == ["201 Created"] * 3
+    assert [e["response"]["status"] for e in bundle["entry"]] == ["201 Created"] * 4
     assert total(client, "MedicationRequest") == 1
 
 

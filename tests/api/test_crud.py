@@ -375,6 +375,19 @@ def test_delete_then_410_history_and_recreate_by_put(client: TestClient) -> None
     assert search_ids(client, f"Patient?identifier={SYSTEM}|1") == [rid]
 
 
+def test_delete_with_if_match(client: TestClient) -> None:
+    created = create(client, patient())
+    rid = created["id"]
+    send(client, "PUT", f"/fhir/Patient/{rid}", {**created, "active": True})
+    stale = client.delete(f"/fhir/Patient/{rid}", headers={"If-Match": 'W/"1"'})
+    assert stale.status_code == 412
+    assert error_code(stale) == "YL-0300"
+    assert client.get(f"/fhir/Patient/{rid}").status_code == 200
+    assert client.delete(f"/fhir/Patient/{rid}", headers={"If-Match": 'W/"2"'}).status_code == 204
+    assert client.get(f"/fhir/Patient/{rid}").status_code == 410
+    assert client.delete(f"/fhir/Patient/{rid}", headers={"If-Match": 'W/"2"'}).status_code == 412
+
+
 def test_patch_and_if_match_update_of_a_deleted_resource(client: TestClient) -> None:
     rid = create(client, patient())["id"]
     client.delete(f"/fhir/Patient/{rid}")

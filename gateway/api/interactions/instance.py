@@ -87,7 +87,7 @@ async def delete(request: Request) -> Response:
 
     def run() -> object:
         with svc.store.transaction() as tx:
-            stored = svc.writer.delete(tx, ctx, rtype, rid)
+            stored = svc.writer.delete(tx, ctx, rtype, rid, if_match=request.headers.get("if-match"))
         svc.after_commit(ctx)
         return stored
 
