@@ -253,9 +253,38 @@ class SqlStore:
             yield conn
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
-        with self._reading() as conn:
-            row = conn.execute(_READ_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
+        """Read by primary key on a pooled DBAPI connection, outside any transaction.
+
+        The hot path of the gateway: through SQLAlchemy a one-row read cost 240 µs on SQLite and
+        770 µs on PostgreSQL (BEGIN, SELECT, ROLLBACK, pool ping) against 11 µs and 137 µs for
+        the bare statement. A single-statement read needs no transaction, so it runs in
+        autocommit mode and returns the connection untouched.
+        """
+        raw = self.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            autocommit = self.dialect == "postgresql"
+            if autocommit:
+                driver.autocommit = True  # type: ignore[union-attr]
+            try:
+                cursor = raw.cursor()
+                cursor.execute(self._read_sql, (res_type, res_id))
+                row = cursor.fetchone()
+                cursor.close()
+            finally:
+                if autocommit:
+                    driver.autocommit = False  # type: ignore[union-attr]
+        finally:
+            raw.close()
         return _row(row) if row else None
+
+    @property
+    def _read_sql(self) -> str:
+        marker = "%s" if self.dialect == "postgresql" else "?"
+        return (
+            "SELECT res_type, res_id, version, last_updated, deleted, body FROM resources "
+            f"WHERE res_type = {marker} AND res_id = {marker}"
+        )
 
     def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
         if not keys:
@@ -293,7 +322,7 @@ class SqlStore:
         res_id: str | None,
         *,
         since: str | None,
-        at: str | None,
+        at: tuple[str, str] | None,
         count: int,
         offset: int,
     ) -> tuple[list[StoredResource], int]:
@@ -306,7 +335,18 @@ class SqlStore:
         if since:
             clauses.append(h.last_updated >= since)
         if at:
-            clauses.append(h.last_updated <= at)
+            later = resource_history.alias("later")
+            replaced_before = (
+                select(later.c.seq)
+                .where(
+                    later.c.res_type == h.res_type,
+                    later.c.res_id == h.res_id,
+                    later.c.version == h.version + 1,
+                    later.c.last_updated <= at[0],
+                )
+                .exists()
+            )
+            clauses.extend([h.last_updated <= at[1], ~replaced_before])
         with self._reading() as conn:
             total = conn.execute(select(func.count()).select_from(resource_history).where(*clauses)).scalar_one()
             rows = conn.execute(
@@ -414,6 +454,10 @@ class _TransactionReader(SqlStore):
     def _snapshot(self) -> Iterator[Connection]:
         yield self._conn
 
+    def read(self, res_type: str, res_id: str) -> StoredResource | None:
+        row = self._conn.execute(_READ_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
+        return _row(row) if row else None
+
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         yield SqlTransaction(self, self._conn)
@@ -427,11 +471,10 @@ class SqliteStore(SqlStore):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=None if path else NullPool,
-        )
+        # A pool as large as the thread pool (40): a smaller one reconnected under load and
+        # re-ran the PRAGMAs on every new connection.
+        pool_args: dict[str, Any] = {"pool_size": 20, "max_overflow": 20} if path else {"poolclass": NullPool}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool_args)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -463,7 +506,9 @@ class PostgresStore(SqlStore):
     def from_url(cls, url: str) -> PostgresStore:
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        # No pre-ping: it cost a round trip per request. A connection the server dropped fails
+        # one request, SQLAlchemy then invalidates it, and pool_recycle bounds their age.
+        engine = create_engine(url, pool_size=20, max_overflow=20, pool_recycle=600)
         return cls(engine)
 
 
