@@ -78,7 +78,8 @@ class FhirService:
             if "_since" in values:
                 since = date_range(values["_since"])[0] + "Z"
             if "_at" in values:
-                at = date_range(values["_at"])[1] + "Z"
+                low, high = date_range(values["_at"])
+                at = (low + "Z", high + "Z")
         except ValueFormatError as exc:
             from gateway.errors import BadRequest
 

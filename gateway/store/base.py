@@ -84,10 +84,13 @@ class Store(Protocol):
         res_id: str | None,
         *,
         since: str | None,
-        at: str | None,
+        at: tuple[str, str] | None,
         count: int,
         offset: int,
-    ) -> tuple[list[StoredResource], int]: ...
+    ) -> tuple[list[StoredResource], int]:
+        """Versions newest first: all, or those written ``since``, or those current at some point
+        of the period ``at`` (written before it ended and not replaced before it began)."""
+        ...
 
     def search(self, query: SearchQuery, *, count: int, offset: int, total: bool) -> SearchPage: ...
 

@@ -133,3 +133,25 @@ def test_history_of_unknown_instance_or_type_is_404(client: TestClient) -> None:
     response = client.get("/fhir/Unicorn/_history")
     assert response.status_code == 404
     assert response.json()["issue"][0]["details"]["coding"][0]["code"] == "YL-0200"
+
+
+def test_history_at_returns_the_versions_current_during_the_period(client: TestClient) -> None:
+    v1 = put(client, "Patient", "p1", active=True)
+    v2 = put(client, "Patient", "p1", active=False)
+    o1 = put(client, "Organization", "o1", name="Clinic")
+    v3 = put(client, "Patient", "p1", gender="male")
+
+    def at(instant: str, level: str = "/fhir/_history") -> list[tuple[str, str]]:
+        response = client.get(level, params={"_at": instant})
+        assert response.status_code == 200, response.text
+        return keys(response.json())
+
+    # at the instant of v2: v2 is current, v1 no longer is
+    assert at(v2["meta"]["lastUpdated"], "/fhir/Patient/p1/_history") == [("Patient/p1", 'W/"2"')]
+    # at the instant of o1 (after v2, before v3): p1 v2 and o1 v1 are current
+    assert at(o1["meta"]["lastUpdated"]) == [("Organization/o1", 'W/"1"'), ("Patient/p1", 'W/"2"')]
+    assert at(v3["meta"]["lastUpdated"], "/fhir/Patient/_history") == [("Patient/p1", 'W/"3"')]
+    # a whole day: every version that was current at some point of it
+    day = v1["meta"]["lastUpdated"][:10]
+    assert len(at(day)) == 4
+    assert at("2000-01-01") == []

@@ -141,8 +141,12 @@ def test_history_order_filters_and_paging(store: SqlStore) -> None:
     assert keys(rows) == [("Patient", "b", 1, False, "POST"), ("Patient", "a", 2, False, "PUT")]
     rows, total = store.history("Patient", "a", since="2024-01-03T00:00:00.000000Z", at=None, count=10, offset=0)
     assert (total, [r.version for r in rows]) == (2, [3, 2])
-    rows, total = store.history(None, None, since=None, at="2024-01-02T00:00:00.000000Z", count=10, offset=0)
-    assert (total, [r.res_id for r in rows]) == (2, ["o", "a"])
+    instant = ("2024-01-02T00:00:00.000000Z", "2024-01-02T00:00:00.000000Z")
+    rows, total = store.history(None, None, since=None, at=instant, count=10, offset=0)
+    assert (total, [(r.res_id, r.version) for r in rows]) == (2, [("o", 1), ("a", 1)])
+    later = ("2024-01-04T12:00:00.000000Z", "2024-01-05T12:00:00.000000Z")
+    rows, total = store.history(None, None, since=None, at=later, count=10, offset=0)
+    assert [(r.res_id, r.version) for r in rows] == [("a", 3), ("b", 1), ("a", 2), ("o", 1)]
 
 
 def test_index_rows_follow_the_current_version(store: SqlStore) -> None:
