@@ -26,7 +26,7 @@ from gateway.fhir.registry import is_supported
 from gateway.fhir.structure import json_form_issues, structure_issues
 from gateway.hooks import Hooks, Pointcut, RequestContext
 from gateway.search.extract import extract
-from gateway.search.query import parse_search
+from gateway.search.query import RESULT_PARAMS, parse_search
 from gateway.search.values import split_token
 from gateway.service.clock import now_instant
 from gateway.store.base import StoredResource, StoreTransaction, VersionConflict
@@ -149,7 +149,9 @@ class Writer:
                 reason="a conditional interaction needs search criteria",
             )
         query = parse_search(resource_type, params, strict=True, default_count=2, max_count=2)
-        tx.lock(f"{resource_type}?{criteria}")
+        # one lock per meaning, not per spelling: decoded, without result parameters, in order
+        meaning = sorted((k, v) for k, v in params if k.split(":", 1)[0] not in RESULT_PARAMS)
+        tx.lock(f"{resource_type}?{meaning}")
         token = _single_token(query)
         if token is not None:  # the common identifier=system|value match, on a prebuilt statement
             return tx.match_token(resource_type, *token, limit=2)
