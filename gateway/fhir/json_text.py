@@ -180,23 +180,33 @@ class ResourceText:
         return ("{" + ",".join(parts) + "}").encode()
 
     def replace_strings(self, mapping: dict[str, str]) -> None:
-        """Rewrite whole JSON string values (``urn:uuid:`` references in a transaction)."""
+        """Rewrite whole JSON string values (``urn:uuid:`` references in a transaction).
+
+        Only members whose text contains a key are touched, in the text and in the parsed data
+        alike; ``id`` and ``meta`` stay (a PUT entry needs its id, and meta.profile names the
+        profiles to validate against).
+        """
         if not mapping:
             return
-        quoted = {orjson.dumps(k).decode(): orjson.dumps(v).decode() for k, v in mapping.items()}
-        pattern = re.compile("|".join(re.escape(k) for k in quoted))
-        changed = False
+        quoted = [(orjson.dumps(k).decode(), orjson.dumps(v).decode()) for k, v in mapping.items()]
         for key, value in self.members.items():
-            new = pattern.sub(lambda m: quoted[m.group(0)], value)
-            if new != value:
+            new = value
+            for old_text, new_text in quoted:
+                if old_text in new:
+                    new = new.replace(old_text, new_text)
+            if new is not value:
                 self.members[key] = new
-                changed = True
-        if changed:
-            # Only the rewritten members change: ``id`` and ``meta`` stay (a PUT entry of a
-            # transaction needs its id, and meta.profile names the profiles to validate against).
-            kept = {k: self.data[k] for k in ("id", "meta") if k in self.data}
-            self.data = orjson.loads(self.render(resource_id=None, meta=None))
-            self.data.update(kept)
+                self.data[key] = _replace_in(self.data.get(key), mapping)
+
+
+def _replace_in(node: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(node, str):
+        return mapping.get(node, node)
+    if isinstance(node, dict):
+        return {k: _replace_in(v, mapping) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_in(v, mapping) for v in node]
+    return node
 
 
 def select_members(raw: bytes, keep: Callable[[str], bool]) -> bytes:

@@ -151,16 +151,19 @@ class BundleProcessor:
         return render_bundle("transaction-response", (results[i] for i in sorted(results)))
 
     def _rewrite(self, resource: ResourceText, mapping: dict[str, str], tx: Any, ctx: RequestContext) -> None:
+        text = "".join(resource.members.values())
+        if '"reference"' not in text:  # nothing to rewrite; skips two walks of the resource
+            return
         conditional: dict[str, str] = {}
-        for ref in _conditional_references(resource.data):
+        for ref in _conditional_references(resource.data) if "?" in text else ():
             rtype, _, criteria = ref.partition("?")
             query = parse_search(rtype, parse_qsl(criteria), strict=True, default_count=2, max_count=2)
             found = tx.search_ids(query, 2)
             if len(found) != 1:
                 raise BadRequest("YL-0503", reference=ref)
             conditional[ref] = f"{rtype}/{found[0]}"
-        resource.replace_strings({**mapping, **conditional})
-        for ref in _urn_references(resource.data):
+        resource.replace_strings({k: v for k, v in {**mapping, **conditional}.items() if k in text})
+        for ref in _urn_references(resource.data) if "urn:" in text else ():
             raise BadRequest("YL-0503", reference=ref)
 
     def _run(self, e: BundleEntry, tx: Any, ctx: RequestContext, new_id: str | None) -> Entry:
