@@ -69,6 +69,8 @@ class OutboxRelay:
         PostgreSQL, the write lock on SQLite), so relays in several processes share the work
         without sending a row twice; a crash between publish and commit re-sends (at-least-once).
         """
+        if self._redis is None and not self.listeners:
+            return 0  # nobody to deliver to: events wait in the outbox (a write lock per commit saved)
         o = outbox.c
         with self._lock, self.store.write_connection() as conn, conn.begin():
             stmt = (
