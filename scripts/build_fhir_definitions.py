@@ -190,8 +190,7 @@ def build_search_parameters(core: Path) -> list[dict[str, Any]]:
         entry = {key: sp[key] for key in SEARCH_PARAMETER_FIELDS if key in sp}
         if "component" in entry:
             entry["component"] = [
-                {"definition": c["definition"], "expression": c["expression"]}
-                for c in entry["component"]
+                {"definition": c["definition"], "expression": c["expression"]} for c in entry["component"]
             ]
         params.append(entry)
     params.sort(key=lambda p: p["url"])
@@ -227,9 +226,7 @@ def _write_minified(path: Path, data: Any) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--core", type=Path, required=True, help="hl7.fhir.r5.core package dir")
-    parser.add_argument(
-        "--examples", type=Path, required=True, help="hl7.fhir.r5.examples package dir"
-    )
+    parser.add_argument("--examples", type=Path, required=True, help="hl7.fhir.r5.examples package dir")
     args = parser.parse_args(argv)
 
     types = build_types(args.core)

@@ -25,11 +25,7 @@ def test_patient_name_is_an_array_of_human_names() -> None:
 
 
 def test_observation_value_choice_names() -> None:
-    names = {
-        info.name
-        for info in definitions.ordered_elements("Observation")
-        if info.path == "Observation.value[x]"
-    }
+    names = {info.name for info in definitions.ordered_elements("Observation") if info.path == "Observation.value[x]"}
     assert names == {
         "valueQuantity",
         "valueCodeableConcept",
