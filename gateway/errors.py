@@ -100,6 +100,12 @@ CODES: dict[str, Code] = _table(
         "{element}（{type}）在 FHIR JSON 中必须写作{expected_zh}。",
     ),
     Code(
+        "YL-0109",
+        "structure",
+        "{element} is not valid FHIR narrative XHTML: {reason}.",
+        "{element} 不是有效的 FHIR 叙述 XHTML：{reason}。",
+    ),
+    Code(
         "YL-0110",
         "not-supported",
         "Media type {media} is not supported; send application/fhir+json or application/fhir+xml.",
@@ -110,6 +116,12 @@ CODES: dict[str, Code] = _table(
         "not-supported",
         "None of the requested formats ({accept}) is supported.",
         "不支持所请求的格式（{accept}）。",
+    ),
+    Code(
+        "YL-0112",
+        "structure",
+        "{element} holds {found}, which is not an R5 resource type.",
+        "{element} 中的 {found} 不是 R5 资源类型。",
     ),
     Code(
         "YL-0200",

@@ -78,6 +78,8 @@ def _value_end(text: str, pos: int) -> int:
         _, end = _raw_decoder.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
         raise _error(text, exc.pos, exc.msg) from None
+    except RecursionError:
+        raise _error(text, pos, "nesting too deep") from None
     return end
 
 
@@ -133,6 +135,14 @@ def array_items(text: str, pos: int) -> list[Span]:
         raise _error(text, pos, "expected ',' or ']'")
 
 
+def decode_utf8(raw: bytes | bytearray) -> str:
+    """FHIR JSON is UTF-8 (a UTF-8 byte order mark is tolerated and removed by the caller)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("YL-0100", reason=f"not UTF-8 (byte {exc.start})") from None
+
+
 @dataclass
 class ResourceText:
     """A resource as the client wrote it: parsed data plus each top-level member's exact text."""
@@ -142,7 +152,7 @@ class ResourceText:
 
     @classmethod
     def parse(cls, raw: bytes | str) -> ResourceText:
-        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+        text = decode_utf8(raw) if isinstance(raw, bytes | bytearray) else raw
         if text.startswith("\ufeff"):
             text = text[1:]
         members, end = object_members(text, 0)

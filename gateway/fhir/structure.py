@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from gateway.errors import Issue, issue
 from gateway.fhir import definitions
+from gateway.fhir.xml_format import FhirFormatError, parse_narrative
 
 
 @cache
@@ -71,7 +72,7 @@ def structure_issues(data: dict[str, Any]) -> list[Issue]:
                 )
             )
         return issues
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError) as exc:  # fhir.resources raises KeyError for unknown contained types
         return [Issue("error", "structure", str(exc), f"资源结构无效：{exc}", (resource_type,), "YL-0700")]
     return []
 
@@ -88,15 +89,20 @@ _KIND_NAMES = {
     "boolean": ("true or false", "true 或 false"),
     "number": ("a JSON number", "JSON 数值"),
     "integer": ("a JSON integer", "JSON 整数"),
+    "null": ("a value, not null", "具体的值而不是 null"),
+    "object": ("a JSON object", "JSON 对象"),
 }
 
 
 def json_form_issues(data: dict[str, Any]) -> list[Issue]:
-    """Primitive values written as the JSON kind FHIR requires (string, number or boolean).
+    """What FHIR JSON requires beyond the models: primitives of the right JSON kind, no
+    ``null`` except to align a primitive array with its ``_`` extensions, contained resources
+    of a known type, and narrative that is an XHTML ``div``.
 
     The fhir.resources models coerce (``"active": "yes"`` passes as ``True``, ``"3"`` as the
-    integer 3) while the gateway stores the client's own text, so without this check a
-    resource could be stored that is not FHIR JSON and cannot be rendered as XML.
+    integer 3), accept ``null`` and any narrative string, while the gateway stores the
+    client's own text, so without this check a resource could be stored that is not FHIR
+    JSON and cannot be rendered as XML.
     """
     found: list[Issue] = []
     resource_type = data.get("resourceType")
@@ -105,30 +111,54 @@ def json_form_issues(data: dict[str, Any]) -> list[Issue]:
     return found
 
 
+def _null_allowed(node: dict[str, Any], key: str, value: Any, index: int | None) -> bool:
+    """``"given": ["Li", null], "_given": [null, {...}]``: a null pairs with a value opposite."""
+    partner = node.get(key[1:] if key.startswith("_") else "_" + key)
+    return (
+        index is not None
+        and isinstance(value, list)
+        and isinstance(partner, list)
+        and index < len(partner)
+        and partner[index] is not None
+    )
+
+
 def _check_object(node: dict[str, Any], context: str, path: str, found: list[Issue]) -> None:
     for key, value in node.items():
-        if key == "resourceType" or value is None:
+        if key == "resourceType":
             continue
         extra = key.startswith("_")
         info = definitions.element(context, key[1:] if extra else key)
         if info is None:  # unknown elements are the models' to report
             continue
-        items = value if isinstance(value, list) else [value]
-        for index, item in enumerate(items):
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            where = f"{path}.{key}" + (f"[{index}]" if index is not None else "")
             if item is None:
-                continue
-            where = f"{path}.{key}" + (f"[{index}]" if isinstance(value, list) else "")
-            if extra:
-                if isinstance(item, dict):
-                    _check_object(item, info.type, where, found)
-            elif info.json_kind == "object":
-                if isinstance(item, dict) and info.children:
-                    _check_object(item, info.children, where, found)
+                if not _null_allowed(node, key, value, index):
+                    found.append(_issue_kind(info, where, "null"))
+            elif extra or info.json_kind == "object":
+                if not isinstance(item, dict):
+                    found.append(_issue_kind(info, where, "object"))
+                elif extra or info.children:
+                    _check_object(item, info.type if extra else str(info.children), where, found)
             elif info.json_kind == "resource":
-                if isinstance(item, dict) and isinstance(item.get("resourceType"), str):
-                    _check_object(item, item["resourceType"], where, found)
+                _check_resource(item, where, found)
             else:
                 _check_primitive(info, item, where, found)
+
+
+def _check_resource(item: Any, where: str, found: list[Issue]) -> None:
+    found_type = item.get("resourceType") if isinstance(item, dict) else None
+    if found_type not in definitions.resource_types():
+        found.append(issue("YL-0112", element=where, found=found_type, expression=[where]))
+        return
+    _check_object(item, found_type, where, found)
+
+
+def _issue_kind(info: definitions.ElementInfo, where: str, kind: str) -> Issue:
+    en, zh = _KIND_NAMES[kind]
+    return issue("YL-0108", element=where, type=info.type, expected=en, expected_zh=zh, expression=[where])
 
 
 def _check_primitive(info: definitions.ElementInfo, value: Any, where: str, found: list[Issue]) -> None:
@@ -137,5 +167,9 @@ def _check_primitive(info: definitions.ElementInfo, value: Any, where: str, foun
     if ok and kind == "number" and info.type != "decimal" and isinstance(value, float):
         ok = False
     if not ok:
-        en, zh = _KIND_NAMES[kind if kind != "number" or info.type == "decimal" else "integer"]
-        found.append(issue("YL-0108", element=where, type=info.type, expected=en, expected_zh=zh, expression=[where]))
+        found.append(_issue_kind(info, where, kind if kind != "number" or info.type == "decimal" else "integer"))
+    elif kind == "xhtml":
+        try:
+            parse_narrative(value, where)
+        except FhirFormatError as exc:
+            found.append(issue("YL-0109", element=where, reason=str(exc), expression=[where]))

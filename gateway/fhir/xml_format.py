@@ -36,7 +36,7 @@ from lxml import etree
 
 from gateway.fhir import definitions
 
-__all__ = ["FHIR_NS", "XHTML_NS", "FhirFormatError", "json_to_xml", "xml_to_json"]
+__all__ = ["FHIR_NS", "XHTML_NS", "FhirFormatError", "json_to_xml", "parse_narrative", "xml_to_json"]
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
@@ -640,6 +640,12 @@ def _set_attribute(node: etree._Element, name: str, value: str, path: str) -> No
         node.set(name, value)
     except ValueError:
         _json_fail("string contains characters that XML cannot represent", path)
+
+
+def parse_narrative(value: Any, path: str = "Narrative.div") -> etree._Element:
+    """A narrative ``div`` string as the XML form holds it (hardened parser, XHTML namespace);
+    raises :class:`FhirFormatError` when it could not be written as FHIR XML."""
+    return _string_to_div(value, path)
 
 
 def _string_to_div(value: Any, path: str) -> etree._Element:

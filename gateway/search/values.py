@@ -107,9 +107,10 @@ def number_range(text: str) -> tuple[Decimal, Decimal, Decimal]:
 
 def split_token(text: str) -> tuple[str | None, str | None]:
     """``system|code`` -> (system, code); ``|code`` -> ("", code); ``code`` -> (None, code)."""
-    if "|" not in text:
+    parts = _split_unescaped(text, "|", 1)
+    if len(parts) == 1:  # no unescaped bar: a bare code (``L\|x`` is the code ``L|x``)
         return None, unescape(text)
-    system, code = _split_unescaped(text, "|", 1)
+    system, code = parts
     return unescape(system), (unescape(code) if code != "" else None)
 
 

@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from gateway.errors import BadRequest, FhirError, NotFound, issue, operation_outcome
-from gateway.fhir.json_text import ResourceText, array_items, object_members
+from gateway.fhir.json_text import ResourceText, array_items, decode_utf8, object_members
+from gateway.fhir.structure import json_form_issues
 from gateway.hooks import RequestContext
 from gateway.search.query import parse_search
 from gateway.service.bundles import Entry, render_bundle
@@ -42,12 +43,15 @@ class BundleEntry:
 
 
 def parse_entries(raw: bytes) -> tuple[str, list[BundleEntry]]:
-    text = raw.decode("utf-8")
+    text = decode_utf8(raw).removeprefix("\ufeff")
     members, _ = object_members(text, 0)
     spans = dict(members)
     data = orjson.loads(text)
     if data.get("resourceType") != "Bundle":
         raise BadRequest("YL-0103", found=data.get("resourceType"), expected="Bundle")
+    form = json_form_issues(_shell(data))  # request, url, fullUrl… of the JSON kinds read below
+    if form:
+        raise BadRequest(form)
     bundle_type = data.get("type")
     if bundle_type not in ("batch", "transaction"):
         raise BadRequest("YL-0500", found=bundle_type, expression=["Bundle.type"])
@@ -78,6 +82,15 @@ def parse_entries(raw: bytes) -> tuple[str, list[BundleEntry]]:
             )
         )
     return bundle_type, entries
+
+
+def _shell(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The Bundle without its entries' resources (each is checked when it is written)."""
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return bundle
+    shells = [{k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e for e in entries]
+    return {**bundle, "entry": shells}
 
 
 def _split_url(url: str) -> tuple[list[str], str]:
@@ -182,8 +195,10 @@ class BundleProcessor:
                 raise BadRequest("YL-0501", index=e.index)
             if len(segments) == 1 and query:
                 result = writer.conditional_update(tx, ctx, segments[0], query, e.resource, if_match=e.if_match)
-            else:
+            elif len(segments) == 2 and not query:
                 result = writer.update(tx, ctx, segments[0], segments[1], e.resource, if_match=e.if_match)
+            else:  # ``PUT Patient`` (no id, no criteria) or a longer path
+                raise BadRequest("YL-0501", index=e.index, expression=[f"Bundle.entry[{e.index}].request.url"])
             return service.write_entry(result.stored, "201 Created" if result.created else "200 OK", ctx)
         if e.method == "PATCH":
             if e.resource is None or len(segments) != 2:

@@ -333,3 +333,15 @@ def test_transaction_get_entries_see_the_transaction_and_a_failing_get_rolls_bac
     failed = post_bundle(client, bundle)
     assert failed.status_code == 404
     assert total(client, f"Patient?identifier={MRN}|G-2") == 0
+
+
+def test_transaction_put_needs_an_id_or_criteria(client: TestClient) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient"}}],
+    }
+    response = post_bundle(client, bundle)
+    assert response.status_code == 400
+    codes = [i["details"]["coding"][0]["code"] for i in response.json()["issue"]]
+    assert codes == ["YL-0502", "YL-0501"]

@@ -431,6 +431,25 @@ def test_primitives_of_the_wrong_json_kind_are_400_and_not_stored(
     assert client.get(f"/fhir/{resource['resourceType']}").json()["total"] == 0
 
 
+def test_null_is_allowed_only_to_align_primitive_arrays_with_their_extensions(client: TestClient) -> None:
+    aligned = {
+        "resourceType": "Patient",
+        "name": [{"given": ["Li", None], "_given": [None, {"extension": [{"url": "urn:x", "valueString": "y"}]}]}],
+    }
+    response = send(client, "POST", "/fhir/Patient", aligned)
+    assert response.status_code == 201, response.text
+    as_xml = client.get(f"/fhir/Patient/{response.json()['id']}", params={"_format": "xml"})
+    assert as_xml.status_code == 200
+    assert b'<given value="Li"/>' in as_xml.content
+    both_null = {"resourceType": "Patient", "name": [{"given": ["Li", None], "_given": [None, None]}]}
+    refused = send(client, "POST", "/fhir/Patient", both_null)
+    assert refused.status_code == 400
+    assert [i["expression"] for i in refused.json()["issue"]] == [
+        ["Patient.name[0].given[1]"],
+        ["Patient.name[0]._given[1]"],
+    ]
+
+
 def test_patch_to_a_wrong_json_kind_is_400(client: TestClient) -> None:
     created = create(client, patient())
     response = patch(client, f"/fhir/Patient/{created['id']}", [{"op": "add", "path": "/active", "value": "true"}])

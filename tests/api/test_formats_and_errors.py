@@ -163,6 +163,37 @@ ERROR_CASES: list[tuple[str, str, dict[str, str], bytes | None, int, str, str]] 
         "structure",
     ),
     ("POST", "/fhir/Patient", FHIR_JSON, b'{"resourceType":"Patient","gender":true}', 400, "YL-0108", "structure"),
+    ("POST", "/fhir/Patient", FHIR_JSON, b'{"resourceType":"Patient","birthDate":null}', 400, "YL-0108", "structure"),
+    ("POST", "/fhir/Patient", FHIR_JSON, b'{"resourceType":"Patient","name":["Li"]}', 400, "YL-0108", "structure"),
+    (
+        "POST",
+        "/fhir/Patient",
+        FHIR_JSON,
+        b'{"resourceType":"Patient","text":{"status":"generated","div":"<div>no namespace</div>"}}',
+        400,
+        "YL-0109",
+        "structure",
+    ),
+    (
+        "POST",
+        "/fhir/Patient",
+        FHIR_JSON,
+        b'{"resourceType":"Patient","contained":[{"resourceType":"Unicorn","id":"u"}]}',
+        400,
+        "YL-0112",
+        "structure",
+    ),
+    ("POST", "/fhir/Patient", FHIR_JSON, b'{"resourceType":"Patient","name":"\xff"}', 400, "YL-0100", "structure"),
+    (
+        "POST",
+        "/fhir/Patient",
+        FHIR_JSON,
+        b'{"resourceType":"Patient","x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        400,
+        "YL-0100",
+        "structure",
+    ),
+    ("POST", "/fhir", FHIR_JSON, b"\xff\xfe{}", 400, "YL-0100", "structure"),
     ("POST", "/fhir/Patient", FHIR_JSON, b'{"resourceType":"Patient","colour":"red"}', 422, "", "structure"),
     (
         "PUT",
@@ -181,6 +212,15 @@ ERROR_CASES: list[tuple[str, str, dict[str, str], bytes | None, int, str, str]] 
     ("GET", "/fhir/Patient?colour=red", {"Prefer": "handling=strict"}, None, 400, "YL-0400", "invalid"),
     ("POST", "/fhir", FHIR_JSON, b'{"resourceType":"Bundle","type":"collection"}', 400, "YL-0500", "invalid"),
     ("POST", "/fhir", FHIR_JSON, b'{"resourceType":"Bundle","type":"batch","entry":[{}]}', 400, "YL-0501", "invalid"),
+    (
+        "POST",
+        "/fhir",
+        FHIR_JSON,
+        b'{"resourceType":"Bundle","type":"batch","entry":[{"request":"GET Patient"}]}',
+        400,
+        "YL-0108",
+        "structure",
+    ),
 ]
 
 

@@ -134,7 +134,7 @@ PATIENTS = [
     {
         "resourceType": "Patient",
         "id": "pat-lin",
-        "identifier": [{"system": MRN, "value": "M005"}],
+        "identifier": [{"system": MRN, "value": "M005"}, {"system": "http://example.org/legacy", "value": "L,7|x"}],
         "active": False,
         "name": [{"family": "Lin", "given": ["Ling", "Wangmei"]}],
         "birthDate": "1975-07-04",

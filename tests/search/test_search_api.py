@@ -187,7 +187,9 @@ CASES: list[tuple[str, set[str]]] = [
     ("Patient?birthdate=ge1950&birthdate=lt1980", {"pat-wang", "pat-muller", "pat-lin"}),
     ("MedicationRequest?subject=pat-wang,pat-muller&status=active", {"mr1", "mr3"}),
     ("Patient?identifier=M001,M002&identifier=M002,M005", {"pat-muller"}),
-    ("Patient?identifier=M\\,001", set()),
+    ("Patient?identifier=L\\,7\\|x", {"pat-lin"}),  # escaped separators are part of the value
+    ("Patient?identifier=http://example.org/legacy|L\\,7\\|x", {"pat-lin"}),
+    ("Patient?identifier=L,7", set()),  # an OR of L and 7
 ]
 
 
