@@ -66,7 +66,7 @@ def structure_issues(data: dict[str, Any]) -> list[Issue]:
                     if err["type"] == "missing"
                     else ("structure" if err["type"] == "extra_forbidden" else "value"),
                     en=f"{expression}: {err['msg']}",
-                    zh=f"{expression}：{_MESSAGES_ZH.get(err['type'], err['msg'])}",
+                    zh=f"{expression}：{_MESSAGES_ZH.get(err['type']) or '取值无效（' + err['msg'] + '）'}",
                     expression=(expression,),
                     error_code="YL-0700",
                 )
