@@ -9,10 +9,11 @@ MSH-10 finds the earlier reply instead of creating anything new.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.service.clock import now_instant
@@ -35,8 +36,18 @@ class JournalEntry:
     attempts: int
 
 
-def _entry(row: object) -> JournalEntry:
-    r = tuple(row)  # type: ignore[call-overload]
+class MessageFields(TypedDict):
+    """The message's side of :meth:`Journal.save` (the outcome's side is given per attempt)."""
+
+    adapter: str
+    channel: str
+    control_id: str | None
+    raw: bytes
+    previous: JournalEntry | None
+
+
+def _entry(row: Sequence[Any]) -> JournalEntry:
+    r = tuple(row)
     return JournalEntry(
         int(r[0]),
         r[1],
@@ -141,10 +152,12 @@ class Journal:
             raise DuplicateMessage(adapter, control_id) from None
         return int(seq)
 
-    def save_alone(self, **fields: object) -> int:
+    def save_alone(
+        self, *, status: str, outcome: bytes | None, reply: bytes | None, **fields: Unpack[MessageFields]
+    ) -> int:
         """:meth:`save` in a transaction of its own (rejected messages: nothing else to commit)."""
         with self.store.write_connection() as conn, conn.begin():
-            return self.save(conn, **fields)  # type: ignore[arg-type]
+            return self.save(conn, status=status, outcome=outcome, reply=reply, **fields)
 
     def find(self, adapter: str, control_id: str | None) -> JournalEntry | None:
         with self.engine.connect() as conn:
@@ -166,7 +179,7 @@ class Journal:
             conn.execute(update(ingest_messages).where(ingest_messages.c.seq == seq).values(**values))
 
     def dead_letters(self, adapter: str | None = None, limit: int = 1000) -> Iterator[JournalEntry]:
-        clauses = [ingest_messages.c.status.in_([REJECTED, RECEIVED])]
+        clauses: list[ColumnElement[bool]] = [ingest_messages.c.status.in_([REJECTED, RECEIVED])]
         if adapter:
             clauses.append(ingest_messages.c.adapter == adapter)
         with self.engine.connect() as conn:

@@ -16,8 +16,9 @@ import orjson
 
 from gateway.errors import FhirError, Issue, NotFound, issue, operation_outcome
 from gateway.hooks import RequestContext
-from gateway.ingest.journal import ACCEPTED, REJECTED, DuplicateMessage, Journal, JournalEntry
+from gateway.ingest.journal import ACCEPTED, REJECTED, DuplicateMessage, Journal, JournalEntry, MessageFields
 from gateway.service.fhir_service import FhirService
+from gateway.store.sql import SqlTransaction
 
 
 def adapter_issue(found: Any) -> Issue:
@@ -146,7 +147,7 @@ class IngestPipeline:
         except Exception as exc:  # a crashing mapping must not lose the message
             bundle, issues = None, [issue("YL-0207", reason=f"{type(exc).__name__}: {exc}")]
         result = IngestResult(REJECTED, issues)
-        fields = {
+        fields: MessageFields = {
             "adapter": adapter_name,
             "channel": channel,
             "control_id": control_id,
@@ -156,6 +157,8 @@ class IngestPipeline:
         if bundle is not None:
             try:
                 with self.service.store.transaction() as tx:
+                    if not isinstance(tx, SqlTransaction):  # the journal lives in the same SQL database
+                        raise TypeError(f"the ingest journal needs an SQL store, not {type(tx).__name__}")
                     result.response = self.service.process_bundle(orjson.dumps(bundle), ctx, tx=tx)
                     result.status = ACCEPTED
                     result.reply = reply(raw, result) if reply else result.response

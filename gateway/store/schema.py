@@ -8,6 +8,8 @@ transaction as the change they describe (delivered later by the events service).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -66,7 +68,7 @@ outbox = Table(
 )
 
 
-def _index_table(name: str, *columns: Column, extra: tuple[Index, ...] = ()) -> Table:
+def _index_table(name: str, *columns: Column[Any], extra: tuple[Index, ...] = ()) -> Table:
     return Table(
         f"idx_{name}",
         metadata,

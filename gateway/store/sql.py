@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Connection,
     Engine,
     bindparam,
@@ -78,7 +79,7 @@ def _row(row: Any, method: str = "") -> StoredResource:
 _KEY = (resources.c.res_type == bindparam("k_type"), resources.c.res_id == bindparam("k_id"))
 _CURRENT = select(*_COLUMNS).where(*_KEY)
 _CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
-_NEW_VALUES = {
+_NEW_VALUES: dict[str, BindParameter[Any]] = {
     "res_type": bindparam("k_type"),
     "res_id": bindparam("k_id"),
     "version": bindparam("n_version"),

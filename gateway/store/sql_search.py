@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement as _Col
+from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from gateway.errors import BadRequest
 from gateway.search.parameters import SearchParam
@@ -51,7 +53,7 @@ def _bad(criterion: Criterion, value: str, reason: str) -> BadRequest:
     )
 
 
-def _token_clause(t: Any, value: str, modifier: str | None) -> Clause:
+def _token_clause(t: FromClause, value: str, modifier: str | None) -> Clause:
     if modifier in ("text", "code-text"):
         norm = _like_escape(normalise_string(unescape(value)))
         clause = or_(t.c.text.like(norm + "%", escape="\\"), t.c.text.like("% " + norm + "%", escape="\\"))
@@ -69,17 +71,17 @@ def _token_clause(t: Any, value: str, modifier: str | None) -> Clause:
     return and_(*parts) if parts else true()
 
 
-def _string_clause(t: Any, value: str, modifier: str | None) -> Clause:
+def _string_clause(t: FromClause, value: str, modifier: str | None) -> Clause:
     raw = unescape(value)
     if modifier == "exact":
-        return t.c.exact == raw  # type: ignore[no-any-return]
+        return t.c.exact == raw
     norm = _like_escape(normalise_string(raw))
     if modifier in ("contains", "text"):
-        return t.c.norm.like("%" + norm + "%", escape="\\")  # type: ignore[no-any-return]
-    return t.c.norm.like(norm + "%", escape="\\")  # type: ignore[no-any-return]
+        return t.c.norm.like("%" + norm + "%", escape="\\")
+    return t.c.norm.like(norm + "%", escape="\\")
 
 
-def _date_clause(t: Any, value: str, criterion: Criterion) -> Clause:
+def _date_clause(t: FromClause, value: str, criterion: Criterion) -> Clause:
     prefix, text = _prefixed(value)
     try:
         low, high = date_range(text)
@@ -113,24 +115,26 @@ def _date_clause(t: Any, value: str, criterion: Criterion) -> Clause:
     return and_(rl <= hi, rh >= lo)
 
 
-def _number_compare(col_low: Any, col_high: Any, prefix: str, value: Decimal, low: Decimal, high: Decimal) -> Clause:
+def _number_compare(
+    col_low: ColumnElement[Any], col_high: ColumnElement[Any], prefix: str, value: Decimal, low: Decimal, high: Decimal
+) -> Clause:
     if prefix == "eq":
         return and_(col_low >= low, col_high < high)
     if prefix == "ne":
         return not_(and_(col_low >= low, col_high < high))
     if prefix in ("gt", "sa"):
-        return col_low > value  # type: ignore[no-any-return]
+        return col_low > value
     if prefix in ("lt", "eb"):
-        return col_high < value  # type: ignore[no-any-return]
+        return col_high < value
     if prefix == "ge":
-        return col_high >= value  # type: ignore[no-any-return]
+        return col_high >= value
     if prefix == "le":
-        return col_low <= value  # type: ignore[no-any-return]
+        return col_low <= value
     margin = abs(value) * Decimal("0.1")
     return and_(col_high >= value - margin, col_low <= value + margin)
 
 
-def _number_clause(t: Any, value: str, criterion: Criterion) -> Clause:
+def _number_clause(t: FromClause, value: str, criterion: Criterion) -> Clause:
     prefix, text = _prefixed(value)
     try:
         number, low, high = number_range(text)
@@ -139,7 +143,7 @@ def _number_clause(t: Any, value: str, criterion: Criterion) -> Clause:
     return _number_compare(t.c.low, t.c.high, prefix, number, low, high)
 
 
-def _quantity_clause(t: Any, value: str, criterion: Criterion) -> Clause:
+def _quantity_clause(t: FromClause, value: str, criterion: Criterion) -> Clause:
     parts = [unescape(p) for p in split_values(value, "|")]
     prefix, text = _prefixed(parts[0])
     try:
@@ -164,14 +168,14 @@ def _path_clause(column: Any, raw: str, modifier: str) -> Clause:
     return or_(column == raw, literal(raw).like(column.concat("/%")))
 
 
-def _uri_clause(t: Any, value: str, modifier: str | None) -> Clause:
+def _uri_clause(t: FromClause, value: str, modifier: str | None) -> Clause:
     raw = unescape(value)
     if modifier in ("below", "above"):
         return _path_clause(t.c.uri, raw, modifier)
-    return t.c.uri == raw  # type: ignore[no-any-return]
+    return t.c.uri == raw
 
 
-def _reference_clause(t: Any, value: str, criterion: Criterion, base_url: str | None) -> Clause:
+def _reference_clause(t: FromClause, value: str, criterion: Criterion, base_url: str | None) -> Clause:
     raw = unescape(value)
     modifier = criterion.modifier
     if modifier == "identifier":
@@ -197,10 +201,10 @@ def _reference_clause(t: Any, value: str, criterion: Criterion, base_url: str | 
     ref_type, ref_id, url = parse_reference(raw)
     if ref_type and not url:
         return and_(t.c.target_type == ref_type, t.c.target_id == ref_id)
-    return t.c.url == raw.split("|", 1)[0]  # type: ignore[no-any-return]
+    return t.c.url == raw.split("|", 1)[0]
 
 
-def _value_clause(t: Any, kind: str, value: str, criterion: Criterion, base_url: str | None) -> Clause:
+def _value_clause(t: FromClause, kind: str, value: str, criterion: Criterion, base_url: str | None) -> Clause:
     modifier = criterion.modifier
     if kind == "token":
         return _token_clause(t, value, modifier)
@@ -219,7 +223,7 @@ def _value_clause(t: Any, kind: str, value: str, criterion: Criterion, base_url:
     raise _bad(criterion, value, f"parameter type {kind} is not searchable")
 
 
-def _owned(t: Any, resource_type: str, param: str) -> list[Clause]:
+def _owned(t: FromClause, resource_type: str, param: str) -> list[Clause]:
     return [t.c.res_type == resource_type, t.c.param == param]
 
 
@@ -304,7 +308,7 @@ def _composite_clause(criterion: Criterion, resource_type: str, value: str, base
     parts = split_values(value, "$")
     if len(parts) != len(param.components):
         raise _bad(criterion, value, f"expected {len(param.components)} components separated by $")
-    aliases = []
+    aliases: list[NamedFromClause] = []
     clauses: list[Clause] = []
     for k, (component, part) in enumerate(zip(param.components, parts, strict=True)):
         assert component.param is not None
