@@ -174,8 +174,8 @@ def _mount_optional() -> None:
     try:
         from adapters.cli import app as adapters_app
     except ImportError:
-        adapters_app = None
-    if adapters_app is not None:
+        pass
+    else:
         app.add_typer(adapters_app, name="adapters", help="List, scaffold and run adapters.")
     from conformance.cli import app as conformance_app
 

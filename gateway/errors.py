@@ -309,9 +309,16 @@ class FhirError(Exception):
     issues: list[Issue] = field(default_factory=list)
     status: ClassVar[int] = 400
 
-    def __init__(self, code_or_issues: str | list[Issue], *, expression: Iterable[str] = (), **params: object):
+    def __init__(
+        self,
+        code_or_issues: str | list[Issue],
+        *,
+        severity: str = "error",
+        expression: Iterable[str] = (),
+        **params: object,
+    ):
         if isinstance(code_or_issues, str):
-            self.issues = [issue(code_or_issues, expression=expression, **params)]
+            self.issues = [issue(code_or_issues, severity=severity, expression=expression, **params)]
         else:
             self.issues = list(code_or_issues)
         super().__init__(self.issues[0].en if self.issues else type(self).__name__)

@@ -123,9 +123,9 @@ def _reference_rows(
     value: Any,
 ) -> Iterator[tuple[str | None, str | None, str | None, str | None, str | None]]:
     if isinstance(value, str):  # canonical / uri used as a reference
-        url = value.split("|", 1)[0]
-        ref_type, ref_id, _ = parse_reference(url)
-        yield ref_type, ref_id, url, None, None
+        canonical = value.split("|", 1)[0]
+        ref_type, ref_id, _ = parse_reference(canonical)
+        yield ref_type, ref_id, canonical, None, None
     elif isinstance(value, dict):
         if "concept" in value and "reference" not in value:
             return
@@ -189,8 +189,8 @@ def _rows_for(
             if number is not None:
                 rows.number.append((code, number, number, grp))
         elif kind == "quantity":
-            for system, unit_code, number, low, high in _quantity_rows(value):
-                rows.quantity.append((code, system, unit_code, number, low, high, grp))
+            for system, unit_code, number, number_low, number_high in _quantity_rows(value):
+                rows.quantity.append((code, system, unit_code, number, number_low, number_high, grp))
         elif kind == "uri":
             if isinstance(value, str):
                 rows.uri.append((code, value[:1024], grp))

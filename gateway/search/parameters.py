@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fhirpathpy import compile as fhirpath_compile
@@ -111,16 +111,22 @@ def _branch_root(branch: str) -> str:
     return match.group(1) if match else ""
 
 
+def _fhirpath(expression: str) -> Evaluator:
+    # fhirpathpy annotates its compiled expression as taking (resource, context), but the
+    # context parameter defaults to None (fhirpathpy.engine.util.set_paths.__call__).
+    return cast(Evaluator, fhirpath_compile(expression, fhirpath_models["r5"]))
+
+
 @cache
 def _compile(expression: str) -> Evaluator:
     """The direct walker for simple paths (µs), fhirpathpy for the rest (tens of µs)."""
-    return compile_simple(expression) or fhirpath_compile(expression, fhirpath_models["r5"])  # type: ignore[no-any-return]
+    return compile_simple(expression) or _fhirpath(expression)
 
 
 @cache
 def _compile_relative(expression: str) -> Evaluator:
     """Composite components are evaluated on the composite's item, not on a resource."""
-    return compile_simple(expression, relative=True) or fhirpath_compile(expression, fhirpath_models["r5"])  # type: ignore[no-any-return]
+    return compile_simple(expression, relative=True) or _fhirpath(expression)
 
 
 def branches_for(expression: str, resource_type: str) -> list[Branch]:

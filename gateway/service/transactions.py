@@ -148,8 +148,9 @@ class BundleProcessor:
                     if e.resource is not None:
                         self._rewrite(e.resource, mapping, tx, ctx)
                     if e.index in existing:
-                        rtype = e.resource.resource_type if e.resource is not None else ""
-                        current = tx.current(rtype or "", existing[e.index])
+                        rtype = (e.resource.resource_type or "") if e.resource is not None else ""
+                        current = tx.current(rtype, existing[e.index])
+                        assert current is not None, "matched by its criteria earlier in this transaction"
                         results[e.index] = service.write_entry(current, "200 OK", ctx)
                         continue
                     results[e.index] = self._run(e, tx, ctx, new_ids.get(e.index))

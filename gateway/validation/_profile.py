@@ -68,7 +68,7 @@ class CompiledProfile:
 
 @functools.cache
 def _fhirpath(expression: str) -> Callable[..., list[Any]]:
-    return fhirpath_compile(expression, models["r5"])  # type: ignore[no-any-return]
+    return fhirpath_compile(expression, models["r5"])
 
 
 def _split_implies(expression: str) -> tuple[str, str] | None:
@@ -288,6 +288,7 @@ class Walker:
                 self.issues.append(issue("YL-3060", expr, severity=severity, key=key, human=human))
 
     def binding(self, valueset: str, value: Json, expr: str) -> None:
+        pairs: list[tuple[Json, Json]]  # (system, code) as the instance holds them
         if isinstance(value, str):
             pairs = [(None, value)]
         elif isinstance(value, dict):

@@ -102,6 +102,7 @@ def in_value_set(url: str, system: str | None, code: str) -> tuple[bool | None, 
     exp = _expansion(url)
     if exp is None:
         return None, None
+    display: str | None
     if system is None:  # a bare ``code`` element: any system of the value set
         for (_, c), display in exp.codes.items():
             if c == code:
