@@ -37,6 +37,14 @@ def _instantiate(obj: Any) -> Adapter:
     return adapter
 
 
+def _builtin_factory(spec: str) -> Callable[[], Adapter]:
+    return lambda: _instantiate(_load_target(spec))
+
+
+def _entry_point_factory(ep: EntryPoint) -> Callable[[], Adapter]:
+    return lambda: _instantiate(ep.load())
+
+
 class AdapterRegistry:
     """Name -> adapter factory; adapters are built on first ``get`` and then reused."""
 
@@ -61,7 +69,7 @@ class AdapterRegistry:
 
     def register_entry_points(self, eps: Iterable[EntryPoint]) -> None:
         for ep in eps:
-            self.register(ep.name, lambda ep=ep: _instantiate(ep.load()), f"entry point {ep.value}")
+            self.register(ep.name, _entry_point_factory(ep), f"entry point {ep.value}")
 
     def get(self, name: str) -> Adapter:
         if name not in self._instances:
@@ -87,13 +95,13 @@ def build_registry(eps: Iterable[EntryPoint] | None = None) -> AdapterRegistry:
     unless it points at the very same object, as it will once pyproject declares the built-ins)."""
     registry = AdapterRegistry()
     for name, spec in BUILTINS.items():
-        registry.register(name, lambda spec=spec: _instantiate(_load_target(spec)), f"built-in {spec}")
+        registry.register(name, _builtin_factory(spec), f"built-in {spec}")
     if eps is None:
         eps = entry_points(group=ENTRY_POINT_GROUP)
     for ep in eps:
         if BUILTINS.get(ep.name) == ep.value:
             continue
-        registry.register(ep.name, lambda ep=ep: _instantiate(ep.load()), f"entry point {ep.value}")
+        registry.register(ep.name, _entry_point_factory(ep), f"entry point {ep.value}")
     return registry
 
 

@@ -84,7 +84,7 @@ def _issue_parts(issue: Any) -> tuple[str, str, str, str, str]:
 
 
 def _escape(text: str, seps: str) -> str:
-    field, comp, rep, esc, sub = seps
+    field, comp, rep, esc, sub = tuple(seps)
     out = text.replace(esc, f"{esc}E{esc}")
     for char, name in ((field, "F"), (comp, "S"), (rep, "R"), (sub, "T")):
         out = out.replace(char, f"{esc}{name}{esc}")

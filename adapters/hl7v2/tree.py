@@ -351,7 +351,7 @@ _ESCAPE_CACHE: dict[tuple[str, str], re.Pattern[str]] = {}
 class _Unescaper:
     def __init__(self, separators: str, codec: str, issues: list[Issue]) -> None:
         # separators: field, component, repetition, escape, subcomponent
-        self.field, self.comp, self.rep, self.esc, self.sub = separators
+        self.field, self.comp, self.rep, self.esc, self.sub = tuple(separators)
         self.codec = codec
         self.issues = issues
         key = (self.esc, codec)

@@ -367,6 +367,12 @@ class _Run:
                 return
         _assign(obj, rule.parents, rule.leaf, value)
 
+    def source_location(self, rule: Rule, ctx: Any) -> str:
+        """Where a rule's first source path points in the message: for rules that read a source
+        (transforms and translations apply to a source's value only)."""
+        assert rule.source is not None, "only a rule with a source has a source location"
+        return self.tree.location(rule.source[0], ctx)
+
     def missing(self, rule: Rule, ctx: Any) -> None:
         if rule.source is not None:
             where = self.tree.location(rule.source[0], ctx)
@@ -425,7 +431,7 @@ class _Run:
                 value = self.ucum(rule, value, ctx)
             if value is None:
                 if name != "ucum":
-                    where = self.tree.location(rule.source[0], ctx)
+                    where = self.source_location(rule, ctx)
                     self.issues.append(
                         Issue(
                             "error",
@@ -446,7 +452,7 @@ class _Run:
             return {"system": "http://unitsofmeasure.org", "code": targets[0].code}
         if cmap is not None and value in cmap.target_codes():
             return {"system": "http://unitsofmeasure.org", "code": value}
-        where = self.tree.location(rule.source[0], ctx)
+        where = self.source_location(rule, ctx)
         self.issues.append(
             Issue(
                 "warning",
@@ -471,7 +477,7 @@ class _Run:
                 return targets[0].code
             self.untranslated(rule, code, ctx, system)
             return None
-        source = {"system": system or tr.cmap.source_systems[0], "code": code}
+        source: dict[str, Any] = {"system": system or tr.cmap.source_systems[0], "code": code}
         if display:
             source["display"] = display
         if not targets:
@@ -495,7 +501,7 @@ class _Run:
                 _assign(obj, steps[:-1], steps[-1], target.properties[prop])
 
     def untranslated(self, rule: Rule, code: str, ctx: Any, system: str | None) -> None:
-        where = self.tree.location(rule.source[0], ctx)
+        where = self.source_location(rule, ctx)
         cmap = rule.translate.cmap if rule.translate else None
         name = cmap.id if cmap else "?"
         self.issues.append(
@@ -530,7 +536,7 @@ def _child(obj: dict[str, Any], st: Step) -> dict[str, Any]:
     child = obj.get(st.name)
     if child is None:
         child = obj[st.name] = {}
-    return child  # type: ignore[no-any-return]
+    return child
 
 
 def _assign(obj: dict[str, Any], parents: list[Step], leaf: Step | None, value: Any) -> None:
