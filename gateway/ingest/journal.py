@@ -83,29 +83,6 @@ class Journal:
         self.store = store
         self.engine = store.engine
 
-    def record(self, adapter: str, channel: str, control_id: str | None, raw: bytes) -> tuple[JournalEntry, bool]:
-        """Store the raw message durably; returns ``(entry, is_new)`` (False on a resend)."""
-        try:
-            with self.store.write_connection() as conn, conn.begin():
-                seq = conn.execute(
-                    insert(ingest_messages)
-                    .values(
-                        adapter=adapter,
-                        channel=channel,
-                        control_id=control_id,
-                        received=now_instant(),
-                        status=RECEIVED,
-                        raw=raw,
-                        attempts=1,
-                    )
-                    .returning(ingest_messages.c.seq)
-                ).scalar_one()
-        except IntegrityError:
-            existing = self.find(adapter, control_id)
-            assert existing is not None
-            return existing, False
-        return JournalEntry(int(seq), adapter, channel, control_id, RECEIVED, raw, None, None, 1), True
-
     def save(
         self,
         conn: Connection,
@@ -170,13 +147,6 @@ class Journal:
         with self.engine.connect() as conn:
             row = conn.execute(select(*_COLS).where(ingest_messages.c.seq == seq)).first()
         return _entry(row) if row else None
-
-    def finish(self, seq: int, status: str, outcome: bytes | None, reply: bytes | None, *, retry: bool = False) -> None:
-        values: dict[str, object] = {"status": status, "outcome": outcome, "reply": reply}
-        if retry:
-            values["attempts"] = ingest_messages.c.attempts + 1
-        with self.store.write_connection() as conn, conn.begin():
-            conn.execute(update(ingest_messages).where(ingest_messages.c.seq == seq).values(**values))
 
     def dead_letters(self, adapter: str | None = None, limit: int = 1000) -> Iterator[JournalEntry]:
         clauses: list[ColumnElement[bool]] = [ingest_messages.c.status.in_([REJECTED, RECEIVED])]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -17,6 +18,8 @@ from gateway.service.searching import page_links, run_includes
 from gateway.service.writes import Writer, require_type
 from gateway.settings import Settings
 from gateway.store.base import Store, StoredResource, StoreTransaction
+
+T = TypeVar("T")
 
 
 class FhirService:
@@ -196,6 +199,13 @@ class FhirService:
         from gateway.service.transactions import BundleProcessor
 
         return BundleProcessor(self).process(raw, ctx, tx=tx)
+
+    def write(self, ctx: RequestContext, action: Callable[[StoreTransaction], T]) -> T:
+        """Run one write interaction in its own store transaction, then the after-commit hooks."""
+        with self.store.transaction() as tx:
+            result = action(tx)
+        self.after_commit(ctx)
+        return result
 
     def after_commit(self, ctx: RequestContext) -> None:
         """Runs after a commit; the events service drains the outbox from here (issue: subscriptions)."""

@@ -44,14 +44,8 @@ async def update(request: Request) -> Response:
     ctx = context(request, "update", rtype)
     body = parse_resource(await request.body(), request_format(request))
     svc = service(request)
-
-    def run() -> object:
-        with svc.store.transaction() as tx:
-            result = svc.writer.update(tx, ctx, rtype, rid, body, if_match=request.headers.get("if-match"))
-        svc.after_commit(ctx)
-        return result
-
-    result = await in_thread(run)
+    if_match = request.headers.get("if-match")
+    result = await in_thread(svc.write, ctx, lambda tx: svc.writer.update(tx, ctx, rtype, rid, body, if_match=if_match))
     return resource_response(
         request,
         result.stored,
@@ -69,14 +63,8 @@ async def patch(request: Request) -> Response:
         raise UnsupportedMedia("YL-0601")
     raw = await request.body()
     svc = service(request)
-
-    def run() -> object:
-        with svc.store.transaction() as tx:
-            result = svc.writer.patch(tx, ctx, rtype, rid, raw, if_match=request.headers.get("if-match"))
-        svc.after_commit(ctx)
-        return result
-
-    result = await in_thread(run)
+    if_match = request.headers.get("if-match")
+    result = await in_thread(svc.write, ctx, lambda tx: svc.writer.patch(tx, ctx, rtype, rid, raw, if_match=if_match))
     return resource_response(request, result.stored, issues=result.issues)
 
 
@@ -84,14 +72,8 @@ async def delete(request: Request) -> Response:
     rtype, rid = request.path_params["type"], request.path_params["id"]
     ctx = context(request, "delete", rtype)
     svc = service(request)
-
-    def run() -> object:
-        with svc.store.transaction() as tx:
-            stored = svc.writer.delete(tx, ctx, rtype, rid, if_match=request.headers.get("if-match"))
-        svc.after_commit(ctx)
-        return stored
-
-    stored = await in_thread(run)
+    if_match = request.headers.get("if-match")
+    stored = await in_thread(svc.write, ctx, lambda tx: svc.writer.delete(tx, ctx, rtype, rid, if_match=if_match))
     headers = {"ETag": stored.etag} if stored is not None else {}
     return Response(status_code=204, headers=headers)
 

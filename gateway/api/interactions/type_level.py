@@ -23,13 +23,9 @@ async def create(request: Request) -> Response:
     svc = service(request)
     if_none_exist = request.headers.get("if-none-exist")
 
-    def run() -> object:
-        with svc.store.transaction() as tx:
-            result = svc.writer.create(tx, ctx, rtype, body, if_none_exist=if_none_exist)
-        svc.after_commit(ctx)
-        return result
-
-    result = await in_thread(run)
+    result = await in_thread(
+        svc.write, ctx, lambda tx: svc.writer.create(tx, ctx, rtype, body, if_none_exist=if_none_exist)
+    )
     if not result.changed:
         return resource_response(request, result.stored, status=200)
     return resource_response(request, result.stored, status=201, location=True, issues=result.issues)
@@ -83,15 +79,10 @@ async def conditional_update(request: Request) -> Response:
     criteria = _criteria(request)
     svc = service(request)
 
-    def run() -> object:
-        with svc.store.transaction() as tx:
-            result = svc.writer.conditional_update(
-                tx, ctx, rtype, criteria, body, if_match=request.headers.get("if-match")
-            )
-        svc.after_commit(ctx)
-        return result
-
-    result = await in_thread(run)
+    if_match = request.headers.get("if-match")
+    result = await in_thread(
+        svc.write, ctx, lambda tx: svc.writer.conditional_update(tx, ctx, rtype, criteria, body, if_match=if_match)
+    )
     return resource_response(
         request,
         result.stored,
@@ -108,13 +99,7 @@ async def conditional_delete(request: Request) -> Response:
     criteria = _criteria(request)
     svc = service(request)
 
-    def run() -> object:
-        with svc.store.transaction() as tx:
-            stored = svc.writer.conditional_delete(tx, ctx, rtype, criteria)
-        svc.after_commit(ctx)
-        return stored
-
-    await in_thread(run)
+    await in_thread(svc.write, ctx, lambda tx: svc.writer.conditional_delete(tx, ctx, rtype, criteria))
     return Response(status_code=204)
 
 
