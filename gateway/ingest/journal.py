@@ -1,10 +1,11 @@
-"""The ingest journal: every inbound message, raw, before it is acknowledged.
+"""The ingest journal: every inbound message, raw, with its outcome, before it is acknowledged.
 
-A message is written (status ``received``) and committed before conversion starts, then
-marked ``accepted`` (with the transaction-response) or ``rejected`` (with the
-OperationOutcome) — rejected messages are the dead-letter queue that ``yaolian replay``
+An accepted message is saved in the same database transaction as the resources it created, so
+one commit makes both durable before the ACK; a rejected one is saved in a commit of its own
+with the OperationOutcome. Rejected messages are the dead-letter queue that ``yaolian replay``
 re-runs after a mapping fix. ``(adapter, control_id)`` is unique, so a resend of the same
-MSH-10 finds the earlier reply instead of creating anything new.
+MSH-10 finds the earlier reply instead of creating anything new. A crash before the commit
+leaves no trace and sends no ACK, so the sender sends again.
 """
 
 from __future__ import annotations
