@@ -217,18 +217,14 @@ def primitive_json_kind(type_name: str) -> Literal["string", "number", "boolean"
 def resource_types() -> frozenset[str]:
     """Names of the concrete (non-abstract) R5 resource types."""
     return frozenset(
-        name
-        for name, raw in _raw_types().items()
-        if raw["kind"] == "resource" and not raw.get("abstract", False)
+        name for name, raw in _raw_types().items() if raw["kind"] == "resource" and not raw.get("abstract", False)
     )
 
 
 @functools.cache
 def summary_elements(resource_type: str) -> frozenset[str]:
     """Top-level JSON names kept by ``_summary=true``: summary-flagged plus mandatory ones."""
-    return frozenset(
-        info.name for info in ordered_elements(resource_type) if info.is_summary or info.min > 0
-    )
+    return frozenset(info.name for info in ordered_elements(resource_type) if info.is_summary or info.min > 0)
 
 
 @functools.cache
