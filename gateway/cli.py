@@ -156,6 +156,35 @@ def bulk_load_command(
     console.print(f"{count} resources loaded (not validated)")
 
 
+@app.command()
+def reindex(
+    database: Annotated[str | None, typer.Option(help="Database URL [env YAOLIAN_DATABASE]")] = None,
+    resource_type: Annotated[str | None, typer.Option("--type", help="Only this resource type")] = None,
+) -> None:
+    """Rebuild the search index from stored resources (after search parameter definitions change)."""
+    from rich.progress import Progress
+    from sqlalchemy import func, select
+
+    from gateway.settings import get_settings
+    from gateway.store.reindex import reindex as run_reindex
+    from gateway.store.schema import resources
+    from gateway.store.sql import open_store
+
+    _apply_env(database=database)
+    store = open_store(get_settings().database)
+    store.create_schema()
+    count_stmt = select(func.count()).select_from(resources).where(resources.c.deleted.is_(False))
+    if resource_type:
+        count_stmt = count_stmt.where(resources.c.res_type == resource_type)
+    with store.engine.connect() as conn:
+        total = int(conn.execute(count_stmt).scalar_one())
+    with Progress(console=console) as progress:
+        task = progress.add_task("reindexing", total=total)
+        done = run_reindex(store, resource_type, progress=lambda n: progress.advance(task, n))
+    store.dispose()
+    console.print(f"reindexed {done} resources")
+
+
 profiles_app = typer.Typer(help="Alliance profiles: readable documentation.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 

@@ -198,6 +198,19 @@ class SqlTransaction:
             },
         )
 
+    def replace_index(self, res_type: str, res_id: str, index: IndexRows) -> None:
+        """Swap a stored resource's index rows for freshly extracted ones (``yaolian reindex``)."""
+        key = {"k_type": res_type, "k_id": res_id}
+        for statement in _DELETE_INDEX.values():
+            self.conn.execute(statement, key)
+        for name, rows in index.tables():
+            if rows:
+                cols = INDEX_COLUMNS[name]
+                self.conn.execute(
+                    _INSERT_INDEX[name],
+                    [{"res_type": res_type, "res_id": res_id, **dict(zip(cols, r, strict=True))} for r in rows],
+                )
+
     def match_token(self, res_type: str, param: str, system: str, code: str, *, limit: int) -> list[str]:
         """Ids of current resources with ``param=system|code`` (conditional create/update)."""
         rows = self.conn.execute(
