@@ -334,7 +334,12 @@ class Walker:
             return
         raw = parent.get(rule.name)
         if raw is None:
-            if rule.min:
+            # An absent sliced element still owes its required slices (a prescription with no
+            # extension at all lacks the category slice); report those, else the element.
+            required = [sl for sl in rule.slices if sl.rule.min]
+            for sl in required:
+                self._missing(sl.rule, f"{parent_expr}.{rule.name}")
+            if rule.min and not required:
                 self._missing(rule, f"{parent_expr}.{rule.name}")
             return
         values = raw if isinstance(raw, list) else [raw]

@@ -102,3 +102,16 @@ def test_profile_resource_type() -> None:
     assert validation.profile_resource_type(SD + "yl-prescription") == "MedicationRequest"
     assert validation.profile_resource_type(SD + "yl-long-term-prescription") is None  # an extension
     assert validation.profile_resource_type("http://example.org/unknown") is None
+
+
+def test_absent_sliced_element_still_reports_its_required_slices() -> None:
+    """A prescription with no extension at all lacks the category slice (1..1)."""
+    import json
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "profiles" / "examples"
+    rx = json.loads(next(examples.glob("yl-prescription.valid.*.json")).read_text())
+    rx.pop("extension")
+    found = [(i.error_code, i.expression) for i in validate(rx, profiles_for(rx))]
+    assert ("YL-3010", "MedicationRequest.extension") in found
+    assert any("category" in i.message_en for i in validate(rx, profiles_for(rx)) if i.error_code == "YL-3010")
