@@ -3,8 +3,9 @@ plus our own: GB18030, escapes, repeats, missing segments, v2.3, v2.5.1, cancel/
 
 Each golden file also lists the alliance-profile findings of its resources (``profile_findings``,
 from ``gateway.validation``): the complete messages have none but the drug's formulary flags;
-the sparse ones (the shared samples carry no diagnosis, no prescription category, local prescriber ids) list exactly what
-the source lacks, so a mapping change that loses or gains conformance shows in the diff."""
+the sparse ones (the shared samples carry no diagnosis, no prescription category, local
+prescriber ids) list exactly what the source lacks, so a mapping change that loses or gains
+conformance shows in the diff."""
 
 from __future__ import annotations
 
