@@ -19,6 +19,7 @@ RESULT_PARAMS = frozenset(
     {
         "_count",
         "_offset",
+        "_after",
         "_sort",
         "_total",
         "_summary",
@@ -83,6 +84,7 @@ class SearchQuery:
     revincludes: list[IncludeSpec] = field(default_factory=list)
     count: int = 20
     offset: int = 0
+    after: str | None = None  # keyset cursor: ids after this one (only without _sort)
     total: str = "accurate"
     summary: str | None = None
     elements: list[str] | None = None
@@ -200,6 +202,8 @@ def _result_param(query: SearchQuery, key: str, value: str, max_count: int) -> N
         query.count = _int(key, value, 0, max_count)
     elif base == "_offset":
         query.offset = _int(key, value, 0, 10**9)
+    elif base == "_after":  # the keyset cursor of our own next links (results in id order)
+        query.after = value
     elif base == "_total":
         if value not in ("none", "estimate", "accurate"):
             raise BadRequest("YL-0404", name=key, value=value, reason="use none, estimate or accurate")

@@ -140,14 +140,22 @@ class FhirService:
         query = self.parse_query(resource_type, params, ctx)
         want_total = query.total != "none"
         count = 0 if query.summary == "count" else query.count
+        # Results in id order page by keyset (``_after``): a write between two pages cannot
+        # shift them. One extra row tells whether a next page exists.
+        keyset = not query.sort and count > 0
         page = self.store.search(
             query,
-            count=count,
+            count=count + 1 if keyset else count,
             offset=query.offset,
             total=want_total or query.summary == "count",
             base_url=ctx.base_url,
         )  # type: ignore[call-arg]
-        matches = [r for r in self.store.read_many([(resource_type, i) for i in page.ids]) if not r.deleted]
+        ids = page.ids[:count]
+        more = len(page.ids) > count if keyset else None
+        total = page.total
+        if keyset and total is not None and query.after is None and query.offset == 0 and not more:
+            total = len(ids)
+        matches = [r for r in self.store.read_many([(resource_type, i) for i in ids]) if not r.deleted]
         included = run_includes(self.store, query, matches) if (query.includes or query.revincludes) and matches else []
         base = ctx.base_url
         entries = [
@@ -164,8 +172,10 @@ class FhirService:
             from gateway.errors import operation_outcome
 
             entries.append(Entry(resource=orjson.dumps(operation_outcome(warnings)), search_mode="outcome"))
-        links = page_links(base, resource_type, params, query, page.total, len(matches))
-        return render_bundle("searchset", entries, total=page.total, links=links)
+        links = page_links(
+            base, resource_type, params, query, total, len(ids), more=more, last_id=ids[-1] if ids else None
+        )
+        return render_bundle("searchset", entries, total=total, links=links)
 
     # -- bundles -----------------------------------------------------------------------
     def write_entry(self, stored: StoredResource, status: str, ctx: RequestContext) -> Entry:

@@ -70,15 +70,32 @@ def page_links(
     query: SearchQuery,
     total: int | None,
     returned: int,
+    *,
+    more: bool | None = None,
+    last_id: str | None = None,
 ) -> list[tuple[str, str]]:
+    """self/first/previous/next/last. ``more`` set means keyset paging (results in id order):
+    next is ``_after=<last id>``, stable when resources are written between pages; previous and
+    last (offsets) are given only for pages reached by offset."""
     # the links state the search as performed: parameters ignored under lenient handling are left out
-    kept = [(k, v) for k, v in params if k not in ("_offset", "_count") and k not in query.ignored]
+    kept = [(k, v) for k, v in params if k not in ("_offset", "_count", "_after") and k not in query.ignored]
 
-    def url(offset: int) -> str:
-        items = [*kept, ("_count", str(query.count)), ("_offset", str(offset))]
+    def url(offset: int, after: str | None = None) -> str:
+        position = ("_after", after) if after is not None else ("_offset", str(offset))
+        items = [*kept, ("_count", str(query.count)), position]
         return f"{base}/{resource_type}?{urlencode(items)}"
 
-    links = [("self", url(query.offset))]
+    links = [("self", url(query.offset, query.after))]
+    if more is not None:
+        if query.count:
+            links.append(("first", url(0)))
+            if query.offset > 0 and query.after is None:
+                links.append(("previous", url(max(0, query.offset - query.count))))
+            if more and last_id is not None:
+                links.append(("next", url(0, last_id)))
+            if total is not None and total > 0 and query.after is None:
+                links.append(("last", url(((total - 1) // query.count) * query.count)))
+        return links
     if query.count:
         links.append(("first", url(0)))
         if query.offset > 0:

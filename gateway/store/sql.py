@@ -389,7 +389,7 @@ class SqlStore:
             )
             number = None
             if total:
-                if offset == 0 and len(ids) < count:
+                if offset == 0 and query.after is None and len(ids) < count:
                     number = len(ids)
                 else:
                     number = int(conn.execute(count_select(query, base_url)).scalar_one())

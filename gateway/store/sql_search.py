@@ -367,6 +367,8 @@ def _sort_expression(key: SortKey, resource_type: str) -> Any:
 
 def search_select(query: SearchQuery, base_url: str | None = None) -> Select[Any]:
     stmt = select(resources.c.res_id).where(*where_clauses(query, base_url))
+    if query.after is not None and not query.sort:
+        stmt = stmt.where(resources.c.res_id > query.after)
     order: list[_Col[Any]] = []
     for key in query.sort:
         expression = _sort_expression(key, query.resource_type)
