@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.errors import StructureError
-from adapters.hl7v2.tree import CHARSETS
+from adapters.hl7v2.tree import CHARSETS, msh_segment
 from adapters.mapping.transforms import CST
 
 __all__ = ["build_ack", "message_control_id"]
@@ -42,17 +42,8 @@ _SEVERITY = {"fatal": "E", "error": "E", "warning": "W", "information": "I"}
 
 def _msh_fields(message: bytes) -> tuple[list[str], str]:
     """MSH fields (index = field number - 1 after MSH-1) and the codec, without a full parse."""
-    raw = message.strip(b"\x0b\x1c\r\n ")
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    if not raw.startswith(b"MSH") or len(raw) < 8:
-        raise StructureError("message does not start with an MSH segment")
-    end = len(raw)
-    for terminator in (b"\r", b"\n"):
-        pos = raw.find(terminator)
-        if pos != -1:
-            end = min(end, pos)
-    head = raw[:end].decode("latin-1")
+    raw, head = msh_segment(message)
+    end = len(head)
     fields = head.split(head[3])
     declared = fields[17].split("^")[0].strip().upper() if len(fields) > 17 else ""
     codec = CHARSETS.get(declared, "utf-8")

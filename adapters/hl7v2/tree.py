@@ -43,13 +43,12 @@ def _issue(severity: str, code: str, yl: str, en: str, zh: str, location: str = 
     return Issue(severity, code, yl, en, zh, location)  # type: ignore[arg-type]
 
 
-def decode(raw: bytes) -> tuple[str, str, list[Issue]]:
-    """Decode using MSH-18, read from the bytes before any full parse.
+def msh_segment(raw: bytes) -> tuple[bytes, str]:
+    """``(message, MSH segment as latin-1)`` with BOM and MLLP framing removed.
 
-    Returns (text, codec, issues). Without MSH-18, UTF-8 is tried and GB18030 is the fallback
-    (most county HIS without a declaration are GBK/GB18030), with a warning.
+    The one place that reads the MSH head before a full parse (decoding, ACKs, MSH-10), so a
+    truncated MSH is a structure error everywhere rather than an IndexError somewhere.
     """
-    issues: list[Issue] = []
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     raw = raw.strip(b"\x0b\x1c\r\n ")  # tolerate MLLP framing and stray line ends
@@ -69,6 +68,17 @@ def decode(raw: bytes) -> tuple[str, str, list[Issue]]:
             "the MSH segment has no field separator and encoding characters",
             [_issue("fatal", "structure", "YL-2102", "MSH-1/MSH-2 missing", "MSH-1/MSH-2 缺失", "MSH-1")],
         )
+    return raw, msh
+
+
+def decode(raw: bytes) -> tuple[str, str, list[Issue]]:
+    """Decode using MSH-18, read from the bytes before any full parse.
+
+    Returns (text, codec, issues). Without MSH-18, UTF-8 is tried and GB18030 is the fallback
+    (most county HIS without a declaration are GBK/GB18030), with a warning.
+    """
+    issues: list[Issue] = []
+    raw, msh = msh_segment(raw)
     fields = msh.split(msh[3])
     declared = fields[17].split(msh[4] if len(msh) > 4 else "^")[0].strip() if len(fields) > 17 else ""
     codec = CHARSETS.get(declared.upper()) if declared else None
