@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from gateway.api.formats import JSON, render, response_format
 from gateway.errors import Issue, operation_outcome
+from gateway.service.writes import WriteResult
 from gateway.store.base import StoredResource
 
 
@@ -48,3 +49,10 @@ def resource_response(
     if "return=OperationOutcome" in prefer:
         return fhir_response(request, orjson.dumps(operation_outcome(issues or [])), status, headers)
     return fhir_response(request, stored.body or b"{}", status, headers)
+
+
+def written_response(request: Request, result: WriteResult) -> Response:
+    """The answer to a create, update or patch: 201 + Location when it created, else 200."""
+    return resource_response(
+        request, result.stored, status=201 if result.created else 200, location=result.created, issues=result.issues
+    )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
-from gateway.errors import Gone, NotFound
+from gateway.errors import BadRequest, Gone, NotFound, operation_outcome
 from gateway.hooks import Hooks, Pointcut, RequestContext
-from gateway.search.query import SearchQuery, parse_search
+from gateway.search.query import SearchQuery, _int, parse_search
+from gateway.search.values import ValueFormatError, date_range
 from gateway.service.bundles import Entry, render_bundle
 from gateway.service.projection import project
 from gateway.service.searching import page_links, run_includes
@@ -66,9 +67,6 @@ class FhirService:
         if resource_type:
             require_type(resource_type)
         values = dict(params)
-        from gateway.search.query import _int
-        from gateway.search.values import ValueFormatError, date_range
-
         count = _int(
             "_count",
             values.get("_count", str(self.settings.default_count)),
@@ -84,8 +82,6 @@ class FhirService:
                 low, high = date_range(values["_at"])
                 at = (low + "Z", high + "Z")
         except ValueFormatError as exc:
-            from gateway.errors import BadRequest
-
             raise BadRequest(
                 "YL-0404",
                 name="_since/_at",
@@ -112,7 +108,6 @@ class FhirService:
             )
         path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
         kept = [(k, v) for k, v in params if k not in ("_count", "_offset")]
-        from urllib.parse import urlencode
 
         def link(off: int) -> str:
             return f"{base}/{path}?{urlencode([*kept, ('_count', str(count)), ('_offset', str(off))])}"
@@ -149,7 +144,7 @@ class FhirService:
             offset=query.offset,
             total=want_total or query.summary == "count",
             base_url=ctx.base_url,
-        )  # type: ignore[call-arg]
+        )
         ids = page.ids[:count]
         more = len(page.ids) > count if keyset else None
         total = page.total
@@ -169,8 +164,6 @@ class FhirService:
         entries.extend(Entry(f"{base}/{r.res_type}/{r.res_id}", r.body, "include") for r in included)
         warnings = query.warnings()
         if warnings:
-            from gateway.errors import operation_outcome
-
             entries.append(Entry(resource=orjson.dumps(operation_outcome(warnings)), search_mode="outcome"))
         links = page_links(
             base, resource_type, params, query, total, len(ids), more=more, last_id=ids[-1] if ids else None

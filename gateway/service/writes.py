@@ -90,12 +90,8 @@ class Writer:
 
     def _validate(self, data: dict[str, Any]) -> list[Any]:
         """Structure always (a malformed resource is never stored); profiles per the mode."""
-        if self.validation_mode == "off":
-            issues = structure_issues(data)
-        elif self.validator is not None:
-            issues = self.validator(data)
-        else:
-            issues = structure_issues(data)
+        use_profiles = self.validator is not None and self.validation_mode != "off"
+        issues = self.validator(data) if use_profiles else structure_issues(data)
         errors = [i for i in issues if i.severity in ("error", "fatal")]
         structural = any(i.error_code in STRUCTURAL_CODES for i in errors)
         if errors and (structural or self.validation_mode == "strict"):

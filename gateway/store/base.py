@@ -92,7 +92,9 @@ class Store(Protocol):
         of the period ``at`` (written before it ended and not replaced before it began)."""
         ...
 
-    def search(self, query: SearchQuery, *, count: int, offset: int, total: bool) -> SearchPage: ...
+    def search(
+        self, query: SearchQuery, *, count: int, offset: int, total: bool, base_url: str | None = None
+    ) -> SearchPage: ...
 
     def references_from(
         self, res_type: str, res_ids: Sequence[str], param: str | None, target_type: str | None

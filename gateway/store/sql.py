@@ -106,6 +106,12 @@ _DELETE_INDEX = {
     for name, table in INDEX_TABLES.items()
 }
 _INSERT_INDEX = {name: insert(table) for name, table in INDEX_TABLES.items()}
+# Read by id as bare DBAPI SQL (see SqlStore.read), one string per parameter style.
+_READ_SQL = {
+    dialect: "SELECT res_type, res_id, version, last_updated, deleted, body FROM resources "
+    f"WHERE res_type = {marker} AND res_id = {marker}"
+    for dialect, marker in (("sqlite", "?"), ("postgresql", "%s"))
+}
 _TOKEN = INDEX_TABLES["token"]
 _MATCH_TOKEN = (
     select(resources.c.res_id)
@@ -164,16 +170,7 @@ class SqlTransaction:
             for statement in _DELETE_INDEX.values():
                 self.conn.execute(statement, key)
         if index is not None:
-            for name, rows in index.tables():
-                if rows:
-                    cols = INDEX_COLUMNS[name]
-                    self.conn.execute(
-                        _INSERT_INDEX[name],
-                        [
-                            {"res_type": stored.res_type, "res_id": stored.res_id, **dict(zip(cols, r, strict=True))}
-                            for r in rows
-                        ],
-                    )
+            self._insert_index(stored.res_type, stored.res_id, index)
         self.conn.execute(
             _INSERT_HISTORY,
             {
@@ -203,6 +200,9 @@ class SqlTransaction:
         key = {"k_type": res_type, "k_id": res_id}
         for statement in _DELETE_INDEX.values():
             self.conn.execute(statement, key)
+        self._insert_index(res_type, res_id, index)
+
+    def _insert_index(self, res_type: str, res_id: str, index: IndexRows) -> None:
         for name, rows in index.tables():
             if rows:
                 cols = INDEX_COLUMNS[name]
@@ -282,7 +282,7 @@ class SqlStore:
                 driver.autocommit = True  # type: ignore[union-attr]
             try:
                 cursor = raw.cursor()
-                cursor.execute(self._read_sql, (res_type, res_id))
+                cursor.execute(_READ_SQL[self.dialect], (res_type, res_id))
                 row = cursor.fetchone()
                 cursor.close()
             finally:
@@ -291,14 +291,6 @@ class SqlStore:
         finally:
             raw.close()
         return _row(row) if row else None
-
-    @property
-    def _read_sql(self) -> str:
-        marker = "%s" if self.dialect == "postgresql" else "?"
-        return (
-            "SELECT res_type, res_id, version, last_updated, deleted, body FROM resources "
-            f"WHERE res_type = {marker} AND res_id = {marker}"
-        )
 
     def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
         if not keys:

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from gateway.api.context import context, in_thread, service
 from gateway.api.formats import parse_resource, request_format
-from gateway.api.responses import fhir_response, resource_response
+from gateway.api.responses import fhir_response, resource_response, written_response
 from gateway.errors import UnsupportedMedia
 
 
@@ -46,13 +46,7 @@ async def update(request: Request) -> Response:
     svc = service(request)
     if_match = request.headers.get("if-match")
     result = await in_thread(svc.write, ctx, lambda tx: svc.writer.update(tx, ctx, rtype, rid, body, if_match=if_match))
-    return resource_response(
-        request,
-        result.stored,
-        status=201 if result.created else 200,
-        location=result.created,
-        issues=result.issues,
-    )
+    return written_response(request, result)
 
 
 async def patch(request: Request) -> Response:
@@ -65,7 +59,7 @@ async def patch(request: Request) -> Response:
     svc = service(request)
     if_match = request.headers.get("if-match")
     result = await in_thread(svc.write, ctx, lambda tx: svc.writer.patch(tx, ctx, rtype, rid, raw, if_match=if_match))
-    return resource_response(request, result.stored, issues=result.issues)
+    return written_response(request, result)
 
 
 async def delete(request: Request) -> Response:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from gateway.api.context import context, in_thread, service
 from gateway.api.formats import parse_resource, request_format
-from gateway.api.responses import fhir_response, resource_response
+from gateway.api.responses import fhir_response, written_response
 from gateway.errors import BadRequest
 from gateway.service.writes import require_type
 
@@ -26,9 +26,7 @@ async def create(request: Request) -> Response:
     result = await in_thread(
         svc.write, ctx, lambda tx: svc.writer.create(tx, ctx, rtype, body, if_none_exist=if_none_exist)
     )
-    if not result.changed:
-        return resource_response(request, result.stored, status=200)
-    return resource_response(request, result.stored, status=201, location=True, issues=result.issues)
+    return written_response(request, result)
 
 
 async def search(request: Request) -> Response:
@@ -83,13 +81,7 @@ async def conditional_update(request: Request) -> Response:
     result = await in_thread(
         svc.write, ctx, lambda tx: svc.writer.conditional_update(tx, ctx, rtype, criteria, body, if_match=if_match)
     )
-    return resource_response(
-        request,
-        result.stored,
-        status=201 if result.created else 200,
-        location=result.created,
-        issues=result.issues,
-    )
+    return written_response(request, result)
 
 
 async def conditional_delete(request: Request) -> Response:
