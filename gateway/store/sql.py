@@ -16,30 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     Connection,
     Engine,
     bindparam,
     create_engine,
-    delete,
     event,
     false,
     func,
-    insert,
     select,
     text,
     tuple_,
-    update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import NullPool
 
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
 from gateway.store.base import SearchPage, StoredResource, VersionConflict
+from gateway.store.driver_sql import STATEMENTS
 from gateway.store.schema import (
-    INDEX_COLUMNS,
     INDEX_TABLES,
     metadata,
     outbox,
@@ -76,147 +70,79 @@ def _row(row: Any, method: str = "") -> StoredResource:
     )
 
 
-_KEY = (resources.c.res_type == bindparam("k_type"), resources.c.res_id == bindparam("k_id"))
-_CURRENT = select(*_COLUMNS).where(*_KEY)
-_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
-_NEW_VALUES: dict[str, BindParameter[Any]] = {
-    "res_type": bindparam("k_type"),
-    "res_id": bindparam("k_id"),
-    "version": bindparam("n_version"),
-    "last_updated": bindparam("n_updated"),
-    "deleted": bindparam("n_deleted"),
-    "body": bindparam("n_body"),
-}
-_INSERT_NEW = {
-    "sqlite": sqlite_insert(resources).values(**_NEW_VALUES).on_conflict_do_nothing().returning(resources.c.version),
-    "postgresql": pg_insert(resources).values(**_NEW_VALUES).on_conflict_do_nothing().returning(resources.c.version),
-}
-_UPDATE_CURRENT = (
-    update(resources)
-    .where(*_KEY, resources.c.version == bindparam("k_version"))
-    .values(
-        version=bindparam("n_version"),
-        last_updated=bindparam("n_updated"),
-        deleted=bindparam("n_deleted"),
-        body=bindparam("n_body"),
-    )
-)
-_DELETE_INDEX = {
-    name: delete(table).where(table.c.res_type == bindparam("k_type"), table.c.res_id == bindparam("k_id"))
-    for name, table in INDEX_TABLES.items()
-}
-_INSERT_INDEX = {name: insert(table) for name, table in INDEX_TABLES.items()}
-# Read by id as bare DBAPI SQL (see SqlStore.read), one string per parameter style.
-_READ_SQL = {
-    dialect: "SELECT res_type, res_id, version, last_updated, deleted, body FROM resources "
-    f"WHERE res_type = {marker} AND res_id = {marker}"
-    for dialect, marker in (("sqlite", "?"), ("postgresql", "%s"))
-}
-_TOKEN = INDEX_TABLES["token"]
-_MATCH_TOKEN = (
-    select(resources.c.res_id)
-    .where(
-        resources.c.res_type == bindparam("k_type"),
-        resources.c.deleted == false(),
-        resources.c.res_id.in_(
-            select(_TOKEN.c.res_id).where(
-                _TOKEN.c.res_type == bindparam("k_type"),
-                _TOKEN.c.param == bindparam("k_param"),
-                _TOKEN.c.system == bindparam("k_system"),
-                _TOKEN.c.code == bindparam("k_code"),
-                _TOKEN.c.grp.is_(None),
-            )
-        ),
-    )
-    .order_by(resources.c.res_id)
-    .limit(bindparam("k_limit"))
-)
-_INSERT_HISTORY = insert(resource_history)
-_INSERT_OUTBOX = insert(outbox)
-
-
 class SqlTransaction:
     def __init__(self, store: SqlStore, conn: Connection) -> None:
         self.store = store
         self.conn = conn
+        self.sql = STATEMENTS[store.dialect]
+        self._cursor: Any = None
+
+    @property
+    def cursor(self) -> Any:
+        """The DBAPI cursor of this transaction's connection (see :mod:`.driver_sql`)."""
+        if self._cursor is None:
+            self._cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self._cursor
 
     def current(self, res_type: str, res_id: str) -> StoredResource | None:
-        stmt = _CURRENT_FOR_UPDATE if self.store.dialect == "postgresql" else _CURRENT
-        row = self.conn.execute(stmt, {"k_type": res_type, "k_id": res_id}).first()
+        cursor = self.cursor
+        cursor.execute(self.sql.current, (res_type, res_id))
+        row = cursor.fetchone()
         return _row(row) if row else None
 
     def put(self, stored: StoredResource, index: IndexRows | None, *, expected_version: int | None) -> None:
         """Write one version: body, history, index rows and outbox event, in this transaction.
 
-        Statements are built once at import (building SQLAlchemy expressions per write cost as
-        much as executing them); a concurrent create is detected by ``ON CONFLICT DO NOTHING``
-        and a concurrent update by the version check, both without a savepoint.
+        A concurrent create is detected by ``ON CONFLICT DO NOTHING`` and a concurrent update by
+        the version check, both without a savepoint.
         """
-        key = {"k_type": stored.res_type, "k_id": stored.res_id}
-        values = {
-            "n_version": stored.version,
-            "n_updated": stored.last_updated,
-            "n_deleted": stored.deleted,
-            "n_body": stored.body,
-        }
+        sql, cursor = self.sql, self.cursor
+        key = (stored.res_type, stored.res_id)
+        deleted = sql.boolean(stored.deleted)
         if expected_version is None:
-            inserted = self.conn.execute(_INSERT_NEW[self.store.dialect], {**key, **values}).first()
-            if inserted is None:
+            cursor.execute(
+                sql.insert_new.sql,
+                (*key, stored.version, stored.last_updated, deleted, stored.body),
+            )
+            if cursor.fetchone() is None:
                 raise VersionConflict(f"{stored.res_type}/{stored.res_id} was created concurrently")
         else:
-            result = self.conn.execute(_UPDATE_CURRENT, {**key, **values, "k_version": expected_version})
-            if result.rowcount != 1:
+            cursor.execute(
+                sql.update_current,
+                (stored.version, stored.last_updated, deleted, stored.body, *key, expected_version),
+            )
+            if cursor.rowcount != 1:
                 raise VersionConflict(f"{stored.res_type}/{stored.res_id} changed concurrently")
-            for statement in _DELETE_INDEX.values():
-                self.conn.execute(statement, key)
+            for statement in sql.delete_index:
+                cursor.execute(statement, key)
         if index is not None:
             self._insert_index(stored.res_type, stored.res_id, index)
-        self.conn.execute(
-            _INSERT_HISTORY,
-            {
-                "res_type": stored.res_type,
-                "res_id": stored.res_id,
-                "version": stored.version,
-                "last_updated": stored.last_updated,
-                "deleted": stored.deleted,
-                "body": stored.body,
-                "method": stored.method,
-            },
+        cursor.execute(
+            sql.insert_history.sql, (*key, stored.version, stored.last_updated, deleted, stored.body, stored.method)
         )
-        self.conn.execute(
-            _INSERT_OUTBOX,
-            {
-                "created": stored.last_updated,
-                "event": "delete" if stored.deleted else ("create" if stored.version == 1 else "update"),
-                "res_type": stored.res_type,
-                "res_id": stored.res_id,
-                "version": stored.version,
-                "delivered": False,
-            },
+        event = "delete" if stored.deleted else ("create" if stored.version == 1 else "update")
+        cursor.execute(
+            sql.insert_outbox.sql,
+            (stored.last_updated, event, *key, stored.version, sql.boolean(False)),
         )
 
     def replace_index(self, res_type: str, res_id: str, index: IndexRows) -> None:
         """Swap a stored resource's index rows for freshly extracted ones (``yaolian reindex``)."""
-        key = {"k_type": res_type, "k_id": res_id}
-        for statement in _DELETE_INDEX.values():
-            self.conn.execute(statement, key)
+        for statement in self.sql.delete_index:
+            self.cursor.execute(statement, (res_type, res_id))
         self._insert_index(res_type, res_id, index)
 
     def _insert_index(self, res_type: str, res_id: str, index: IndexRows) -> None:
         for name, rows in index.tables():
             if rows:
-                cols = INDEX_COLUMNS[name]
-                self.conn.execute(
-                    _INSERT_INDEX[name],
-                    [{"res_type": res_type, "res_id": res_id, **dict(zip(cols, r, strict=True))} for r in rows],
-                )
+                statement = self.sql.insert_index[name]
+                self.cursor.executemany(statement.sql, [statement.params((res_type, res_id, *r)) for r in rows])
 
     def match_token(self, res_type: str, param: str, system: str, code: str, *, limit: int) -> list[str]:
         """Ids of current resources with ``param=system|code`` (conditional create/update)."""
-        rows = self.conn.execute(
-            _MATCH_TOKEN, {"k_type": res_type, "k_param": param, "k_system": system, "k_code": code, "k_limit": limit}
-        )
-        return [r[0] for r in rows]
+        cursor = self.cursor
+        cursor.execute(self.sql.match_token, (res_type, self.sql.boolean(False), res_type, param, system, code, limit))
+        return [r[0] for r in cursor.fetchall()]
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(search_select(query).limit(limit))]
@@ -282,7 +208,7 @@ class SqlStore:
                 driver.autocommit = True  # type: ignore[union-attr]
             try:
                 cursor = raw.cursor()
-                cursor.execute(_READ_SQL[self.dialect], (res_type, res_id))
+                cursor.execute(STATEMENTS[self.dialect].read, (res_type, res_id))
                 row = cursor.fetchone()
                 cursor.close()
             finally:
