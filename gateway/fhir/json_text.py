@@ -171,6 +171,12 @@ class ResourceText:
         members = {k: dumps_exact(v).decode() for k, v in data.items()}
         return cls(data=orjson.loads(dumps_exact(data)), members=members)
 
+    @classmethod
+    def of_plain_data(cls, data: dict[str, Any]) -> ResourceText:
+        """Wrap a resource built in Python of plain JSON values (str, int, float, bool, None,
+        dict, list), taking ownership of ``data``: one serialisation per member, no reparse."""
+        return cls(data=data, members={k: orjson.dumps(v).decode() for k, v in data.items()})
+
     @property
     def resource_type(self) -> str | None:
         value = self.data.get("resourceType")

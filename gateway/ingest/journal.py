@@ -1,25 +1,24 @@
 """The ingest journal: every inbound message, raw, with its outcome, before it is acknowledged.
 
 An accepted message is saved in the same database transaction as the resources it created, so
-one commit makes both durable before the ACK; a rejected one is saved in a commit of its own
-with the OperationOutcome. Rejected messages are the dead-letter queue that ``yaolian replay``
-re-runs after a mapping fix. ``(adapter, control_id)`` is unique, so a resend of the same
-MSH-10 finds the earlier reply instead of creating anything new. A crash before the commit
-leaves no trace and sends no ACK, so the sender sends again.
+one commit makes both durable before the ACK; a rejected one is saved with its OperationOutcome
+after its resources were rolled back to a savepoint. Rejected messages are the dead-letter
+queue that ``yaolian replay`` re-runs after a mapping fix. ``(adapter, control_id)`` is unique,
+so a resend of the same MSH-10 finds the earlier reply instead of creating anything new. A
+crash before the commit leaves no trace and sends no ACK, so the sender sends again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict
 
-from sqlalchemy import ColumnElement, Connection, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, func, select
 
 from gateway.service.clock import now_instant
 from gateway.store.schema import ingest_messages
-from gateway.store.sql import SqlStore
+from gateway.store.sql import SqlStore, SqlTransaction
 
 RECEIVED, ACCEPTED, REJECTED = "received", "accepted", "rejected"
 
@@ -86,7 +85,7 @@ class Journal:
 
     def save(
         self,
-        conn: Connection,
+        tx: SqlTransaction,
         *,
         adapter: str,
         channel: str,
@@ -97,45 +96,30 @@ class Journal:
         reply: bytes | None,
         previous: JournalEntry | None,
     ) -> int:
-        """Write the message with its outcome on ``conn`` (inside the caller's transaction).
+        """Write the message with its outcome inside the caller's transaction ``tx``.
 
         An accepted message is saved in the same transaction as the resources it created, so
         one commit makes both durable; a first-time insert that collides with a concurrent
         copy of the same message raises :class:`DuplicateMessage` and the caller rolls back.
         """
+        sql, cursor = tx.sql, tx.cursor
         if previous is not None:
-            conn.execute(
-                update(ingest_messages)
-                .where(ingest_messages.c.seq == previous.seq)
-                .values(status=status, outcome=outcome, reply=reply, attempts=ingest_messages.c.attempts + 1)
-            )
+            cursor.execute(sql.journal_update, (status, outcome, reply, previous.seq))
             return previous.seq
+        statement = sql.journal_insert
+        values = (adapter, channel, control_id, now_instant(), status, raw, outcome, reply, 1)
         try:
-            seq = conn.execute(
-                insert(ingest_messages)
-                .values(
-                    adapter=adapter,
-                    channel=channel,
-                    control_id=control_id,
-                    received=now_instant(),
-                    status=status,
-                    raw=raw,
-                    outcome=outcome,
-                    reply=reply,
-                    attempts=1,
-                )
-                .returning(ingest_messages.c.seq)
-            ).scalar_one()
-        except IntegrityError:
+            cursor.execute(statement.sql, statement.params(values))
+        except self.engine.dialect.loaded_dbapi.IntegrityError:
             raise DuplicateMessage(adapter, control_id) from None
-        return int(seq)
+        return int(cursor.fetchone()[0])
 
-    def save_alone(
-        self, *, status: str, outcome: bytes | None, reply: bytes | None, **fields: Unpack[MessageFields]
-    ) -> int:
-        """:meth:`save` in a transaction of its own (rejected messages: nothing else to commit)."""
-        with self.store.write_connection() as conn, conn.begin():
-            return self.save(conn, status=status, outcome=outcome, reply=reply, **fields)
+    def find_in(self, tx: SqlTransaction, adapter: str, control_id: str | None) -> JournalEntry | None:
+        """:meth:`find` inside a write transaction: it sees messages saved earlier in ``tx``."""
+        cursor = tx.cursor
+        cursor.execute(tx.sql.journal_find, (adapter, control_id))
+        row = cursor.fetchone()
+        return _entry(row) if row else None
 
     def find(self, adapter: str, control_id: str | None) -> JournalEntry | None:
         with self.engine.connect() as conn:

@@ -97,6 +97,14 @@ def convert(adapter_name: str, raw: bytes) -> tuple[dict[str, Any] | None, list[
     return (result.bundle if result.ok else None), issues
 
 
+def _convert_safely(adapter_name: str, raw: bytes) -> tuple[dict[str, Any] | None, list[Issue]]:
+    """:func:`convert`, with a crashing mapping turned into a rejection (the message is kept)."""
+    try:
+        return convert(adapter_name, raw)
+    except Exception as exc:
+        return None, [issue("YL-0207", reason=f"{type(exc).__name__}: {exc}")]
+
+
 class IngestPipeline:
     def __init__(self, service: FhirService, journal: Journal) -> None:
         self.service = service
@@ -113,6 +121,88 @@ class IngestPipeline:
         result = self._process(adapter_name, channel, control_id, raw, ctx, reply, previous)
         if result.duplicate_of is not None:
             return self._duplicate(result.duplicate_of, raw, channel, reply)
+        return result
+
+    def ingest_many(
+        self, adapter_name: str, raws: list[bytes], *, channel: str, ctx: RequestContext, reply: ReplyBuilder
+    ) -> list[IngestResult]:
+        """:meth:`ingest` for messages that arrived together, made durable by one commit.
+
+        The listener hands over whatever queued while the previous group was being written
+        (group commit): each message still gets its own outcome, because each runs inside a
+        savepoint that a rejection rolls back, and the journal row of every message, accepted
+        or rejected, is in the commit that precedes its ACK. Conversion runs before the write
+        lock is taken. A message that fails for a reason that is no :class:`FhirError` (a bug,
+        not bad input) is rolled back to its savepoint and run again alone after the group,
+        where it fails exactly as :meth:`ingest` would.
+        """
+        adapter = get_adapter(adapter_name)
+        prepared = []
+        for raw in raws:
+            prepared.append((raw, message_id(adapter, raw), *_convert_safely(adapter_name, raw)))
+        results: list[IngestResult | None] = [None] * len(raws)
+        committed = False
+        alone: list[int] = []
+        with self.service.store.transaction() as tx:
+            if not isinstance(tx, SqlTransaction):  # the journal lives in the same SQL database
+                raise TypeError(f"the ingest journal needs an SQL store, not {type(tx).__name__}")
+            cursor = tx.cursor
+            for n, (raw, control_id, bundle, issues) in enumerate(prepared):
+                previous = self.journal.find_in(tx, adapter_name, control_id)
+                if previous is not None and previous.status == ACCEPTED:
+                    results[n] = self._duplicate(previous, raw, channel, reply)
+                    continue
+                fields: MessageFields = {
+                    "adapter": adapter_name,
+                    "channel": channel,
+                    "control_id": control_id,
+                    "raw": raw,
+                    "previous": previous,
+                }
+                cursor.execute("SAVEPOINT yl_message")
+                try:
+                    results[n] = self._write(tx, bundle, issues, fields, ctx, reply)
+                except Exception:  # incl. DuplicateMessage: another process saved it first (PostgreSQL)
+                    cursor.execute("ROLLBACK TO SAVEPOINT yl_message")
+                    alone.append(n)
+                else:
+                    committed = True
+                cursor.execute("RELEASE SAVEPOINT yl_message")
+        if committed:
+            self.service.after_commit(ctx)
+        for n in alone:
+            results[n] = self.ingest(adapter_name, prepared[n][0], channel=channel, ctx=ctx, reply=reply)
+        return [r for r in results if r is not None]
+
+    def _write(
+        self,
+        tx: SqlTransaction,
+        bundle: dict[str, Any] | None,
+        issues: list[Issue],
+        fields: MessageFields,
+        ctx: RequestContext,
+        reply: ReplyBuilder | None,
+    ) -> IngestResult:
+        """Store one converted message and journal it with its outcome, inside ``tx``: a
+        rejected bundle is rolled back to its savepoint, the message itself is always kept."""
+        raw = fields["raw"]
+        result = IngestResult(REJECTED, issues)
+        if bundle is not None:
+            cursor = tx.cursor
+            cursor.execute("SAVEPOINT yl_bundle")
+            try:
+                result.response = self.service.process_bundle(bundle, ctx, tx=tx)
+            except FhirError as exc:
+                cursor.execute("ROLLBACK TO SAVEPOINT yl_bundle")
+                result = IngestResult(REJECTED, [*issues, *exc.issues])
+            else:
+                result.status = ACCEPTED
+            cursor.execute("RELEASE SAVEPOINT yl_bundle")
+        if reply is not None:
+            result.reply = reply(raw, result)
+        else:
+            result.reply = result.response if result.status == ACCEPTED else result.outcome()
+        result.seq = self.journal.save(tx, status=result.status, outcome=result.outcome(), reply=result.reply, **fields)
         return result
 
     def replay(self, entry: JournalEntry, ctx: RequestContext, reply: ReplyBuilder | None = None) -> IngestResult:
@@ -142,11 +232,7 @@ class IngestPipeline:
         previous: JournalEntry | None,
     ) -> IngestResult:
         """Convert, store and journal; exactly one commit makes message, outcome and resources durable."""
-        try:
-            bundle, issues = convert(adapter_name, raw)
-        except Exception as exc:  # a crashing mapping must not lose the message
-            bundle, issues = None, [issue("YL-0207", reason=f"{type(exc).__name__}: {exc}")]
-        result = IngestResult(REJECTED, issues)
+        bundle, issues = _convert_safely(adapter_name, raw)
         fields: MessageFields = {
             "adapter": adapter_name,
             "channel": channel,
@@ -154,30 +240,15 @@ class IngestPipeline:
             "raw": raw,
             "previous": previous,
         }
-        if bundle is not None:
-            try:
-                with self.service.store.transaction() as tx:
-                    if not isinstance(tx, SqlTransaction):  # the journal lives in the same SQL database
-                        raise TypeError(f"the ingest journal needs an SQL store, not {type(tx).__name__}")
-                    result.response = self.service.process_bundle(orjson.dumps(bundle), ctx, tx=tx)
-                    result.status = ACCEPTED
-                    result.reply = reply(raw, result) if reply else result.response
-                    result.seq = self.journal.save(
-                        tx.conn, status=ACCEPTED, outcome=result.outcome(), reply=result.reply, **fields
-                    )
-            except FhirError as exc:
-                result = IngestResult(REJECTED, [*issues, *exc.issues])
-            except DuplicateMessage:
-                result.duplicate_of = self.journal.find(adapter_name, control_id)
-                return result
-            else:
-                self.service.after_commit(ctx)
-                return result
-        result.reply = reply(raw, result) if reply else result.outcome()
         try:
-            result.seq = self.journal.save_alone(
-                status=REJECTED, outcome=result.outcome(), reply=result.reply, **fields
-            )
+            with self.service.store.transaction() as tx:
+                if not isinstance(tx, SqlTransaction):  # the journal lives in the same SQL database
+                    raise TypeError(f"the ingest journal needs an SQL store, not {type(tx).__name__}")
+                result = self._write(tx, bundle, issues, fields, ctx, reply)
         except DuplicateMessage:
+            result = IngestResult(REJECTED, issues)
             result.duplicate_of = self.journal.find(adapter_name, control_id)
+            return result
+        if result.status == ACCEPTED:
+            self.service.after_commit(ctx)
         return result

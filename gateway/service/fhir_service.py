@@ -196,9 +196,10 @@ class FhirService:
             return self.vread(segments[0], segments[1], segments[3], ctx).body or b"{}", "200 OK"
         raise NotFound("YL-0205", what=f"GET {url} in a Bundle")
 
-    def process_bundle(self, raw: bytes, ctx: RequestContext, *, tx: Any = None) -> bytes:
-        """Run a batch/transaction Bundle; with ``tx`` a transaction Bundle joins the caller's
-        store transaction (and the caller commits and calls :meth:`after_commit`)."""
+    def process_bundle(self, raw: bytes | dict[str, Any], ctx: RequestContext, *, tx: Any = None) -> bytes:
+        """Run a batch/transaction Bundle (the client's bytes, or a dict an adapter built); with
+        ``tx`` a transaction Bundle joins the caller's store transaction (and the caller
+        commits and calls :meth:`after_commit`)."""
         from gateway.service.transactions import BundleProcessor
 
         return BundleProcessor(self).process(raw, ctx, tx=tx)

@@ -43,12 +43,34 @@ class BundleEntry:
 
 
 def parse_entries(raw: bytes) -> tuple[str, list[BundleEntry]]:
+    """The entries of a Bundle as the client wrote it, each resource with its exact text."""
     text = decode_utf8(raw).removeprefix("\ufeff")
     members, _ = object_members(text, 0)
     spans = dict(members)
     data = orjson.loads(text)
-    if data.get("resourceType") != "Bundle":
-        raise BadRequest("YL-0103", found=data.get("resourceType"), expected="Bundle")
+    resources: list[ResourceText | None] = []
+    if "entry" in spans and isinstance(data, dict) and isinstance(data.get("entry"), list):
+        for item in array_items(text, spans["entry"].start):
+            span = dict(object_members(text, item.start)[0]).get("resource")
+            resources.append(ResourceText.parse(text[span.start : span.end]) if span else None)
+    return _entries(data, resources)
+
+
+def bundle_entries(data: dict[str, Any]) -> tuple[str, list[BundleEntry]]:
+    """:func:`parse_entries` of a Bundle built in Python (an adapter's output): no client
+    text to keep, so each resource's members are serialised once instead of scanned."""
+    entries = data.get("entry")
+    resources: list[ResourceText | None] = []
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        resources.append(ResourceText.of_plain_data(resource) if isinstance(resource, dict) else None)
+    return _entries(data, resources)
+
+
+def _entries(data: Any, resources: list[ResourceText | None]) -> tuple[str, list[BundleEntry]]:
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        found = data.get("resourceType") if isinstance(data, dict) else type(data).__name__
+        raise BadRequest("YL-0103", found=found, expected="Bundle")
     form = json_form_issues(_shell(data))  # request, url, fullUrl… of the JSON kinds read below
     if form:
         raise BadRequest(form)
@@ -56,19 +78,12 @@ def parse_entries(raw: bytes) -> tuple[str, list[BundleEntry]]:
     if bundle_type not in ("batch", "transaction"):
         raise BadRequest("YL-0500", found=bundle_type, expression=["Bundle.type"])
     entries: list[BundleEntry] = []
-    if "entry" not in spans:
-        return bundle_type, entries
-    for index, item in enumerate(array_items(text, spans["entry"].start)):
-        entry_members = dict(object_members(text, item.start)[0])
-        entry = data["entry"][index]
-        request = entry.get("request") or {}
+    listed = data.get("entry")
+    for index, (entry, resource) in enumerate(zip(listed if isinstance(listed, list) else [], resources, strict=True)):
+        request = (entry.get("request") if isinstance(entry, dict) else None) or {}
         method = str(request.get("method", "")).upper()
         if method not in ORDER or not request.get("url"):
             raise BadRequest("YL-0501", index=index, expression=[f"Bundle.entry[{index}].request"])
-        resource = None
-        if "resource" in entry_members:
-            span = entry_members["resource"]
-            resource = ResourceText.parse(text[span.start : span.end])
         entries.append(
             BundleEntry(
                 index,
@@ -103,8 +118,8 @@ class BundleProcessor:
     def __init__(self, service: FhirService) -> None:
         self.service = service
 
-    def process(self, raw: bytes, ctx: RequestContext, *, tx: Any = None) -> bytes:
-        bundle_type, entries = parse_entries(raw)
+    def process(self, raw: bytes | dict[str, Any], ctx: RequestContext, *, tx: Any = None) -> bytes:
+        bundle_type, entries = bundle_entries(raw) if isinstance(raw, dict) else parse_entries(raw)
         if bundle_type == "transaction":
             return self._transaction(entries, ctx, tx)
         if tx is not None:
