@@ -8,6 +8,7 @@ rejected input kept for replay.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,8 @@ from gateway.hooks import RequestContext
 from gateway.ingest.journal import ACCEPTED, REJECTED, DuplicateMessage, Journal, JournalEntry, MessageFields
 from gateway.service.fhir_service import FhirService
 from gateway.store.sql import SqlTransaction
+
+log = logging.getLogger("yaolian.ingest")
 
 
 def adapter_issue(found: Any) -> Issue:
@@ -171,7 +174,11 @@ class IngestPipeline:
         if committed:
             self.service.after_commit(ctx)
         for n in alone:
-            results[n] = self.ingest(adapter_name, prepared[n][0], channel=channel, ctx=ctx, reply=reply)
+            try:
+                results[n] = self.ingest(adapter_name, prepared[n][0], channel=channel, ctx=ctx, reply=reply)
+            except Exception:  # not journalled, so no reply: the sender sends it again
+                log.exception("%s message %s could not be processed", adapter_name, prepared[n][1])
+                results[n] = IngestResult(REJECTED, [issue("YL-0207", reason="internal error")])
         return [r for r in results if r is not None]
 
     def _write(
