@@ -3,8 +3,8 @@
 A snapshot is compiled once per process into a tree of :class:`Rule` nodes that keeps only the
 elements with something to check (cardinality, fixed/pattern values, required bindings, our
 FHIRPath invariants, slicing, extension profiles) and the ancestors leading to them; the walk then
-touches only the parts of an instance those rules name. FHIRPath invariants are compiled with
-``fhirpathpy.compile`` once per expression and called per instance.
+touches only the parts of an instance those rules name. FHIRPath invariants are compiled once per
+expression by :mod:`._fhirpath` (closures, with fhirpathpy for what they do not model).
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhirpathpy import compile as fhirpath_compile
-from fhirpathpy.models import models
-
 from gateway.validation._conformance import BASE, conformance
+from gateway.validation._fhirpath import compiled
 from gateway.validation._issues import ValidationIssue, issue
 from gateway.validation.terminology import in_value_set
 
@@ -66,11 +64,6 @@ class CompiledProfile:
     root: Rule
 
 
-@functools.cache
-def _fhirpath(expression: str) -> Callable[..., list[Any]]:
-    return fhirpath_compile(expression, models["r5"])
-
-
 def _split_implies(expression: str) -> tuple[str, str] | None:
     """``A implies B`` at the top level (outside parentheses and strings), else None."""
     depth, quote, i = 0, "", 0
@@ -104,9 +97,9 @@ def _invariant(expression: str) -> Callable[[Any], bool]:
     otherwise evaluate both sides every time."""
     split = _split_implies(expression)
     if split is None:
-        whole = _fhirpath(expression)
+        whole = compiled(expression)
         return lambda node: whole(node) != [False]
-    antecedent, consequent = _fhirpath(split[0]), _fhirpath(split[1])
+    antecedent, consequent = compiled(split[0]), compiled(split[1])
 
     def check(node: Any) -> bool:
         if antecedent(node) != [True]:
