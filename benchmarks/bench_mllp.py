@@ -10,8 +10,9 @@ Every message is journalled, converted, validated against the alliance profiles,
 its search index and ACKed - durable before acknowledged. Printed: messages/s, p50/p99 ACK
 latency, AA count.
 
-``--profile`` also runs the same messages in-process through ``MllpServer.handle_message``
-(the listener's code path without the socket) under cProfile and sums the time by stage:
+``--profile`` also runs the same messages in-process through ``MllpServer.handle_group`` in
+groups of ``--senders`` (the listener's code path without the socket: one commit per group)
+under cProfile and sums the time by stage:
 HL7 parse, mapping, validation, search index, SQL, fsync/commit, JSON. ``--py-spy`` records
 the server subprocess with py-spy instead (all threads; needs ptrace permission).
 
@@ -182,8 +183,8 @@ def print_stages(totals: dict[str, float], title: str) -> None:
         print(f"    {stage:<40} {100 * value / whole:5.1f} %")
 
 
-def in_process_profile(total: int) -> None:
-    """cProfile of ``MllpServer.handle_message`` (journal, convert, validate, store, ACK)."""
+def in_process_profile(total: int, group: int) -> None:
+    """cProfile of ``MllpServer.handle_group`` (journal, convert, validate, store, ACK)."""
     from gateway.app import create_app
     from gateway.ingest.mllp import MllpServer
     from gateway.settings import Settings
@@ -191,17 +192,21 @@ def in_process_profile(total: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-mllp-prof-"))
     app = create_app(Settings(database=f"sqlite:///{folder / 'p.sqlite'}", validation_mode="lenient"))
     server = MllpServer(app.state.ingest, "http://bench/fhir")
-    for n in range(50):
-        server.handle_message(message(n, "W"))
+    warm = [message(n, "W") for n in range(48)]
+    for start in range(0, len(warm), group):
+        server.handle_group(warm[start : start + group])
     messages = [message(n, "P") for n in range(total)]
-    profiler = cProfile.Profile()
     started = time.perf_counter()
-    profiler.enable()
-    for raw in messages:
-        server.handle_message(raw)
-    profiler.disable()
+    for start in range(0, total, group):
+        server.handle_group(messages[start : start + group])
     elapsed = time.perf_counter() - started
-    print(f"in-process, one thread, no socket: {total / elapsed:8.1f} messages/s under cProfile")
+    print(f"in-process, one thread, no socket, groups of {group}: {total / elapsed:8.1f} messages/s")
+    messages = [message(n, "Q") for n in range(total)]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for start in range(0, total, group):
+        server.handle_group(messages[start : start + group])
+    profiler.disable()
     stats = pstats.Stats(profiler)
     totals: dict[str, float] = {}
     for (file, _line, func), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
@@ -224,7 +229,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     end_to_end(args.messages, args.senders, args.workers, args.py_spy)
     if args.profile:
-        in_process_profile(min(args.messages, 500))
+        in_process_profile(min(args.messages, 500), args.senders)
 
 
 if __name__ == "__main__":

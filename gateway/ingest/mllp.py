@@ -60,11 +60,6 @@ class MllpServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
 
-    def handle_message(self, raw: bytes) -> bytes:
-        ctx = RequestContext(base_url=self.base_url, interaction="mllp")
-        result = self.pipeline.ingest(self.adapter, raw, channel="mllp", ctx=ctx, reply=hl7_reply)
-        return result.reply or b""
-
     def handle_group(self, raws: list[bytes]) -> list[bytes]:
         """ACKs for messages stored together (one commit)."""
         ctx = RequestContext(base_url=self.base_url, interaction="mllp")
