@@ -2,10 +2,11 @@
 
 Each message is journalled durably before its ACK is written. Runs on the gateway's event
 loop (``yaolian serve --mllp-port 2575``); conversion and storage run in the thread pool.
-Messages from all connections meet in one queue: whatever arrived while the previous group
-was being written is converted and stored as the next group and made durable by one commit
-(group commit; ``IngestPipeline.ingest_many``), so the cost of the commit's fsync is shared
-instead of paid per message, and no ACK leaves before its commit. With several workers each
+Each message is converted as it arrives; converted messages from all connections meet in one
+queue, and whatever queued while the previous group was being written is stored as the next
+group and made durable by one commit (group commit; ``IngestPipeline.store_group``), so the
+commit's fsync is shared instead of paid per message, conversion overlaps writing, and no
+ACK leaves before its commit. With several workers each
 binds the port with SO_REUSEPORT and the kernel spreads connections, so no process holds
 state the others need.
 """
@@ -20,7 +21,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from gateway.hooks import RequestContext
-from gateway.ingest.pipeline import IngestPipeline, IngestResult
+from gateway.ingest.pipeline import IngestPipeline, IngestResult, Prepared
 
 log = logging.getLogger("yaolian.mllp")
 
@@ -43,7 +44,7 @@ class MllpServer:
         self.base_url = base_url
         self.adapter = adapter
         self.server: asyncio.base_events.Server | None = None
-        self._queue: asyncio.Queue[tuple[bytes, asyncio.Future[bytes]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Prepared, asyncio.Future[bytes]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -61,9 +62,12 @@ class MllpServer:
                 await self._writer
 
     def handle_group(self, raws: list[bytes]) -> list[bytes]:
-        """ACKs for messages stored together (one commit)."""
+        """ACKs for messages converted and stored together (one commit)."""
+        return self.store_group([self.pipeline.prepare(self.adapter, raw) for raw in raws])
+
+    def store_group(self, prepared: list[Prepared]) -> list[bytes]:
         ctx = RequestContext(base_url=self.base_url, interaction="mllp")
-        results = self.pipeline.ingest_many(self.adapter, raws, channel="mllp", ctx=ctx, reply=hl7_reply)
+        results = self.pipeline.store_group(self.adapter, prepared, channel="mllp", ctx=ctx, reply=hl7_reply)
         return [result.reply or b"" for result in results]
 
     async def _write_groups(self) -> None:
@@ -73,7 +77,7 @@ class MllpServer:
             while len(group) < MAX_GROUP and not queue.empty():
                 group.append(queue.get_nowait())
             try:
-                acks = await run_in_threadpool(self.handle_group, [raw for raw, _ in group])
+                acks = await run_in_threadpool(self.store_group, [prepared for prepared, _ in group])
             except Exception:  # nothing was committed: no ACK, the senders send again
                 log.exception("MLLP group of %s messages could not be processed", len(group))
                 acks = [b""] * len(group)
@@ -93,8 +97,13 @@ class MllpServer:
                 except asyncio.LimitOverrunError:
                     log.warning("MLLP frame over %s bytes from %s; closing", MAX_MESSAGE, peer)
                     break
+                try:
+                    prepared = await run_in_threadpool(self.pipeline.prepare, self.adapter, frame[: -len(END)])
+                except Exception:  # not journalled: no ACK, the sender sends again
+                    log.exception("MLLP message from %s could not be converted", peer)
+                    continue
                 waiting: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-                await self._queue.put((frame[: -len(END)], waiting))
+                await self._queue.put((prepared, waiting))
                 ack = await waiting
                 if ack:
                     writer.write(START + ack + END)

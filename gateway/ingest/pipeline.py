@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -52,6 +52,15 @@ class IngestResult:
 
 
 ReplyBuilder = Callable[[bytes, IngestResult], bytes]
+
+
+class Prepared(NamedTuple):
+    """A message converted and named, waiting for its group's commit."""
+
+    raw: bytes
+    control_id: str
+    bundle: dict[str, Any] | None
+    issues: list[Issue]
 
 
 def reply_for(channel: str) -> ReplyBuilder | None:
@@ -126,24 +135,37 @@ class IngestPipeline:
             return self._duplicate(result.duplicate_of, raw, channel, reply)
         return result
 
+    def prepare(self, adapter_name: str, raw: bytes) -> Prepared:
+        """The part of ingesting that needs no database: message id and conversion. The MLLP
+        listener runs it as each message arrives, so conversion overlaps the group being
+        written."""
+        return Prepared(raw, message_id(get_adapter(adapter_name), raw), *_convert_safely(adapter_name, raw))
+
     def ingest_many(
         self, adapter_name: str, raws: list[bytes], *, channel: str, ctx: RequestContext, reply: ReplyBuilder
     ) -> list[IngestResult]:
-        """:meth:`ingest` for messages that arrived together, made durable by one commit.
+        """:meth:`ingest` for messages that arrived together, made durable by one commit."""
+        prepared = [self.prepare(adapter_name, raw) for raw in raws]
+        return self.store_group(adapter_name, prepared, channel=channel, ctx=ctx, reply=reply)
 
-        The listener hands over whatever queued while the previous group was being written
-        (group commit): each message still gets its own outcome, because each runs inside a
-        savepoint that a rejection rolls back, and the journal row of every message, accepted
-        or rejected, is in the commit that precedes its ACK. Conversion runs before the write
-        lock is taken. A message that fails for a reason that is no :class:`FhirError` (a bug,
-        not bad input) is rolled back to its savepoint and run again alone after the group,
-        where it fails exactly as :meth:`ingest` would.
+    def store_group(
+        self,
+        adapter_name: str,
+        prepared: list[Prepared],
+        *,
+        channel: str,
+        ctx: RequestContext,
+        reply: ReplyBuilder,
+    ) -> list[IngestResult]:
+        """Store converted messages with one commit (group commit).
+
+        Each message still gets its own outcome, because each runs inside a savepoint that a
+        rejection rolls back, and the journal row of every message, accepted or rejected, is
+        in the commit that precedes its ACK. A message that fails for a reason that is no
+        :class:`FhirError` (a bug, not bad input) is rolled back to its savepoint and run again
+        alone after the group, where it fails exactly as :meth:`ingest` would.
         """
-        adapter = get_adapter(adapter_name)
-        prepared = []
-        for raw in raws:
-            prepared.append((raw, message_id(adapter, raw), *_convert_safely(adapter_name, raw)))
-        results: list[IngestResult | None] = [None] * len(raws)
+        results: list[IngestResult | None] = [None] * len(prepared)
         committed = False
         alone: list[int] = []
         with self.service.store.transaction() as tx:
@@ -175,9 +197,9 @@ class IngestPipeline:
             self.service.after_commit(ctx)
         for n in alone:
             try:
-                results[n] = self.ingest(adapter_name, prepared[n][0], channel=channel, ctx=ctx, reply=reply)
+                results[n] = self.ingest(adapter_name, prepared[n].raw, channel=channel, ctx=ctx, reply=reply)
             except Exception:  # not journalled, so no reply: the sender sends it again
-                log.exception("%s message %s could not be processed", adapter_name, prepared[n][1])
+                log.exception("%s message %s could not be processed", adapter_name, prepared[n].control_id)
                 results[n] = IngestResult(REJECTED, [issue("YL-0207", reason="internal error")])
         return [r for r in results if r is not None]
 
