@@ -3,12 +3,14 @@
 ``model_validate`` builds a full object tree and costs ~1.7 ms for a prescription and its drug;
 most writes are well formed. :func:`certainly_valid` walks the JSON with a per-class table taken
 from the same pydantic models (field aliases, list or single, required elements, choice groups)
-and checks primitives with the models' own primitive types (one cached ``TypeAdapter`` per
-annotation). It only ever answers "certainly valid" or "not sure": anything it does not model
-(``_field`` primitive extensions, contained/Resource-typed elements, nulls, empty objects or
-lists, a second value of a choice, a nested ``resourceType``) is "not sure", and then the caller
-runs the real model, which produces the findings. So a finding can never be lost by the fast
-path; ``tests/validation/test_fastpath.py`` checks the two agree on examples and mutations.
+and checks primitives with :mod:`._primitives` (direct checks that never accept more than the
+type), falling back to the models' own primitive types (one cached ``TypeAdapter`` per
+annotation) for values those checks are not sure of. It only ever answers "certainly valid" or
+"not sure": anything it does not model (``_field`` primitive extensions, contained/Resource-typed
+elements, nulls, empty objects or lists, a second value of a choice, a nested ``resourceType``)
+is "not sure", and then the caller runs the real model, which produces the findings. So a
+finding can never be lost by the fast path; ``tests/validation/test_fastpath.py`` checks the two
+agree on examples and mutations.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from gateway.validation._primitives import Check, quick_check
+
 __all__ = ["certainly_valid"]
 
 
@@ -29,13 +33,15 @@ class _Field:
     is_list: bool
     model: type | None = None  # a complex type or backbone element
     primitive: TypeAdapter[Any] | None = None
+    quick: Check | None = None  # certainly-valid test that spares the adapter
+    choice: str | None = None  # the choice group (``value`` of ``valueString``)
 
 
 @dataclass(slots=True)
 class _Spec:
     fields: dict[str, _Field] = field(default_factory=dict)
     required: tuple[str, ...] = ()
-    choices: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
+    required_choices: tuple[str, ...] = ()
     unsupported: bool = False  # a Resource-typed field exists: fall back when it is used
 
 
@@ -68,6 +74,7 @@ def _model_for(klass_path: str) -> type:
 def _spec(cls: type) -> _Spec:
     spec = _Spec()
     required = []
+    required_choices = set()
     for name, info in cls.model_fields.items():  # type: ignore[attr-defined]
         extra = info.json_schema_extra or {}
         if not isinstance(extra, dict) or not extra.get("element_property"):
@@ -78,16 +85,18 @@ def _spec(cls: type) -> _Spec:
         if klass == "fhir.resources.resource.Resource" or (isinstance(klass, str) and klass.endswith(".Resource")):
             spec.unsupported = True
             continue
+        prefix = extra.get("one_of_many")
+        choice = prefix if isinstance(prefix, str) else None
         if isinstance(klass, str):
-            spec.fields[alias] = _Field(is_list, model=_model_for(klass))
+            spec.fields[alias] = _Field(is_list, model=_model_for(klass), choice=choice)
         elif inner is not None:
-            spec.fields[alias] = _Field(is_list, primitive=_adapter(inner))
+            spec.fields[alias] = _Field(is_list, primitive=_adapter(inner), quick=quick_check(inner), choice=choice)
         if extra.get("element_required") or info.is_required():
             required.append(alias)
-        if prefix := extra.get("one_of_many"):
-            names, req = spec.choices.get(prefix, ((), False))
-            spec.choices[prefix] = ((*names, alias), req or bool(extra.get("one_of_many_required")))
+        if choice is not None and extra.get("one_of_many_required"):
+            required_choices.add(choice)
     spec.required = tuple(required)
+    spec.required_choices = tuple(sorted(required_choices))
     return spec
 
 
@@ -97,6 +106,7 @@ def certainly_valid(cls: type, data: dict[str, Any], top: bool = True) -> bool:
         return False
     spec = _spec(cls)
     fields = spec.fields
+    choices: set[str] | None = None
     for key, value in data.items():
         if key == "resourceType":
             if top and value == cls.__name__:
@@ -105,29 +115,39 @@ def certainly_valid(cls: type, data: dict[str, Any], top: bool = True) -> bool:
         f = fields.get(key)
         if f is None or value is None:
             return False
-        items = value if f.is_list else (value,)
-        if f.is_list and (not isinstance(value, list) or not value):
+        if f.choice is not None:  # at most one element of a choice group
+            if choices is None:
+                choices = {f.choice}
+            elif f.choice in choices:
+                return False
+            else:
+                choices.add(f.choice)
+        items: list[Any] | tuple[Any]
+        if f.is_list:
+            if not isinstance(value, list) or not value:
+                return False
+            items = value
+        elif isinstance(value, list):
             return False
-        if not f.is_list and isinstance(value, list):
-            return False
-        if f.model is not None:
-            for item in items:
-                if not isinstance(item, dict) or not certainly_valid(f.model, item, False):
-                    return False
         else:
-            adapter = f.primitive
+            items = (value,)
+        model = f.model
+        if model is not None:
             for item in items:
-                if item is None or isinstance(item, dict | list):
+                if not isinstance(item, dict) or not certainly_valid(model, item, False):
                     return False
-                try:
-                    adapter.validate_python(item)  # type: ignore[union-attr]
-                except (ValidationError, ValueError, TypeError):
-                    return False
+            continue
+        quick = f.quick
+        for item in items:
+            if quick is not None and quick(item):
+                continue
+            if item is None or isinstance(item, dict | list):
+                return False
+            try:
+                f.primitive.validate_python(item)  # type: ignore[union-attr]
+            except (ValidationError, ValueError, TypeError):
+                return False
     for name in spec.required:
         if name not in data:
             return False
-    for names, required in spec.choices.values():
-        present = sum(1 for n in names if n in data)
-        if present > 1 or (required and present == 0):
-            return False
-    return True
+    return all(choices is not None and prefix in choices for prefix in spec.required_choices)
