@@ -1,9 +1,10 @@
 """End-to-end HL7 v2 over MLLP: messages/s and ACK latency, with a profile of where the time goes.
 
     python benchmarks/bench_mllp.py [--messages 2000] [--senders 8] [--workers 1] [--profile]
+                                    [--backend sqlite|postgresql]
 
-A real gateway (``yaolian serve --mllp-port``, SQLite file, validation lenient) runs in a
-subprocess; N concurrent senders (asyncio, one TCP connection each) send distinct RDE^O11
+A real gateway (``yaolian serve --mllp-port``, SQLite file or a fresh PostgreSQL schema,
+validation lenient) runs in a subprocess; N concurrent senders (asyncio, one TCP connection each) send distinct RDE^O11
 messages (the complete alliance prescription with a fresh MSH-10 and placer/prescription
 number each) and wait for each ACK before sending the next, as an HIS interface engine does.
 Every message is journalled, converted, validated against the alliance profiles, stored with
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,9 +107,36 @@ def serve(database: str, mllp_port: int, workers: int) -> subprocess.Popen[bytes
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def end_to_end(total: int, senders: int, workers: int, py_spy: bool) -> None:
+@contextlib.contextmanager
+def database_for(backend: str, folder: Path, postgres: str) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'bench.sqlite'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_mllp_{os.getpid()}"
+    engine = create_engine(postgres.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{postgres}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def end_to_end(total: int, senders: int, workers: int, py_spy: bool, backend: str, postgres: str) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-mllp-"))
-    database = f"sqlite:///{folder / 'bench.sqlite'}"
+    with database_for(backend, folder, postgres) as database:
+        run_gateway(database, backend, folder, total, senders, workers, py_spy)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_gateway(
+    database: str, backend: str, folder: Path, total: int, senders: int, workers: int, py_spy: bool
+) -> None:
     port = free_port()
     proc = serve(database, port, workers)
     spy = None
@@ -133,13 +162,12 @@ def end_to_end(total: int, senders: int, workers: int, py_spy: bool) -> None:
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     aa = codes.count("AA")
-    print(f"end-to-end over MLLP (SQLite, {workers} worker(s), {senders} senders, {total} messages)")
+    print(f"end-to-end over MLLP ({backend}, {workers} worker(s), {senders} senders, {total} messages)")
     print(f"  {total / elapsed:8.1f} messages/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   AA {aa}/{total}")
     if aa != total:
         print(f"  WARNING: {total - aa} messages not accepted: {sorted(set(codes))}")
     if py_spy and (folder / "py-spy.txt").exists():
         summarise_py_spy(folder / "py-spy.txt")
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 STAGES = [
@@ -223,11 +251,15 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--postgres", default="postgresql://postgres@127.0.0.1:5432/test", help="for --backend postgresql"
+    )
     parser.add_argument("--profile", action="store_true", help="also profile in-process with cProfile")
     parser.add_argument("--py-spy", action="store_true", help="record the server with py-spy")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    end_to_end(args.messages, args.senders, args.workers, args.py_spy)
+    end_to_end(args.messages, args.senders, args.workers, args.py_spy, args.backend, args.postgres)
     if args.profile:
         in_process_profile(min(args.messages, 500), args.senders)
 
