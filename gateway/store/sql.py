@@ -433,6 +433,12 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread_lock.release()
 
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
 
 class SqliteStore(SqlStore):
     dialect = "sqlite"
@@ -472,6 +478,10 @@ class SqliteStore(SqlStore):
     def write_connection(self) -> Iterator[Connection]:
         with self._writers, self.engine.connect() as conn:
             yield conn.execution_options(yaolian_write=True)
+
+    def dispose(self) -> None:
+        self._writers.close()
+        super().dispose()
 
 
 class PostgresStore(SqlStore):
