@@ -55,6 +55,9 @@ class Rule:
     # slices discriminated by one string value at one path (url, system): looked up by value
     slice_path: tuple[str, ...] | None = None
     slice_index: dict[str, int] = field(default_factory=dict)
+    # anything to check on a present value beyond counting it; when False the walk neither
+    # visits the value nor spells its expression
+    deep: bool = False
 
 
 @dataclass(slots=True)
@@ -192,6 +195,14 @@ def _compile(sd: dict[str, Any]) -> Rule:
         ):
             rule.slice_path = paths.pop()
             rule.slice_index = {sl.keys[0][1]: n for n, sl in enumerate(rule.slices)}
+        rule.deep = bool(
+            rule.fixed
+            or rule.pattern
+            or rule.binding
+            or rule.invariants
+            or rule.children
+            or rule.extension_profile
+        )
     return rules[elements[0]["id"]]
 
 
@@ -315,15 +326,16 @@ class Walker:
                 if rule.min:
                     self._missing(rule, f"{parent_expr}.{prefix}")
                 return
-            expr = f"{parent_expr}.{found}"
             if rule.max == 0:
+                expr = f"{parent_expr}.{found}"
                 self.issues.append(issue("YL-3011", expr, element=rule.label, max=0, count=1, profile=self.profile))
             elif rule.json_types and found[len(prefix) :] not in rule.json_types:
+                expr = f"{parent_expr}.{found}"
                 self.issues.append(
                     issue("YL-3013", expr, element=rule.label, type=found[len(prefix) :], profile=self.profile)
                 )
-            else:
-                self.element(rule, parent[found], expr)
+            elif rule.deep:
+                self.element(rule, parent[found], f"{parent_expr}.{found}")
             return
         raw = parent.get(rule.name)
         if raw is None:
@@ -336,29 +348,39 @@ class Walker:
                 self._missing(rule, f"{parent_expr}.{rule.name}")
             return
         values = raw if isinstance(raw, list) else [raw]
-        base_expr = f"{parent_expr}.{rule.name}"
-        if len(values) < rule.min:
-            self._missing(rule, base_expr)
-        if rule.check_max and rule.max is not None and len(values) > rule.max:
+        count = len(values)
+        if count < rule.min:
+            self._missing(rule, f"{parent_expr}.{rule.name}")
+        if rule.check_max and rule.max is not None and count > rule.max:
             self.issues.append(
-                issue("YL-3011", base_expr, element=rule.label, max=rule.max, count=len(values), profile=self.profile)
+                issue(
+                    "YL-3011",
+                    f"{parent_expr}.{rule.name}",
+                    element=rule.label,
+                    max=rule.max,
+                    count=count,
+                    profile=self.profile,
+                )
             )
         if not rule.slices:
-            for i, v in enumerate(values):
-                self.element(rule, v, f"{base_expr}[{i}]" if rule.is_array else base_expr)
+            if rule.deep:
+                base_expr = f"{parent_expr}.{rule.name}"
+                for i, v in enumerate(values):
+                    self.element(rule, v, f"{base_expr}[{i}]" if rule.is_array else base_expr)
             return
+        base_expr = f"{parent_expr}.{rule.name}"
         counts = [0] * len(rule.slices)
         for i, v in enumerate(values):
-            expr = f"{base_expr}[{i}]" if rule.is_array else base_expr
             n = self._slice_of(rule, v)
+            target = rule.slices[n].rule if n is not None else None if rule.closed else rule
             if n is not None:
                 counts[n] += 1
-                self.element(rule.slices[n].rule, v, expr)
-            else:
-                if rule.closed:
+            if target is None or target.deep:
+                expr = f"{base_expr}[{i}]" if rule.is_array else base_expr
+                if target is None:
                     self.issues.append(issue("YL-3050", expr, element=expr, profile=self.profile))
                 else:
-                    self.element(rule, v, expr)
+                    self.element(target, v, expr)
         for n, sl in enumerate(rule.slices):
             if counts[n] < sl.rule.min:
                 self._missing(sl.rule, base_expr)
