@@ -35,6 +35,7 @@ class _Field:
     primitive: TypeAdapter[Any] | None = None
     quick: Check | None = None  # certainly-valid test that spares the adapter
     choice: str | None = None  # the choice group (``value`` of ``valueString``)
+    spec: _Spec | None = None  # of ``model``, filled on first use (types nest recursively)
 
 
 @dataclass(slots=True)
@@ -102,18 +103,22 @@ def _spec(cls: type) -> _Spec:
 
 def certainly_valid(cls: type, data: dict[str, Any], top: bool = True) -> bool:
     """True only if ``cls.model_validate(data)`` is certain to succeed."""
+    return _valid(_spec(cls), data, cls.__name__ if top else None)
+
+
+def _valid(spec: _Spec, data: dict[str, Any], resource_type: str | None) -> bool:
+    """``resource_type``: the ``resourceType`` the data may carry (top level only)."""
     if not data:
         return False
-    spec = _spec(cls)
     fields = spec.fields
     choices: set[str] | None = None
     for key, value in data.items():
-        if key == "resourceType":
-            if top and value == cls.__name__:
+        f = fields.get(key)
+        if f is None:
+            if key == "resourceType" and resource_type is not None and value == resource_type:
                 continue
             return False
-        f = fields.get(key)
-        if f is None or value is None:
+        if value is None:
             return False
         if f.choice is not None:  # at most one element of a choice group
             if choices is None:
@@ -131,10 +136,12 @@ def certainly_valid(cls: type, data: dict[str, Any], top: bool = True) -> bool:
             return False
         else:
             items = (value,)
-        model = f.model
-        if model is not None:
+        if f.model is not None:
+            sub = f.spec
+            if sub is None:
+                sub = f.spec = _spec(f.model)
             for item in items:
-                if not isinstance(item, dict) or not certainly_valid(model, item, False):
+                if not isinstance(item, dict) or not _valid(sub, item, None):
                     return False
             continue
         quick = f.quick
