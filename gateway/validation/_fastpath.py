@@ -157,4 +157,6 @@ def _valid(spec: _Spec, data: dict[str, Any], resource_type: str | None) -> bool
     for name in spec.required:
         if name not in data:
             return False
-    return all(choices is not None and prefix in choices for prefix in spec.required_choices)
+    if not spec.required_choices:  # the usual case; spares a generator per object
+        return True
+    return choices is not None and all(prefix in choices for prefix in spec.required_choices)

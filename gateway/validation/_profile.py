@@ -58,6 +58,7 @@ class Rule:
     # anything to check on a present value beyond counting it; when False the walk neither
     # visits the value nor spells its expression
     deep: bool = False
+    required_slices: tuple[Slice, ...] = ()
 
 
 @dataclass(slots=True)
@@ -195,13 +196,9 @@ def _compile(sd: dict[str, Any]) -> Rule:
         ):
             rule.slice_path = paths.pop()
             rule.slice_index = {sl.keys[0][1]: n for n, sl in enumerate(rule.slices)}
+        rule.required_slices = tuple(sl for sl in rule.slices if sl.rule.min)
         rule.deep = bool(
-            rule.fixed
-            or rule.pattern
-            or rule.binding
-            or rule.invariants
-            or rule.children
-            or rule.extension_profile
+            rule.fixed or rule.pattern or rule.binding or rule.invariants or rule.children or rule.extension_profile
         )
     return rules[elements[0]["id"]]
 
@@ -341,10 +338,9 @@ class Walker:
         if raw is None:
             # An absent sliced element still owes its required slices (a prescription with no
             # extension at all lacks the category slice); report those, else the element.
-            required = [sl for sl in rule.slices if sl.rule.min]
-            for sl in required:
+            for sl in rule.required_slices:
                 self._missing(sl.rule, f"{parent_expr}.{rule.name}")
-            if rule.min and not required:
+            if rule.min and not rule.required_slices:
                 self._missing(rule, f"{parent_expr}.{rule.name}")
             return
         values = raw if isinstance(raw, list) else [raw]
