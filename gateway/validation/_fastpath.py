@@ -107,7 +107,10 @@ def certainly_valid(cls: type, data: dict[str, Any], top: bool = True) -> bool:
 
 
 def _valid(spec: _Spec, data: dict[str, Any], resource_type: str | None) -> bool:
-    """``resource_type``: the ``resourceType`` the data may carry (top level only)."""
+    """``resource_type``: the ``resourceType`` the data may carry (top level only).
+
+    Types are tested with ``type(x) is``: a subclass of dict or list (never produced by a JSON
+    parser) is "not sure", which is always allowed."""
     if not data:
         return False
     fields = spec.fields
@@ -118,8 +121,6 @@ def _valid(spec: _Spec, data: dict[str, Any], resource_type: str | None) -> bool
             if key == "resourceType" and resource_type is not None and value == resource_type:
                 continue
             return False
-        if value is None:
-            return False
         if f.choice is not None:  # at most one element of a choice group
             if choices is None:
                 choices = {f.choice}
@@ -127,36 +128,42 @@ def _valid(spec: _Spec, data: dict[str, Any], resource_type: str | None) -> bool
                 return False
             else:
                 choices.add(f.choice)
-        items: list[Any] | tuple[Any]
         if f.is_list:
-            if not isinstance(value, list) or not value:
+            if type(value) is not list or not value:
                 return False
-            items = value
-        elif isinstance(value, list):
+            if f.model is not None:
+                sub = f.spec or _model_spec(f)
+                for item in value:
+                    if type(item) is not dict or not _valid(sub, item, None):
+                        return False
+            else:
+                quick = f.quick
+                for item in value:
+                    if (quick is None or not quick(item)) and not _adapter_accepts(f, item):
+                        return False
+        elif f.model is not None:
+            if type(value) is not dict or not _valid(f.spec or _model_spec(f), value, None):
+                return False
+        elif (f.quick is None or not f.quick(value)) and not _adapter_accepts(f, value):
             return False
-        else:
-            items = (value,)
-        if f.model is not None:
-            sub = f.spec
-            if sub is None:
-                sub = f.spec = _spec(f.model)
-            for item in items:
-                if not isinstance(item, dict) or not _valid(sub, item, None):
-                    return False
-            continue
-        quick = f.quick
-        for item in items:
-            if quick is not None and quick(item):
-                continue
-            if item is None or isinstance(item, dict | list):
-                return False
-            try:
-                f.primitive.validate_python(item)  # type: ignore[union-attr]
-            except (ValidationError, ValueError, TypeError):
-                return False
     for name in spec.required:
         if name not in data:
             return False
     if not spec.required_choices:  # the usual case; spares a generator per object
         return True
     return choices is not None and all(prefix in choices for prefix in spec.required_choices)
+
+
+def _model_spec(f: _Field) -> _Spec:
+    f.spec = _spec(f.model)
+    return f.spec
+
+
+def _adapter_accepts(f: _Field, item: Any) -> bool:
+    if item is None or isinstance(item, dict | list):
+        return False
+    try:
+        f.primitive.validate_python(item)  # type: ignore[union-attr]
+    except (ValidationError, ValueError, TypeError):
+        return False
+    return True
