@@ -141,6 +141,9 @@ class Rule:
     default: Any = None
     required: bool = False
     source_text: str = ""
+    #: reverse-direction hint from the rule's ``reverse:`` key: False = never written back,
+    #: a compiled path = the source path to write (instead of the first of ``source``).
+    reverse: Any = None
 
 
 @dataclass(slots=True)
@@ -178,6 +181,7 @@ _RULE_KEYS = {
     "default",
     "required",
     "note",
+    "reverse",
     LINE,
     FILE,
 }
@@ -211,6 +215,8 @@ class Mapping:
     systems: dict[str, dict[str, Template]]
     ignore: list[Any]
     match: list[tuple[Any, Any]]
+    #: source path text -> (compiled path, Template, conditions): written only by the reverse
+    #: direction (``reverse_only:`` in the YAML; see adapters/mapping/reverse.py).
     reverse_only: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ forward
@@ -652,6 +658,7 @@ def _resolve(path: Path) -> dict[str, Any]:
             if key in data:
                 merged[key] = data[key]
         merged["ignore"] = list(base.get("ignore", [])) + list(data.get("ignore", []))
+        merged["reverse_only"] = {**(base.get("reverse_only") or {}), **(data.get("reverse_only") or {})}
         merged[FILE] = str(path)
         return merged
     parts: dict[str, Any] = {}
@@ -787,7 +794,26 @@ class _Compiler:
             systems=self.systems,
             ignore=[self.src(p, raw) for p in raw.get("ignore", [])],
             match=self.conditions(raw.get("match"), raw),
+            reverse_only=self.reverse_only(raw.get("reverse_only") or {}),
         )
+
+    def reverse_only(self, entries: dict[str, Any]) -> dict[str, Any]:
+        """``reverse_only: {PATH: TEXT | {value: TEXT, when: {...}}}``: fields the forward direction
+        does not read but a receiving system expects (set ids, coding-system names); TEXT may
+        hold ``{path}`` placeholders like a template."""
+        out: dict[str, Any] = {}
+        for text, spec in entries.items():
+            if text in (LINE, FILE):
+                continue
+            body = spec if isinstance(spec, dict) else {"value": spec}
+            if "value" not in body:
+                raise self.fail(MappingSyntaxError, f"reverse_only {text!r} needs a value", entries)
+            out[str(text)] = (
+                self.src(text, entries),
+                self.template(str(strip_lines(body["value"])), entries),
+                self.conditions(body.get("when"), body if isinstance(spec, dict) else entries),
+            )
+        return out
 
     def resource(self, node: Any) -> ResourceSpec:
         if not isinstance(node, dict) or "type" not in node or "name" not in node:
@@ -886,6 +912,8 @@ class _Compiler:
             required=bool(node.get("required", False)),
             source_text=str(node.get("source", "")),
         )
+        if "reverse" in node:
+            rule.reverse = self.reverse_hint(node["reverse"], node)
         sources = [k for k in ("source", "value", "template", "reference") if k in node]
         if "each" in node or "rules" in node:
             if sources:
@@ -956,6 +984,14 @@ class _Compiler:
         if rule.default is not None:
             self.check_constant(rule.default, info, here, node)
         return rule
+
+    def reverse_hint(self, hint: Any, node: Any) -> Any:
+        """``reverse: false`` (not written back) or ``reverse: {source: PATH}`` (write PATH)."""
+        if hint is False:
+            return False
+        if isinstance(hint, dict) and "source" in hint:
+            return self.src(hint["source"], node)
+        raise self.fail(MappingSyntaxError, "'reverse' is false or {source: PATH}", node)
 
     def produced_kind(self, rule: Rule) -> set[str]:
         if rule.translate is not None:
