@@ -11,6 +11,8 @@ from adapters.contract import AdapterDescriptor, ConversionResult, Issue
 from adapters.errors import ConversionError, UnsupportedMessageError
 from adapters.hl7v2.tree import V2PathSyntax, V2Tree, parse
 from adapters.mapping.engine import YAOLIAN_NAMESPACE, Mapping, load_mapping
+from adapters.mapping.reverse import Reversal
+from adapters.mapping.yamlsrc import load_yaml, strip_lines
 
 __all__ = ["SUPPORTED_VERSIONS", "VOLATILE_PATHS", "HL7v2Adapter"]
 
@@ -27,6 +29,9 @@ _MSH12 = _SYNTAX.compile("MSH-12.1")
 _MSH18 = _SYNTAX.compile("MSH-18")
 _MSH4 = _SYNTAX.compile("MSH-4.1")
 _MSH3 = _SYNTAX.compile("MSH-3")
+_MSH3_1 = _SYNTAX.compile("MSH-3.1")
+#: MSH-3 of the messages Yaolian writes (write-back); their HIS is the receiver, MSH-5/MSH-6.
+SENDING_APPLICATION = "YAOLIAN"
 
 
 def _mapping_dir() -> Path:
@@ -61,6 +66,10 @@ class HL7v2Adapter:
             mapping = self._load(file)
             for message in mapping.messages:
                 self.dialects.setdefault(message, []).append(mapping)
+        # member code -> the HIS application it runs (MSH-3.1 of its messages), for write-back
+        members = root / "dialects" / "members.yaml"
+        table = strip_lines(load_yaml(members)) if members.exists() else {}
+        self.members: dict[str, str] = {str(k): str(v) for k, v in (table or {}).items()}
 
     @staticmethod
     def _load(file: Path) -> Mapping:
@@ -68,10 +77,19 @@ class HL7v2Adapter:
 
     # ------------------------------------------------------------------ to FHIR
     def mapping_for(self, tree: V2Tree) -> Mapping:
+        """The dialect whose ``match`` the member HIS's side of the envelope satisfies, else the
+        base mapping. The HIS is the sender (MSH-3/MSH-4), or the receiver (MSH-5/MSH-6) of a
+        message Yaolian wrote back."""
         event = f"{tree.read(_MSH9_1, tree.root)}^{tree.read(_MSH9_2, tree.root)}"
         tree.read(_MSH9_3, tree.root)
+        his_side = tree
+        if tree.read(_MSH3_1, tree.root) == SENDING_APPLICATION:
+            fields = list(tree.segments[tree.positions["MSH"][0]][1])
+            fields += [[]] * (7 - len(fields))
+            fields[3], fields[4] = fields[5], fields[6]
+            his_side = V2Tree([("MSH", fields)], [])
         for dialect in self.dialects.get(event, ()):
-            if dialect.matches(tree):
+            if dialect.matches(his_side):
                 return dialect
         try:
             return self.mappings[event]
@@ -141,7 +159,21 @@ class HL7v2Adapter:
         return message_control_id(raw)
 
     # ------------------------------------------------------------------ from FHIR
-    def from_fhir(self, resource: dict[str, Any]) -> bytes:
-        from adapters.hl7v2.writer import render_rde_o11
+    def mapping_for_member(self, member: str, event: str = "RDE^O11") -> Mapping:
+        """The mapping a member's HIS reads and writes: chosen by ``mapping_for`` from the
+        envelope of a message that member would send (its application from ``members.yaml``)."""
+        application = self.members.get(member, "")
+        msh = f"MSH|^~\\&|{application}|{member}|{SENDING_APPLICATION}||||{event}|0|P|2.5"
+        return self.mapping_for(parse(msh.encode("utf-8")))
 
-        return render_rde_o11(resource, self.mappings["RDE^O11"])
+    def write_back(self, resource: dict[str, Any]) -> tuple[bytes, Reversal]:
+        """RDE^O11 for the member that must dispense the prescription, in that member's dialect,
+        and the reverse run behind it (``Reversal.skipped``: the rules not written back)."""
+        from adapters.hl7v2.writer import prescription, write_rde_o11
+
+        rx = prescription(resource)
+        mapping = self.mapping_for_member(rx.dispensing)
+        return write_rde_o11(rx, mapping, receiving_application=self.members.get(rx.dispensing, "HIS"))
+
+    def from_fhir(self, resource: dict[str, Any]) -> bytes:
+        return self.write_back(resource)[0]
