@@ -196,11 +196,31 @@ def _compile(sd: dict[str, Any]) -> Rule:
         ):
             rule.slice_path = paths.pop()
             rule.slice_index = {sl.keys[0][1]: n for n, sl in enumerate(rule.slices)}
+            if len(rule.slice_path) == 1:
+                for sl in rule.slices:
+                    sl.rule.children = [
+                        c for c in sl.rule.children if not _settled(c, rule.slice_path[0], sl.keys[0][1])
+                    ]
+    for rule in rules.values():
         rule.required_slices = tuple(sl for sl in rule.slices if sl.rule.min)
         rule.deep = bool(
             rule.fixed or rule.pattern or rule.binding or rule.invariants or rule.children or rule.extension_profile
         )
     return rules[elements[0]["id"]]
+
+
+def _settled(child: Rule, name: str, key: str) -> bool:
+    """Whether ``child`` (of a slice matched by ``name`` == ``key``) holds for every value the
+    slice matches: a slice found by its url or system has that url or system, once."""
+    return (
+        child.name == name
+        and not child.choice
+        and child.min <= 1
+        and (child.max is None or child.max >= 1)
+        and (child.fixed is None or child.fixed[1] == key)
+        and (child.pattern is None or child.pattern[1] == key)
+        and not (child.binding or child.invariants or child.children or child.slices or child.extension_profile)
+    )
 
 
 def _interesting(rule: Rule) -> bool:
