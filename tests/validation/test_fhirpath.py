@@ -161,12 +161,12 @@ def _check(expression: str, node: dict[str, Any], stats: dict[str, int]) -> None
 @pytest.mark.parametrize("name", FILES)
 def test_closures_agree_with_fhirpathpy(name: str) -> None:
     stats = {"answered": 0, "unsure": 0, "unsupported": 0}
-    for case in _cases(name, 40):
+    for n, case in enumerate(_cases(name, 40)):
         resource_type = case["resourceType"]
-        for expression, (_, contexts) in CONSTRAINTS.items():
+        for expression, (key, contexts) in CONSTRAINTS.items():
             if resource_type in contexts:
                 _check(expression, case, stats)
-            if "" in contexts:
+            if "" in contexts and (key in OUR_KEYS or n < 8):  # core ones on fewer cases: fhirpathpy is slow
                 for fragment in _fragments(case):
                     if fragment is not case:
                         _check(expression, fragment, stats)
