@@ -58,6 +58,8 @@ class Rule:
     # anything to check on a present value beyond counting it; when False the walk neither
     # visits the value nor spells its expression
     deep: bool = False
+    # only cardinality to check (no choice, slices or deep checks): the parent does it inline
+    plain: bool = False
     required_slices: tuple[Slice, ...] = ()
 
 
@@ -206,6 +208,7 @@ def _compile(sd: dict[str, Any]) -> Rule:
         rule.deep = bool(
             rule.fixed or rule.pattern or rule.binding or rule.invariants or rule.children or rule.extension_profile
         )
+        rule.plain = not (rule.deep or rule.choice or rule.slices)
     return rules[elements[0]["id"]]
 
 
@@ -298,6 +301,15 @@ class Walker:
                 Walker(ext.url, self.issues).element(ext.root, value, expr)
         if isinstance(value, dict):
             for child in rule.children:
+                if child.plain:
+                    # inline the usual outcome of children(): present (or absent and optional)
+                    raw = value.get(child.name)
+                    if raw is None:
+                        if child.min:
+                            self._missing(child, f"{expr}.{child.name}")
+                        continue
+                    if not child.check_max and not (child.min > 1 or (isinstance(raw, list) and not raw)):
+                        continue
                 self.children(child, value, expr)
         for key, severity, human, fn in rule.invariants:
             try:
