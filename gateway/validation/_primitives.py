@@ -6,8 +6,9 @@ annotation of a fhir.resources field, a predicate that is True only for values t
 certainly accepts, written from the same definitions (fhir_core's regexes and bounds) and
 limited to the plain JSON shape of each type: ``str`` for strings, ``int`` (never ``bool``) for
 integers, ``bool`` for booleans. Everything else (a decimal or integer given as a string, a
-leap second, more than six fractional digits, an empty or whitespace-led string) is "not sure"
-and goes to the adapter, so the predicates may be narrower than the types but never wider;
+leap second, more than six fractional digits, a string led by whitespace other than space, tab,
+CR or LF) is "not sure" and goes to the adapter, so the predicates may be narrower than the
+types but never wider;
 ``tests/validation/test_fastpath.py`` checks that on edge cases.
 
 Regex engines: pydantic matches ``pattern`` constraints with Rust's regex, unanchored, whose
