@@ -184,15 +184,14 @@ class IngestPipeline:
                     "raw": raw,
                     "previous": previous,
                 }
-                cursor.execute("SAVEPOINT yl_message")
                 try:
                     results[n] = self._write(tx, bundle, issues, fields, ctx, reply)
                 except Exception:  # incl. DuplicateMessage: another process saved it first (PostgreSQL)
                     cursor.execute("ROLLBACK TO SAVEPOINT yl_message")
+                    cursor.execute("RELEASE SAVEPOINT yl_message")
                     alone.append(n)
                 else:
                     committed = True
-                cursor.execute("RELEASE SAVEPOINT yl_message")
         if committed:
             self.service.after_commit(ctx)
         for n in alone:
@@ -212,26 +211,27 @@ class IngestPipeline:
         ctx: RequestContext,
         reply: ReplyBuilder | None,
     ) -> IngestResult:
-        """Store one converted message and journal it with its outcome, inside ``tx``: a
-        rejected bundle is rolled back to its savepoint, the message itself is always kept."""
+        """Store one converted message and journal it with its outcome, inside ``tx`` at the
+        savepoint ``yl_message``: a rejected bundle is rolled back to it and the message itself
+        is kept. On any other exception the savepoint is left for the caller to roll back to."""
         raw = fields["raw"]
         result = IngestResult(REJECTED, issues)
+        cursor = tx.cursor
+        cursor.execute("SAVEPOINT yl_message")
         if bundle is not None:
-            cursor = tx.cursor
-            cursor.execute("SAVEPOINT yl_bundle")
             try:
                 result.response = self.service.process_bundle(bundle, ctx, tx=tx)
             except FhirError as exc:
-                cursor.execute("ROLLBACK TO SAVEPOINT yl_bundle")
+                cursor.execute("ROLLBACK TO SAVEPOINT yl_message")
                 result = IngestResult(REJECTED, [*issues, *exc.issues])
             else:
                 result.status = ACCEPTED
-            cursor.execute("RELEASE SAVEPOINT yl_bundle")
         if reply is not None:
             result.reply = reply(raw, result)
         else:
             result.reply = result.response if result.status == ACCEPTED else result.outcome()
         result.seq = self.journal.save(tx, status=result.status, outcome=result.outcome(), reply=result.reply, **fields)
+        cursor.execute("RELEASE SAVEPOINT yl_message")
         return result
 
     def replay(self, entry: JournalEntry, ctx: RequestContext, reply: ReplyBuilder | None = None) -> IngestResult:

@@ -164,7 +164,7 @@ class BundleProcessor:
                         self._rewrite(e.resource, mapping, tx, ctx)
                     if e.index in existing:
                         rtype = (e.resource.resource_type or "") if e.resource is not None else ""
-                        current = tx.current(rtype, existing[e.index])
+                        current = tx.current(rtype, existing[e.index], for_update=False)
                         assert current is not None, "matched by its criteria earlier in this transaction"
                         results[e.index] = service.write_entry(current, "200 OK", ctx)
                         continue

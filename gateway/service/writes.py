@@ -171,7 +171,7 @@ class Writer:
             if len(found) > 1:
                 raise PreconditionFailed("YL-0302", what="create", count="more than one")
             if found:
-                existing = tx.current(resource_type, found[0])
+                existing = tx.current(resource_type, found[0], for_update=False)
                 assert existing is not None
                 return WriteResult(existing, False, [], changed=False)
         new_id = resource_id or str(uuid.uuid4())

@@ -44,7 +44,11 @@ class VersionConflict(Exception):
 
 
 class StoreTransaction(Protocol):
-    def current(self, res_type: str, res_id: str) -> StoredResource | None: ...
+    def current(self, res_type: str, res_id: str, *, for_update: bool = True) -> StoredResource | None:
+        """The current version; ``for_update`` also locks it until the transaction ends (the
+        version about to be replaced), without it the row is only read (a conditional create
+        that matched returns what exists)."""
+        ...
 
     def put(
         self,

@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from sqlalchemy import (
     false,
     func,
     select,
-    text,
     tuple_,
 )
 from sqlalchemy.pool import NullPool
@@ -91,9 +90,9 @@ class SqlTransaction:
             self._cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         return self._cursor
 
-    def current(self, res_type: str, res_id: str) -> StoredResource | None:
+    def current(self, res_type: str, res_id: str, *, for_update: bool = True) -> StoredResource | None:
         cursor = self.cursor
-        cursor.execute(self.sql.current, (res_type, res_id))
+        cursor.execute(self.sql.current if for_update else self.sql.read, (res_type, res_id))
         row = cursor.fetchone()
         return _row(row) if row else None
 
@@ -120,18 +119,28 @@ class SqlTransaction:
             )
             if cursor.rowcount != 1:
                 raise VersionConflict(f"{stored.res_type}/{stored.res_id} changed concurrently")
-            for statement in sql.delete_index:
-                cursor.execute(statement, key)
-        if index is not None:
-            self._insert_index(stored.res_type, stored.res_id, index)
-        cursor.execute(
-            sql.insert_history.sql, (*key, stored.version, stored.last_updated, deleted, stored.body, stored.method)
-        )
-        event = "delete" if stored.deleted else ("create" if stored.version == 1 else "update")
-        cursor.execute(
-            sql.insert_outbox.sql,
-            (stored.last_updated, event, *key, stored.version, sql.boolean(False)),
-        )
+        with self._pipelined():
+            if expected_version is not None:
+                for statement in sql.delete_index:
+                    cursor.execute(statement, key)
+            if index is not None:
+                self._insert_index(stored.res_type, stored.res_id, index)
+            cursor.execute(
+                sql.insert_history.sql, (*key, stored.version, stored.last_updated, deleted, stored.body, stored.method)
+            )
+            event = "delete" if stored.deleted else ("create" if stored.version == 1 else "update")
+            cursor.execute(
+                sql.insert_outbox.sql,
+                (stored.last_updated, event, *key, stored.version, sql.boolean(False)),
+            )
+
+    def _pipelined(self) -> AbstractContextManager[Any]:
+        """Statements whose results nobody reads, sent together: on PostgreSQL one round trip
+        (psycopg pipeline mode) instead of one each (~200 µs apiece on this machine's loopback);
+        errors still surface when the block ends. SQLite runs in process: nothing to save."""
+        if self.store.dialect == "postgresql":
+            return self.cursor.connection.pipeline()  # type: ignore[no-any-return]
+        return nullcontext()
 
     def replace_index(self, res_type: str, res_id: str, index: IndexRows) -> None:
         """Swap a stored resource's index rows for freshly extracted ones (``yaolian reindex``)."""
@@ -161,7 +170,7 @@ class SqlTransaction:
     def lock(self, key: str) -> None:
         if self.store.dialect == "postgresql":
             number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
+            self.cursor.execute("SELECT pg_advisory_xact_lock(%s)", (number,))
         # SQLite: BEGIN IMMEDIATE already serialises all writers.
 
 
