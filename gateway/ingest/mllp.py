@@ -61,12 +61,18 @@ class MllpServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
 
+    def context(self) -> RequestContext:
+        return RequestContext(base_url=self.base_url, interaction="mllp")
+
+    def prepare(self, raw: bytes) -> Prepared:
+        return self.pipeline.prepare(self.adapter, raw, self.context())
+
     def handle_group(self, raws: list[bytes]) -> list[bytes]:
         """ACKs for messages converted and stored together (one commit)."""
-        return self.store_group([self.pipeline.prepare(self.adapter, raw) for raw in raws])
+        return self.store_group([self.prepare(raw) for raw in raws])
 
     def store_group(self, prepared: list[Prepared]) -> list[bytes]:
-        ctx = RequestContext(base_url=self.base_url, interaction="mllp")
+        ctx = self.context()
         results = self.pipeline.store_group(self.adapter, prepared, channel="mllp", ctx=ctx, reply=hl7_reply)
         return [result.reply or b"" for result in results]
 
@@ -98,7 +104,7 @@ class MllpServer:
                     log.warning("MLLP frame over %s bytes from %s; closing", MAX_MESSAGE, peer)
                     break
                 try:
-                    prepared = await run_in_threadpool(self.pipeline.prepare, self.adapter, frame[: -len(END)])
+                    prepared = await run_in_threadpool(self.prepare, frame[: -len(END)])
                 except Exception:  # not journalled: no ACK, the sender sends again
                     log.exception("MLLP message from %s could not be converted", peer)
                     continue

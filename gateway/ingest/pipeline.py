@@ -16,10 +16,11 @@ from typing import Any, NamedTuple
 import orjson
 
 from gateway.errors import FhirError, Issue, NotFound, issue, operation_outcome
-from gateway.hooks import RequestContext
+from gateway.hooks import Pointcut, RequestContext
 from gateway.ingest.journal import ACCEPTED, REJECTED, DuplicateMessage, Journal, JournalEntry, MessageFields
 from gateway.service.fhir_service import FhirService
-from gateway.store.sql import SqlTransaction
+from gateway.store.sql import SqlStore, SqlTransaction
+from gateway.store.staging import NotStaged, StagedTransaction
 
 log = logging.getLogger("yaolian.ingest")
 
@@ -54,13 +55,22 @@ class IngestResult:
 ReplyBuilder = Callable[[bytes, IngestResult], bytes]
 
 
+@dataclass
+class Staged:
+    """A Bundle already run against a read snapshot: its writes wait for the write lock."""
+
+    transaction: StagedTransaction
+    response: bytes
+
+
 class Prepared(NamedTuple):
-    """A message converted and named, waiting for its group's commit."""
+    """A message converted and named (and its Bundle staged), waiting for its group's commit."""
 
     raw: bytes
     control_id: str
     bundle: dict[str, Any] | None
     issues: list[Issue]
+    staged: Staged | None = None
 
 
 def reply_for(channel: str) -> ReplyBuilder | None:
@@ -135,17 +145,37 @@ class IngestPipeline:
             return self._duplicate(result.duplicate_of, raw, channel, reply)
         return result
 
-    def prepare(self, adapter_name: str, raw: bytes) -> Prepared:
-        """The part of ingesting that needs no database: message id and conversion. The MLLP
-        listener runs it as each message arrives, so conversion overlaps the group being
-        written."""
-        return Prepared(raw, message_id(get_adapter(adapter_name), raw), *_convert_safely(adapter_name, raw))
+    def prepare(self, adapter_name: str, raw: bytes, ctx: RequestContext | None = None) -> Prepared:
+        """The part of ingesting that needs no write lock: message id, conversion and, given a
+        ``ctx``, the Bundle staged against a read snapshot (:mod:`gateway.store.staging`). The
+        MLLP listener runs it as each message arrives, so this work overlaps the group being
+        written, in this process or in another worker."""
+        bundle, issues = _convert_safely(adapter_name, raw)
+        staged = self._stage(bundle, ctx) if bundle is not None and ctx is not None else None
+        return Prepared(raw, message_id(get_adapter(adapter_name), raw), bundle, issues, staged)
+
+    def _stage(self, bundle: dict[str, Any], ctx: RequestContext) -> Staged | None:
+        """None when staging does not apply; the ordinary run under the lock then decides
+        (it also produces the findings of a Bundle that staging found invalid)."""
+        store = self.service.store
+        if not isinstance(store, SqlStore) or Pointcut.AFTER_WRITE_IN_TX in self.service.hooks:
+            return None
+        try:
+            with store.engine.connect() as conn:
+                staged = StagedTransaction(SqlTransaction(store, conn))
+                response = self.service.process_bundle(orjson.loads(orjson.dumps(bundle)), ctx, tx=staged)
+        except (NotStaged, FhirError):
+            return None
+        except Exception:  # the ordinary run will meet it again and answer for it
+            log.debug("staging failed", exc_info=True)
+            return None
+        return Staged(staged, response)
 
     def ingest_many(
         self, adapter_name: str, raws: list[bytes], *, channel: str, ctx: RequestContext, reply: ReplyBuilder
     ) -> list[IngestResult]:
         """:meth:`ingest` for messages that arrived together, made durable by one commit."""
-        prepared = [self.prepare(adapter_name, raw) for raw in raws]
+        prepared = [self.prepare(adapter_name, raw, ctx) for raw in raws]
         return self.store_group(adapter_name, prepared, channel=channel, ctx=ctx, reply=reply)
 
     def store_group(
@@ -172,7 +202,7 @@ class IngestPipeline:
             if not isinstance(tx, SqlTransaction):  # the journal lives in the same SQL database
                 raise TypeError(f"the ingest journal needs an SQL store, not {type(tx).__name__}")
             cursor = tx.cursor
-            for n, (raw, control_id, bundle, issues) in enumerate(prepared):
+            for n, (raw, control_id, bundle, issues, staged) in enumerate(prepared):
                 previous = self.journal.find_in(tx, adapter_name, control_id)
                 if previous is not None and previous.status == ACCEPTED:
                     results[n] = self._duplicate(previous, raw, channel, reply)
@@ -185,7 +215,7 @@ class IngestPipeline:
                     "previous": previous,
                 }
                 try:
-                    results[n] = self._write(tx, bundle, issues, fields, ctx, reply)
+                    results[n] = self._write(tx, bundle, issues, fields, ctx, reply, staged)
                 except Exception:  # incl. DuplicateMessage: another process saved it first (PostgreSQL)
                     cursor.execute("ROLLBACK TO SAVEPOINT yl_message")
                     cursor.execute("RELEASE SAVEPOINT yl_message")
@@ -210,6 +240,7 @@ class IngestPipeline:
         fields: MessageFields,
         ctx: RequestContext,
         reply: ReplyBuilder | None,
+        staged: Staged | None = None,
     ) -> IngestResult:
         """Store one converted message and journal it with its outcome, inside ``tx`` at the
         savepoint ``yl_message``: a rejected bundle is rolled back to it and the message itself
@@ -218,6 +249,12 @@ class IngestPipeline:
         result = IngestResult(REJECTED, issues)
         cursor = tx.cursor
         cursor.execute("SAVEPOINT yl_message")
+        if staged is not None:
+            if staged.transaction.apply(tx):
+                result.response, result.status = staged.response, ACCEPTED
+                bundle = None  # stored: nothing left to run
+            else:  # something it read has changed since: run the Bundle the ordinary way
+                cursor.execute("ROLLBACK TO SAVEPOINT yl_message")
         if bundle is not None:
             try:
                 result.response = self.service.process_bundle(bundle, ctx, tx=tx)

@@ -151,3 +151,42 @@ def test_concurrent_senders_over_mllp_are_all_answered(gateway: Gateway) -> None
     for tag in ("M00", "M34", "M74"):
         found = gateway.http.get("/fhir/MedicationRequest", params={"identifier": f"{RX_NO}|RXG{tag}"}).json()
         assert found["total"] == 1
+
+
+def test_staged_messages_are_applied_under_the_lock(pipeline: IngestPipeline) -> None:
+    """Prepared with a context, a Bundle runs against a read snapshot first; under the lock its
+    reads are checked and its writes applied - the stored result is that of the ordinary run."""
+    warm = pipeline.ingest_many("hl7v2", [message("W5")], channel="mllp", ctx=CTX, reply=hl7_reply)
+    assert codes(warm) == ["AA"]
+    prepared = [pipeline.prepare("hl7v2", message(tag), CTX) for tag in ("A5", "B5")]
+    assert all(p.staged is not None and p.staged.transaction.writes for p in prepared)
+    results = pipeline.store_group("hl7v2", prepared, channel="mllp", ctx=CTX, reply=hl7_reply)
+    assert codes(results) == ["AA", "AA"]
+    assert prescriptions(pipeline, "RXGA5") == 1 and prescriptions(pipeline, "RXGB5") == 1
+    assert stored(pipeline, "Patient") == 1 and stored(pipeline, "Encounter") == 3
+
+
+def test_a_staged_message_whose_reads_changed_is_run_again(pipeline: IngestPipeline) -> None:
+    """Both staged before anything was stored, so both planned to create the patient; the
+    second finds under the lock that the first created it, and is run the ordinary way."""
+    prepared = [pipeline.prepare("hl7v2", message(tag), CTX) for tag in ("A6", "B6")]
+    assert all(p.staged is not None for p in prepared)
+    creates = [[w.stored.res_type for w in p.staged.transaction.writes] for p in prepared]  # type: ignore[union-attr]
+    assert all("Patient" in c for c in creates)
+    results = pipeline.store_group("hl7v2", prepared, channel="mllp", ctx=CTX, reply=hl7_reply)
+    assert codes(results) == ["AA", "AA"]
+    assert stored(pipeline, "Patient") == 1 and stored(pipeline, "Practitioner") == 1
+    assert prescriptions(pipeline, "RXGA6") == 1 and prescriptions(pipeline, "RXGB6") == 1
+
+
+def test_a_message_staging_rejects_is_rejected_by_the_ordinary_run(pipeline: IngestPipeline) -> None:
+    def refuse(_ctx: Any, resource_type: str, data: Any, _existing: Any) -> None:
+        if resource_type == "MedicationRequest" and "RXGR7" in str(data):
+            raise Unprocessable([issue("YL-0207", reason="refused by a test hook")])
+
+    pipeline.service.hooks.register(Pointcut.BEFORE_WRITE, refuse)
+    prepared = pipeline.prepare("hl7v2", message("R7"), CTX)
+    assert prepared.staged is None  # staging leaves the verdict to the run under the lock
+    (result,) = pipeline.store_group("hl7v2", [prepared], channel="mllp", ctx=CTX, reply=hl7_reply)
+    assert codes([result]) == ["AE"] and "refused by a test hook" in result.reply.decode()  # type: ignore[union-attr]
+    assert stored(pipeline, "Encounter") == 0

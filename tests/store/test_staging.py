@@ -1,0 +1,76 @@
+"""StagedTransaction: reads answered from a snapshot and re-asked under the lock, writes
+recorded and applied only if every answer stands; what cannot be staged says so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.search.extract import IndexRows, extract
+from gateway.store.base import StoredResource
+from gateway.store.sql import SqlStore, SqlTransaction, open_store
+from gateway.store.staging import NotStaged, StagedTransaction
+
+BODY = b'{"resourceType":"Patient","id":"p1"}'
+
+
+def patient(version: int) -> tuple[StoredResource, IndexRows]:
+    data = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": str(version)}}
+    stored = StoredResource("Patient", "p1", version, f"2026-11-29T10:00:0{version}Z", False, BODY, "PUT")
+    return stored, extract(data)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlStore]:
+    store = open_store(database_url)
+    store.create_schema()
+    yield store
+    store.dispose()
+
+
+def staged_update(store: SqlStore) -> StagedTransaction:
+    """Stage 'read Patient/p1, write its next version' against what is committed now."""
+    with store.engine.connect() as conn:
+        staged = StagedTransaction(SqlTransaction(store, conn))
+        current = staged.current("Patient", "p1")
+        version = current.version + 1 if current else 1
+        stored, index = patient(version)
+        staged.put(stored, index, expected_version=current.version if current else None)
+    return staged
+
+
+def version(store: SqlStore) -> int | None:
+    found = store.read("Patient", "p1")
+    return found.version if found else None
+
+
+def test_writes_wait_for_apply(store: SqlStore) -> None:
+    staged = staged_update(store)
+    assert version(store) is None and len(staged.writes) == 1
+    with store.transaction() as tx:
+        assert staged.apply(tx)
+    assert version(store) == 1
+
+
+def test_a_changed_answer_refuses_to_apply(store: SqlStore) -> None:
+    staged = staged_update(store)  # planned as the create of version 1
+    with store.transaction() as tx:
+        stored, index = patient(1)
+        tx.put(stored, index, expected_version=None)  # someone else created it meanwhile
+    with store.transaction() as tx:
+        assert not staged.apply(tx)
+    assert version(store) == 1
+
+
+def test_what_cannot_be_staged_says_so(store: SqlStore) -> None:
+    with store.engine.connect() as conn:
+        staged = StagedTransaction(SqlTransaction(store, conn))
+        stored, index = patient(1)
+        staged.put(stored, index, expected_version=None)
+        with pytest.raises(NotStaged):
+            staged.current("Patient", "p1")  # read after its own write
+        with pytest.raises(NotStaged):
+            staged.match_token("Patient", "identifier", "urn:x", "1", limit=2)  # search after a write
+        with pytest.raises(NotStaged):
+            staged.reader()
