@@ -45,6 +45,9 @@ class MllpServer:
         self.adapter = adapter
         self.server: asyncio.base_events.Server | None = None
         self._queue: asyncio.Queue[tuple[Prepared, asyncio.Future[bytes]]] = asyncio.Queue()
+        # One conversion at a time per process: each is CPU-bound Python, and every extra one
+        # in flight takes the GIL from the writer thread while it holds the write lock.
+        self._converting = asyncio.Semaphore(1)
         self._writer: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -104,7 +107,8 @@ class MllpServer:
                     log.warning("MLLP frame over %s bytes from %s; closing", MAX_MESSAGE, peer)
                     break
                 try:
-                    prepared = await run_in_threadpool(self.prepare, frame[: -len(END)])
+                    async with self._converting:
+                        prepared = await run_in_threadpool(self.prepare, frame[: -len(END)])
                 except Exception:  # not journalled: no ACK, the sender sends again
                     log.exception("MLLP message from %s could not be converted", peer)
                     continue
