@@ -57,7 +57,8 @@ def store(database_url: str) -> Iterator[SqlStore]:
 
 @pytest.fixture
 def pipeline(store: SqlStore) -> IngestPipeline:
-    return IngestPipeline(FhirService(store, Settings(database="sqlite://")), Journal(store))
+    # staging is on by default on SQLite only; here on both, so its PostgreSQL path is tested too
+    return IngestPipeline(FhirService(store, Settings(database="sqlite://")), Journal(store), stage_writes=True)
 
 
 def codes(results: list[Any]) -> list[str]:
