@@ -452,6 +452,10 @@ class WriterLock:
 class SqliteStore(SqlStore):
     dialect = "sqlite"
 
+    def __init__(self, engine: Engine, writer_lock: Path | None = None) -> None:
+        super().__init__(engine)
+        self._writers = WriterLock(writer_lock)
+
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
         path = url.split("///", 1)[1] if "///" in url else ""
@@ -477,11 +481,7 @@ class SqliteStore(SqlStore):
             mode = "IMMEDIATE" if conn.get_execution_options().get("yaolian_write") else "DEFERRED"
             conn.exec_driver_sql(f"BEGIN {mode}")
 
-        store = cls(engine)
-        store._writers = WriterLock(Path(path + "-writer.lock") if path and path != ":memory:" else None)
-        return store
-
-    _writers: WriterLock
+        return cls(engine, Path(path + "-writer.lock") if path and path != ":memory:" else None)
 
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
