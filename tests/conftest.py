@@ -105,3 +105,14 @@ def module_client(module_database_url: str) -> Iterator[Any]:
     app = create_app(Settings(database=module_database_url, validation_mode="lenient"))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def sql_store(database_url: str) -> Iterator[Any]:
+    """An empty store with its schema, on each backend (see ``database_url``)."""
+    from gateway.store.sql import open_store
+
+    opened = open_store(database_url)
+    opened.create_schema()
+    yield opened
+    opened.dispose()

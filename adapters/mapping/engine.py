@@ -592,7 +592,8 @@ def _prune(obj: Any) -> bool:
     return False
 
 
-def _walk(resource: dict[str, Any], path: list[str]) -> list[dict[str, Any]]:
+def walk_values(resource: dict[str, Any], path: list[str]) -> list[Any]:
+    """Every value at ``path`` (element names), arrays flattened on the way."""
     nodes: list[Any] = [resource]
     for name in path:
         nxt: list[Any] = []
@@ -603,7 +604,11 @@ def _walk(resource: dict[str, Any], path: list[str]) -> list[dict[str, Any]]:
             elif value is not None:
                 nxt.append(value)
         nodes = nxt
-    return [n for n in nodes if isinstance(n, dict)]
+    return nodes
+
+
+def _walk(resource: dict[str, Any], path: list[str]) -> list[dict[str, Any]]:
+    return [n for n in walk_values(resource, path) if isinstance(n, dict)]
 
 
 # --------------------------------------------------------------------------- loading

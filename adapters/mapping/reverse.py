@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from adapters.mapping import transforms as tf
-from adapters.mapping.engine import Mapping, ResourceSpec, Rule, SourceTree, Step, Template
+from adapters.mapping.engine import Mapping, ResourceSpec, Rule, SourceTree, Step, Template, walk_values
 
 __all__ = ["Address", "Reversal", "Skipped", "SourceLayout", "reverse", "reverse_report"]
 
@@ -212,7 +212,7 @@ class _Back:
                 for names, target in _references(spec.rules, []):
                     if target in self.bound:
                         continue
-                    for ref in _walk_values(resource, names):
+                    for ref in walk_values(resource, names):
                         found = self.resolve(ref)
                         wanted = next(s.type for s in self.mapping.resources if s.name == target)
                         if found is not None and found.get("resourceType") == wanted:
@@ -561,20 +561,6 @@ def _references(rules: list[Rule], prefix: list[str]) -> Iterator[tuple[list[str
         if rule.reference is not None:
             yield names, rule.reference
         yield from _references(rule.rules, names)
-
-
-def _walk_values(resource: dict[str, Any], names: list[str]) -> list[Any]:
-    nodes: list[Any] = [resource]
-    for name in names:
-        nxt: list[Any] = []
-        for node in nodes:
-            value = node.get(name) if isinstance(node, dict) else None
-            if isinstance(value, list):
-                nxt.extend(value)
-            elif value is not None:
-                nxt.append(value)
-        nodes = nxt
-    return nodes
 
 
 def _first_foreach(mapping: Mapping) -> Any:

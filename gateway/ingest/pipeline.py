@@ -216,13 +216,9 @@ class IngestPipeline:
                 if previous is not None and previous.status == ACCEPTED:
                     results[n] = self._duplicate(previous, raw, channel, reply)
                     continue
-                fields: MessageFields = {
-                    "adapter": adapter_name,
-                    "channel": channel,
-                    "control_id": control_id,
-                    "raw": raw,
-                    "previous": previous,
-                }
+                fields = MessageFields(
+                    adapter=adapter_name, channel=channel, control_id=control_id, raw=raw, previous=previous
+                )
                 try:
                     results[n] = self._write(tx, bundle, issues, fields, ctx, reply, staged)
                 except Exception:  # incl. DuplicateMessage: another process saved it first (PostgreSQL)
@@ -308,13 +304,7 @@ class IngestPipeline:
     ) -> IngestResult:
         """Convert, store and journal; exactly one commit makes message, outcome and resources durable."""
         bundle, issues = _convert_safely(adapter_name, raw)
-        fields: MessageFields = {
-            "adapter": adapter_name,
-            "channel": channel,
-            "control_id": control_id,
-            "raw": raw,
-            "previous": previous,
-        }
+        fields = MessageFields(adapter=adapter_name, channel=channel, control_id=control_id, raw=raw, previous=previous)
         try:
             with self.service.store.transaction() as tx:
                 if not isinstance(tx, SqlTransaction):  # the journal lives in the same SQL database

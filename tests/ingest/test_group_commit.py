@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from gateway.ingest.mllp import hl7_reply
 from gateway.ingest.pipeline import IngestPipeline
 from gateway.service.fhir_service import FhirService
 from gateway.settings import Settings
-from gateway.store.sql import SqlStore, open_store
+from gateway.store.sql import SqlStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest_support import GOLDEN, Gateway, ack_fields
@@ -48,11 +47,8 @@ def broken(tag: str) -> bytes:
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[SqlStore]:
-    store = open_store(database_url)
-    store.create_schema()
-    yield store
-    store.dispose()
+def store(sql_store: SqlStore) -> SqlStore:
+    return sql_store
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ commit), validation modes, and the server-owned meta — on both store backends.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,17 +13,14 @@ from gateway.fhir.json_text import ResourceText
 from gateway.hooks import Hooks, Pointcut, RequestContext
 from gateway.service.fhir_service import FhirService
 from gateway.settings import Settings
-from gateway.store.sql import SqlStore, open_store
+from gateway.store.sql import SqlStore
 
 CTX = RequestContext(base_url="http://gw.example/fhir", interaction="create", resource_type="Patient")
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[SqlStore]:
-    opened = open_store(database_url)
-    opened.create_schema()
-    yield opened
-    opened.dispose()
+def store(sql_store: SqlStore) -> SqlStore:
+    return sql_store
 
 
 def service(store: SqlStore, hooks: Hooks | None = None, mode: str = "lenient", validator: Any = None) -> FhirService:

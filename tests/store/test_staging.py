@@ -3,13 +3,11 @@ recorded and applied only if every answer stands; what cannot be staged says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from gateway.search.extract import IndexRows, extract
 from gateway.store.base import StoredResource
-from gateway.store.sql import SqlStore, SqlTransaction, open_store
+from gateway.store.sql import SqlStore, SqlTransaction
 from gateway.store.staging import NotStaged, StagedTransaction
 
 BODY = b'{"resourceType":"Patient","id":"p1"}'
@@ -22,11 +20,8 @@ def patient(version: int) -> tuple[StoredResource, IndexRows]:
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[SqlStore]:
-    store = open_store(database_url)
-    store.create_schema()
-    yield store
-    store.dispose()
+def store(sql_store: SqlStore) -> SqlStore:
+    return sql_store
 
 
 def staged_update(store: SqlStore) -> StagedTransaction:
