@@ -443,6 +443,17 @@ def _number(value: Any) -> int | Decimal:
     raise Unsure
 
 
+def _operands(a_fn: Callable[[Focus], Focus], b_fn: Callable[[Focus], Focus], focus: Focus) -> tuple[Any, Any] | None:
+    """Both sides of a binary operator as singletons; None if either is empty (the result is
+    then empty), :class:`Unsure` if either holds several items."""
+    a, b = a_fn(focus), b_fn(focus)
+    if not a or not b:
+        return None
+    if len(a) != 1 or len(b) != 1:
+        raise Unsure
+    return a[0], b[0]
+
+
 def _comparison(op: str, left: _Compiled, right: _Compiled) -> _Compiled:
     if op in ("=", "!="):
         for side in (left, right):
@@ -452,12 +463,10 @@ def _comparison(op: str, left: _Compiled, right: _Compiled) -> _Compiled:
         a_fn, b_fn = left.fn, right.fn
 
         def equal(focus: Focus) -> Focus:
-            a, b = a_fn(focus), b_fn(focus)
-            if not a or not b:
+            pair = _operands(a_fn, b_fn, focus)
+            if pair is None:
                 return _EMPTY
-            if len(a) != 1 or len(b) != 1:
-                raise Unsure
-            x, y = a[0], b[0]
+            x, y = pair
             tx, ty = type(x), type(y)
             if tx is float or ty is float or tx is dict or ty is dict or tx is list or ty is list:
                 raise Unsure
@@ -470,12 +479,10 @@ def _comparison(op: str, left: _Compiled, right: _Compiled) -> _Compiled:
     if op == "+":
 
         def plus(focus: Focus) -> Focus:
-            a, b = a_fn(focus), b_fn(focus)
-            if not a or not b:
+            pair = _operands(a_fn, b_fn, focus)
+            if pair is None:
                 return _EMPTY
-            if len(a) != 1 or len(b) != 1:
-                raise Unsure
-            x, y = a[0], b[0]
+            x, y = pair
             if type(x) is int and type(y) is int:
                 return [x + y]
             raise Unsure  # fhirpathpy reads date strings as dates here
@@ -486,12 +493,10 @@ def _comparison(op: str, left: _Compiled, right: _Compiled) -> _Compiled:
         raise _Unsupported(op)
 
     def inequality(focus: Focus) -> Focus:
-        a, b = a_fn(focus), b_fn(focus)
-        if not a or not b:
+        pair = _operands(a_fn, b_fn, focus)
+        if pair is None:
             return _EMPTY
-        if len(a) != 1 or len(b) != 1:
-            raise Unsure
-        return [compare(_number(a[0]), _number(b[0]))]
+        return [compare(_number(pair[0]), _number(pair[1]))]
 
     return _Compiled(inequality, None)
 
