@@ -259,20 +259,7 @@ class _Run:
 
     def check(self, conditions: list[tuple[Any, Any]], ctx: Any) -> bool:
         read = self.tree.read
-        for path, expected in conditions:
-            value = read(path, ctx)
-            if expected is True:
-                if not value:
-                    return False
-            elif expected is False:
-                if value:
-                    return False
-            elif isinstance(expected, frozenset):
-                if value not in expected:
-                    return False
-            elif value != expected:
-                return False
-        return True
+        return all(condition_holds(read(path, ctx), expected) for path, expected in conditions)
 
     def build(self, spec: ResourceSpec, ctx: Any) -> None:
         resource: dict[str, Any] = {"resourceType": spec.type}
@@ -590,6 +577,17 @@ def _prune(obj: Any) -> bool:
         obj[:] = [v for v in obj if not (isinstance(v, dict | list) and _prune(v))]
         return not obj
     return False
+
+
+def condition_holds(value: Any, expected: Any) -> bool:
+    """One ``when`` condition: ``true`` (present), ``false`` (absent), a set, or a value."""
+    if expected is True:
+        return bool(value)
+    if expected is False:
+        return not value
+    if isinstance(expected, frozenset):
+        return value in expected
+    return bool(value == expected)
 
 
 def walk_values(resource: dict[str, Any], path: list[str]) -> list[Any]:

@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from adapters.mapping import transforms as tf
-from adapters.mapping.engine import Mapping, ResourceSpec, Rule, SourceTree, Step, Template, walk_values
+from adapters.mapping.engine import (
+    Mapping,
+    ResourceSpec,
+    Rule,
+    SourceTree,
+    Step,
+    Template,
+    condition_holds,
+    walk_values,
+)
 
 __all__ = ["Address", "Reversal", "Skipped", "SourceLayout", "reverse", "reverse_report"]
 
@@ -267,21 +276,17 @@ class _Back:
         """Do the conditions hold? With ``force``, a condition on a fixed value writes it."""
         for path, expected in when:
             value = self.read(path, ctx)
+            if condition_holds(value, expected):
+                continue
+            if value or not force or expected is False or isinstance(expected, frozenset):
+                return False  # only an empty field can be made to hold, and only to a fixed value
             if expected is True:
-                if not value:
-                    address = self.layout.address(path, ctx)
-                    if not force or address is None:
-                        return False
-                    self.present.add(address)
-            elif expected is False:
-                if value:
+                address = self.layout.address(path, ctx)
+                if address is None:
                     return False
-            elif isinstance(expected, frozenset):
-                if value not in expected:
-                    return False
-            elif value != expected:
-                if value or not force or not self.put(path, ctx, expected):
-                    return False
+                self.present.add(address)
+            elif not self.put(path, ctx, expected):
+                return False
         return True
 
     def refuted(self, when: list[tuple[Any, Any]], ctx: Any) -> bool:
