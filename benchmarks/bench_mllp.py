@@ -30,6 +30,7 @@ import io
 import os
 import pstats
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -154,7 +155,7 @@ def run_gateway(
         elapsed, latencies, codes = asyncio.run(drive(port, total, senders, "M"))
     finally:
         if spy is not None:
-            spy.terminate()
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT, not on SIGTERM
             spy.wait()
         proc.terminate()
         proc.wait(timeout=30)

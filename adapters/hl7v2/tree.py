@@ -1,10 +1,10 @@
 """HL7 v2 bytes -> neutral tree (segments / fields / repeats / components / subcomponents).
 
-Steps: find MSH-18 in the raw bytes and decode (UTF-8, GB18030 and relatives); split with
-python-hl7 (``hl7.parse``); normalise its irregular nesting into plain lists; resolve HL7
-escapes (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh..\\ \\.br\\``) in the leaves. Mapping rules then read the
-tree through paths such as ``RXE-2.1``, ``PID-3[*]``, ``ORC[2]-1`` or, inside an ``each``,
-relative ``.1`` (component of the current repeat) and ``-3`` (field of the current segment).
+Steps: find MSH-18 in the raw bytes and decode (UTF-8, GB18030 and relatives); split on the
+delimiters MSH-1/MSH-2 declare into plain lists; resolve HL7 escapes
+(``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh..\\ \\.br\\``) in the leaves. Mapping rules then read the tree
+through paths such as ``RXE-2.1``, ``PID-3[*]``, ``ORC[2]-1`` or, inside an ``each``, relative
+``.1`` (component of the current repeat) and ``-3`` (field of the current segment).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import hl7
 
 from adapters.contract import Issue
 from adapters.errors import DecodeError, StructureError
@@ -401,33 +399,35 @@ class _Unescaper:
         return self.pattern.sub(repl, text)
 
 
+_SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
+_HEADERS = frozenset({"MSH", "BHS", "FHS"})  # field 1 is the field separator itself, field 2 the encoding characters
+
+
 def parse(raw: bytes) -> V2Tree:
-    """Decode and split a message into a ``V2Tree``; raises ConversionError subclasses."""
+    """Decode and split a message into a ``V2Tree``; raises ConversionError subclasses.
+
+    The split is ``str.split`` on the delimiters MSH-1/MSH-2 declare: segments on CR, then
+    fields, repeats, components, subcomponents. python-hl7's ``hl7.parse`` gives the same tree
+    (``tests/adapters/test_hl7v2_tree.py`` checks it on every sample and on generated
+    messages) but builds a container object per component: 560 of the 750 µs per message.
+    """
     text, codec, issues = decode(raw)
-    text = text.replace("\r\n", "\r").replace("\n", "\r")
+    text = text.replace("\r\n", "\r").replace("\n", "\r").strip()
     separators = text[3:8]
     if len(separators) < 5 or separators[0] in separators[1:]:
         raise StructureError(
             "MSH-1/MSH-2 do not declare five distinct delimiters",
             [_issue("fatal", "structure", "YL-2102", "bad MSH-1/MSH-2 delimiters", "MSH-1/2 分隔符错误", "MSH-2")],
         )
-    # python-hl7 wants the five delimiters in the canonical order field, comp, rep, esc, sub.
-    try:
-        message = hl7.parse(text)
-    except Exception as exc:  # python-hl7 raises bare exceptions on broken input
-        raise StructureError(
-            f"message does not split into segments: {exc}",
-            [_issue("fatal", "structure", "YL-2102", f"unparseable: {exc}", "报文无法解析", "MSH")],
-        ) from None
-    unescape = _Unescaper(separators, codec, issues)
-    esc = separators[3]
+    split = _Splitter(separators, _Unescaper(separators, codec, issues))
     segments: list[tuple[str, list[Field]]] = []
-    for number, seg in enumerate(message, 1):
-        name = str(seg[0]) if len(seg) else ""
-        if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", name):
+    for number, line in enumerate(text.split("\r"), 1):
+        values = line.split(split.field)
+        name = values[0]
+        if not _SEGMENT_NAME.fullmatch(name):
             # A line with content under a broken name is data we cannot place: an error (AE),
             # never a silent skip. Blank lines are only noted.
-            content = str(seg).strip()
+            content = line.strip()
             issues.append(
                 _issue(
                     "error" if content else "information",
@@ -441,43 +441,34 @@ def parse(raw: bytes) -> V2Tree:
             )
             continue
         fields: list[Field] = [[[[name]]]]
-        is_msh = name == "MSH"
-        for fno in range(1, len(seg)):
-            raw_field = seg[fno]
-            if is_msh and fno <= 2:
-                fields.append([[[str(raw_field)]]])
-                continue
-            fields.append(_normalise(raw_field, esc, unescape, name, fno))
+        if name in _HEADERS and len(values) > 1:
+            fields += [[[[split.field]]], [[[values[1]]]]]
+            rest, number_of_first = values[2:], 3
+        else:
+            rest, number_of_first = values[1:], 1
+        fields += [split(value, name, fno) for fno, value in enumerate(rest, number_of_first)]
         segments.append((name, fields))
-    tree = V2Tree(segments, issues)
-    return tree
+    return V2Tree(segments, issues)
 
 
-def _normalise(value: Any, esc: str, unescape: _Unescaper, seg: str, fno: int) -> Field:
-    if isinstance(value, str):
-        if not value:
-            return []
-        return [[[unescape(value, f"{seg}-{fno}") if esc in value else value]]]
-    if not value:
-        return []
-    first = value[0]
-    if isinstance(first, str):
-        text = first
-        if not text:
-            return []
-        return [[[unescape(text, f"{seg}-{fno}") if esc in text else text]]]
-    reps: Field = []
-    for rep in value:
-        if isinstance(rep, str):
-            reps.append([[unescape(rep, f"{seg}-{fno}") if esc in rep else rep]])
-            continue
-        comps: list[list[str]] = []
-        for comp in rep:
-            if isinstance(comp, str):
-                comps.append([unescape(comp, f"{seg}-{fno}") if esc in comp else comp])
-            else:
-                comps.append([unescape(s, f"{seg}-{fno}") if esc in s else s for s in (str(x) for x in comp)])
-        reps.append(comps)
-    if all(not any(any(c) for c in r) for r in reps):
-        return []
-    return reps
+class _Splitter:
+    """One field's text -> repeats -> components -> subcomponents, escapes resolved in the leaves."""
+
+    def __init__(self, separators: str, unescape: _Unescaper) -> None:
+        self.field, self.comp, self.rep, self.esc, self.sub = tuple(separators)
+        self.inner = self.rep + self.comp + self.sub
+        self.unescape = unescape
+
+    def __call__(self, value: str, seg: str, fno: int) -> Field:
+        if not value.strip(self.inner):
+            return []  # empty, or only delimiters
+        comp, sub = self.comp, self.sub
+        if self.rep in value or comp in value or sub in value:
+            reps = [[c.split(sub) for c in r.split(comp)] for r in value.split(self.rep)]
+        else:
+            reps = [[[value]]]
+        if self.esc in value:
+            where = f"{seg}-{fno}"
+            esc, unescape = self.esc, self.unescape
+            reps = [[[unescape(s, where) if esc in s else s for s in c] for c in r] for r in reps]
+        return reps
