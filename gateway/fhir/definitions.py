@@ -183,6 +183,17 @@ def elements(context: str) -> Mapping[str, ElementInfo]:
     return MappingProxyType({info.name: info for info in _contexts().get(context, ())})
 
 
+@functools.cache
+def choice_element_names() -> frozenset[str]:
+    """Names of the choice elements of all types (``Observation.value[x]`` -> ``value``)."""
+    return frozenset(
+        info.path.rsplit(".", 1)[-1].removesuffix("[x]")
+        for infos in _contexts().values()
+        for info in infos
+        if info.is_choice
+    )
+
+
 def ordered_elements(context: str) -> tuple[ElementInfo, ...]:
     """ElementInfos of a context in definition (XML) order; empty if unknown."""
     return _contexts().get(context, ())

@@ -123,37 +123,52 @@ def _null_allowed(node: dict[str, Any], key: str, value: Any, index: int | None)
     )
 
 
-def _check_object(node: dict[str, Any], context: str, path: str, found: list[Issue]) -> None:
+def _where(path: Any) -> str:
+    """A path is rendered only when an issue names it: the walk passes (parent, key, index or
+    None) tuples down from the root's name, so the clean case builds no strings."""
+    if isinstance(path, str):
+        return path
+    parent, key, index = path
+    return f"{_where(parent)}.{key}" + (f"[{index}]" if index is not None else "")
+
+
+def _check_object(node: dict[str, Any], context: str, path: Any, found: list[Issue]) -> None:
+    elements = definitions.elements(context)
     for key, value in node.items():
         if key == "resourceType":
             continue
-        extra = key.startswith("_")
-        info = definitions.element(context, key[1:] if extra else key)
+        extra = key[:1] == "_"
+        info = elements.get(key[1:] if extra else key)
         if info is None:  # unknown elements are the models' to report
             continue
-        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
-        for index, item in items:
-            where = f"{path}.{key}" + (f"[{index}]" if index is not None else "")
+        kind = info.json_kind
+        listed = isinstance(value, list)
+        for index, item in enumerate(value) if listed else ((None, value),):
+            # The common cases, checked inline: a string, or an object of a complex type.
+            if kind == "string" and not extra and isinstance(item, str):
+                continue
+            child = (path, key, index)
             if item is None:
                 if not _null_allowed(node, key, value, index):
-                    found.append(_issue_kind(info, where, "null"))
-            elif extra or info.json_kind == "object":
+                    found.append(_issue_kind(info, _where(child), "null"))
+            elif extra or kind == "object":
                 if not isinstance(item, dict):
-                    found.append(_issue_kind(info, where, "object"))
+                    found.append(_issue_kind(info, _where(child), "object"))
                 elif extra or info.children:
-                    _check_object(item, info.type if extra else str(info.children), where, found)
-            elif info.json_kind == "resource":
-                _check_resource(item, where, found)
+                    _check_object(item, info.type if extra else str(info.children), child, found)
+            elif kind == "resource":
+                _check_resource(item, child, found)
             else:
-                _check_primitive(info, item, where, found)
+                _check_primitive(info, item, child, found)
 
 
-def _check_resource(item: Any, where: str, found: list[Issue]) -> None:
+def _check_resource(item: Any, path: Any, found: list[Issue]) -> None:
     found_type = item.get("resourceType") if isinstance(item, dict) else None
     if found_type not in definitions.resource_types():
+        where = _where(path)
         found.append(issue("YL-0112", element=where, found=found_type, expression=[where]))
         return
-    _check_object(item, found_type, where, found)
+    _check_object(item, found_type, path, found)
 
 
 def _issue_kind(info: definitions.ElementInfo, where: str, kind: str) -> Issue:
@@ -161,14 +176,15 @@ def _issue_kind(info: definitions.ElementInfo, where: str, kind: str) -> Issue:
     return issue("YL-0108", element=where, type=info.type, expected=en, expected_zh=zh, expression=[where])
 
 
-def _check_primitive(info: definitions.ElementInfo, value: Any, where: str, found: list[Issue]) -> None:
+def _check_primitive(info: definitions.ElementInfo, value: Any, path: Any, found: list[Issue]) -> None:
     kind = info.json_kind
     ok = isinstance(value, _JSON_KINDS[kind]) and not (kind == "number" and isinstance(value, bool))
     if ok and kind == "number" and info.type != "decimal" and isinstance(value, float):
         ok = False
     if not ok:
-        found.append(_issue_kind(info, where, kind if kind != "number" or info.type == "decimal" else "integer"))
+        found.append(_issue_kind(info, _where(path), kind if kind != "number" or info.type == "decimal" else "integer"))
     elif kind == "xhtml":
+        where = _where(path)
         try:
             parse_narrative(value, where)
         except FhirFormatError as exc:

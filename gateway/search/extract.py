@@ -204,6 +204,8 @@ def extract(resource: dict[str, Any]) -> IndexRows:
     for param in params.values():
         if param.type == "composite":
             for branch in param.branches:
+                if branch.first is not None and branch.first not in resource:
+                    continue
                 for item in _safe_eval(branch.evaluate, resource):
                     grp += 1
                     for k, component in enumerate(param.components):
@@ -220,6 +222,8 @@ def extract(resource: dict[str, Any]) -> IndexRows:
                         )
             continue
         for branch in param.branches:
+            if branch.first is not None and branch.first not in resource:
+                continue  # most of a type's parameters read elements this resource does not have
             values = _safe_eval(branch.evaluate, resource)
             _rows_for(param, param.type, param.code, values, None, rows, branch.target_types)
     return rows

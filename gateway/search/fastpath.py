@@ -10,6 +10,7 @@ stays with fhirpathpy. A test checks both give the same values on every official
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -49,8 +50,12 @@ _PRIMITIVE_SUFFIX = {
 }
 
 
-def _children(nodes: list[Any], name: str) -> tuple[list[Any], list[tuple[str, Any]]]:
-    """Values of ``name`` under each node, plus the choice members (``valueQuantity``…) found."""
+def _children(nodes: list[Any], name: str, may_be_choice: bool) -> tuple[list[Any], list[tuple[str, Any]]]:
+    """Values of ``name`` under each node, plus the choice members (``valueQuantity``…) found.
+
+    Only a name that is a choice element somewhere in R5 (``value``, ``effective``…) is looked
+    for as a prefix of the node's keys: that scan was the largest cost of index extraction.
+    """
     out: list[Any] = []
     choices: list[tuple[str, Any]] = []
     for node in nodes:
@@ -60,6 +65,8 @@ def _children(nodes: list[Any], name: str) -> tuple[list[Any], list[tuple[str, A
             value = node[name]
             out.extend(value) if isinstance(value, list) else out.append(value)
             continue
+        if not may_be_choice:
+            continue
         for key, value in node.items():
             if key.startswith(name) and key[len(name) : len(name) + 1].isupper():
                 choices.append((key[len(name) :], value))
@@ -67,15 +74,20 @@ def _children(nodes: list[Any], name: str) -> tuple[list[Any], list[tuple[str, A
     return out, choices
 
 
+@functools.cache
+def _choice_names() -> frozenset[str]:
+    """Every name that is a choice element (``value[x]`` -> ``value``) in some R5 type."""
+    from gateway.fhir.definitions import choice_element_names
+
+    return choice_element_names()
+
+
 def _type_suffix(type_name: str) -> str:
     return _PRIMITIVE_SUFFIX.get(type_name, type_name[:1].upper() + type_name[1:])
 
 
-def compile_simple(expression: str, *, relative: bool = False) -> Callable[[Any], list[Any]] | None:
-    """An evaluator for ``expression`` if it is one of the simple forms, else ``None``.
-
-    ``relative`` expressions (composite components) start at an element, not at a type name.
-    """
+def _parse(expression: str, relative: bool) -> tuple[str | None, list[tuple[re.Match[str], str | None]]] | None:
+    """``(root type, [(step, as-type)])`` of a simple form, or None."""
     text = expression.strip()
     as_type = None
     match = _AS_RE.match(text)
@@ -97,36 +109,70 @@ def compile_simple(expression: str, *, relative: bool = False) -> Callable[[Any]
         return None
     root = None if relative else parts[0].group("name")
     steps = parts if relative else parts[1:]
+    steps_with_type: list[tuple[re.Match[str], str | None]] = [(s, None) for s in steps]
     if as_type is not None:
-        steps_with_type: list[tuple[re.Match[str], str | None]] = [(s, None) for s in steps]
-        steps_with_type[-1] = (steps[-1], as_type) if steps else (parts[0], as_type)
-    else:
-        steps_with_type = [(s, None) for s in steps]
+        steps_with_type[-1:] = [(steps[-1], as_type)] if steps else [(parts[0], as_type)]
     for s, _ in steps_with_type:
         if s.group("name") in ("where", "ofType", "extension", "first", "exists", "resolve"):
             return None
+    return root, steps_with_type
+
+
+def first_element(expression: str) -> str | None:
+    """The top-level element a simple, non-relative path reads first, when its absence alone
+    means the path has no value (so index extraction can skip the parameter): None for
+    choice elements (``value`` may be present as ``valueQuantity``) and other forms."""
+    parsed = _parse(expression, relative=False)
+    if parsed is None or not parsed[1]:
+        return None
+    name = parsed[1][0][0].group("name")
+    return name if name is not None and name not in _choice_names() else None
+
+
+def compile_simple(expression: str, *, relative: bool = False) -> Callable[[Any], list[Any]] | None:
+    """An evaluator for ``expression`` if it is one of the simple forms, else ``None``.
+
+    ``relative`` expressions (composite components) start at an element, not at a type name.
+    """
+    parsed = _parse(expression, relative)
+    if parsed is None:
+        return None
+    root, steps_with_type = parsed
+    # Each step decided once: ("name", name, as-type, may be a choice) / ("of", type) /
+    # ("ext", url) / ("where", field, literal).
+    plan: list[tuple[Any, ...]] = []
+    for step, want in steps_with_type:
+        if step.group("name") is not None:
+            plan.append(("name", step.group("name"), want, step.group("name") in _choice_names()))
+        elif step.group("of") is not None:
+            plan.append(("of", step.group("of_type")))
+        elif step.group("ext") is not None:
+            plan.append(("ext", step.group("url")))
+        else:
+            plan.append(("where", step.group("field"), step.group("literal")))
 
     def evaluate(resource: Any) -> list[Any]:
         if not isinstance(resource, dict) or (root is not None and resource.get("resourceType") != root):
             return []
         nodes: list[Any] = [resource]
         choices: list[tuple[str, Any]] = []
-        for step, want in steps_with_type:
-            if step.group("name") is not None:
-                nodes, choices = _children(nodes, step.group("name"))
-                if want is not None:
-                    nodes = _only_type(nodes, choices, want)
-            elif step.group("of") is not None:
-                nodes = _only_type(nodes, choices, step.group("of_type"))
+        for step in plan:
+            kind = step[0]
+            if kind == "name":
+                nodes, choices = _children(nodes, step[1], step[3])
+                if step[2] is not None:
+                    nodes = _only_type(nodes, choices, step[2])
+            elif kind == "of":
+                nodes = _only_type(nodes, choices, step[1])
                 choices = []
-            elif step.group("ext") is not None:
-                url = step.group("url")
+            elif kind == "ext":
+                url = step[1]
                 nodes = [
                     e for n in nodes if isinstance(n, dict) for e in n.get("extension") or () if e.get("url") == url
                 ]
                 choices = []
             else:
-                field, literal = step.group("field"), step.group("literal")
+                field, literal = step[1], step[2]
                 nodes = [n for n in nodes if isinstance(n, dict) and n.get(field) == literal]
                 choices = []
             if not nodes:

@@ -20,7 +20,7 @@ from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.models import models as fhirpath_models
 
 from gateway.fhir import definitions
-from gateway.search.fastpath import compile_simple
+from gateway.search.fastpath import compile_simple, first_element
 
 SUPPORTED_TYPES = ("token", "string", "date", "reference", "number", "quantity", "uri", "composite")
 # Parameters served from columns of the resource table, not from index tables.
@@ -38,6 +38,8 @@ class Branch:
 
     evaluate: Evaluator
     target_types: frozenset[str]
+    #: the top-level element the branch reads first, if its absence means no value (fastpath.first_element)
+    first: str | None = None
 
 
 @dataclass
@@ -140,7 +142,7 @@ def branches_for(expression: str, resource_type: str) -> list[Branch]:
             continue
         targets = frozenset(_RESOLVE_IS.findall(branch))
         branch = _RESOLVE_IS.sub("", branch)
-        out.append(Branch(_compile(branch), targets))
+        out.append(Branch(_compile(branch), targets, first_element(branch)))
     return out
 
 
