@@ -198,22 +198,26 @@ class V2Tree:
         self.used: set[tuple[int, int]] = set()
         self.group_bounds: list[tuple[int, int]] = []
         self.grouped: frozenset[str] = frozenset()
+        # (segment name, occurrence, group) -> segment index: a mapping reads the same few
+        # segments ~140 times per message.
+        self._located: dict[tuple[str, int, int | None], int | None] = {}
 
     # -- lookup
     def _segment(self, name: str, occ: int, ctx: V2Ctx) -> int | None:
-        found = self.positions.get(name)
-        if not found:
-            return None
+        key = (name, occ, ctx.group)
+        try:
+            return self._located[key]
+        except KeyError:
+            pass
+        found = self.positions.get(name) or []
         if ctx.group is not None and name in self.grouped:
             lo, hi = self.group_bounds[ctx.group]
             found = [i for i in found if lo <= i < hi]
-        return found[occ - 1] if len(found) >= occ else None
+        idx = self._located[key] = found[occ - 1] if len(found) >= occ else None
+        return idx
 
     def _field(self, path: V2Path, ctx: V2Ctx) -> tuple[int, int, Field] | None:
-        if path.seg is not None:
-            idx = self._segment(path.seg, path.occ or 1, ctx)
-        else:
-            idx = ctx.seg
+        idx = self._segment(path.seg, path.occ or 1, ctx) if path.seg is not None else ctx.seg
         if idx is None:
             return None
         fno = path.field if path.field is not None else ctx.field

@@ -115,6 +115,8 @@ def split_token(text: str) -> tuple[str | None, str | None]:
 
 
 def _split_unescaped(text: str, sep: str, maxsplit: int = -1) -> list[str]:
+    if "\\" not in text:  # nothing escaped: a plain split (every conditional create's token)
+        return text.split(sep, maxsplit)
     parts: list[str] = []
     current: list[str] = []
     i = 0

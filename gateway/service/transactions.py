@@ -259,16 +259,24 @@ def _entry_path(index: int, expression: str) -> str:
 
 
 def _walk_strings(node: Any, pick: Callable[[str], bool]) -> list[str]:
+    """``reference`` strings under ``node`` that ``pick`` accepts, in document order."""
     found: list[str] = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str) and pick(value):
-                found.append(value)
-            else:
-                found.extend(_walk_strings(value, pick))
-    elif isinstance(node, list):
-        for item in node:
-            found.extend(_walk_strings(item, pick))
+
+    def walk(item: Any) -> None:  # descends only into objects and arrays: scalars are most nodes
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(value, str):
+                    if key == "reference" and pick(value):
+                        found.append(value)
+                elif isinstance(value, dict | list):
+                    walk(value)
+        else:
+            for element in item:
+                if isinstance(element, dict | list):
+                    walk(element)
+
+    if isinstance(node, dict | list):
+        walk(node)
     return found
 
 

@@ -29,17 +29,26 @@ def _processors(table: Table, columns: Sequence[str], dialect: Dialect) -> tuple
     return tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns)
 
 
-def _bind(values: Sequence[Any], processors: tuple[Processor, ...]) -> tuple[Any, ...]:
-    return tuple(v if p is None or v is None else p(v) for v, p in zip(values, processors, strict=True))
-
-
 @dataclass(frozen=True)
 class Insert:
     sql: str
     processors: tuple[Processor, ...]
 
+    def __post_init__(self) -> None:
+        # Only the columns that have a processor are touched: an index row has ~9 values and
+        # usually one or none to convert (Decimal -> float on SQLite), under the write lock.
+        active = tuple((i, p) for i, p in enumerate(self.processors) if p is not None)
+        object.__setattr__(self, "_active", active)
+
     def params(self, values: Sequence[Any]) -> tuple[Any, ...]:
-        return _bind(values, self.processors)
+        active: tuple[tuple[int, Callable[[Any], Any]], ...] = self._active  # type: ignore[attr-defined]
+        if not active:
+            return tuple(values)
+        bound = list(values)
+        for i, process in active:
+            if bound[i] is not None:
+                bound[i] = process(bound[i])
+        return tuple(bound)
 
 
 def _insert(table: Table, columns: Sequence[str], dialect: str, marker: str, suffix: str = "") -> Insert:
@@ -68,9 +77,6 @@ class DriverSql:
         self.update_current = (
             f"UPDATE resources SET version = {m}, last_updated = {m}, deleted = {m}, body = {m} "
             f"WHERE {key} AND version = {m}"
-        )
-        self.update_processors = _processors(
-            resources, ("version", "last_updated", "deleted", "body"), _DIALECTS[dialect]
         )
         self.delete_index = tuple(f"DELETE FROM {table.name} WHERE {key}" for table in INDEX_TABLES.values())
         self.insert_index = {
