@@ -205,7 +205,13 @@ def _mount_optional() -> None:
     except ImportError:
         pass
     else:
+        from adapters.cli import convert
+
         app.add_typer(adapters_app, name="adapters", help="List, scaffold and run adapters.")
+        # The spellings of the adapter issue and of most docs: ``yaolian adapter new NAME`` and
+        # ``yaolian convert --adapter NAME FILE``, the same commands under a second name.
+        app.add_typer(adapters_app, name="adapter", hidden=True)
+        app.command("convert", help="Convert FILE with an adapter, store nothing (= adapters convert).")(convert)
     from conformance.cli import app as conformance_app
 
     app.add_typer(conformance_app, name="conformance", help="Run the vendor conformance kit against any FHIR server.")

@@ -50,3 +50,15 @@ def test_new_scaffolds_a_package_whose_test_passes(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert RUNNER.invoke(app, ["new", "his-json", "--dir", str(tmp_path)]).exit_code == 2
+
+
+def test_the_issue_spellings_reach_the_same_commands(tmp_path: Path) -> None:
+    """``yaolian convert --adapter NAME FILE`` and ``yaolian adapter new NAME`` (the top-level CLI)."""
+    from gateway.cli import app as yaolian
+
+    converted = RUNNER.invoke(yaolian, ["convert", "--adapter", "hl7v2", str(CASES / "rde-o11-new-amlodipine.hl7")])
+    assert converted.exit_code == 0, converted.output
+    assert json.loads(converted.stdout)["type"] == "transaction"
+    created = RUNNER.invoke(yaolian, ["adapter", "new", "his-csv", "--dir", str(tmp_path)])
+    assert created.exit_code == 0, created.output
+    assert (tmp_path / "yaolian-adapter-his-csv" / "pyproject.toml").is_file()
