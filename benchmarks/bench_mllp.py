@@ -88,15 +88,35 @@ async def drive(port: int, total: int, senders: int, run: str) -> tuple[float, l
     return time.perf_counter() - started, latencies, codes
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], workers: int = 1, seconds: float = 60) -> None:
+    """Until every worker listens: with SO_REUSEPORT each has a listening socket of its own,
+    and connections opened while only the first one listens all go to it for good (one run
+    measured one busy worker and one idle one that way)."""
     deadline = time.time() + seconds
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        if listeners(port) >= workers:
             return
         time.sleep(0.1)
-    raise SystemExit("gateway did not open its MLLP port")
+    raise SystemExit(f"gateway did not open its MLLP port in {workers} worker(s)")
+
+
+def listeners(port: int) -> int:
+    """Listening sockets on ``port`` (Linux ``/proc/net/tcp``); elsewhere, whether one answers."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not any(t.exists() for t in tables):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return 1 << 16
+        return 0
+    wanted = f":{port:04X}"
+    count = 0
+    for table in tables:
+        for line in table.read_text().splitlines()[1:] if table.exists() else ():
+            fields = line.split()
+            if fields[1].endswith(wanted) and fields[3] == "0A":  # local address, state LISTEN
+                count += 1
+    return count
 
 
 def serve(database: str, mllp_port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -142,7 +162,7 @@ def run_gateway(
     proc = serve(database, port, workers)
     spy = None
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, workers)
         asyncio.run(drive(port, min(100, total), senders, "W"))  # warm-up: imports, caches
         if py_spy:
             out = folder / "py-spy.txt"
