@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
             mllp = MllpServer(pipeline, base)
             await mllp.start(settings.host, settings.mllp_port)
         # What exists now (models, definitions, routes) lives as long as the process: frozen, the
-        # collector stops re-scanning it. Measured on the MLLP path: GC went from 6% to 1.5%.
+        # collector stops re-scanning it (the MLLP listener freezes again after its first group).
+        # In process on the MLLP path, with all of it frozen, GC went from 6% to 1.5% of the time.
         gc.freeze()
         yield
         if mllp is not None:

@@ -144,7 +144,7 @@ def _check_object(node: dict[str, Any], context: str, path: Any, found: list[Iss
         kind = info.json_kind
         listed = isinstance(value, list)
         for index, item in enumerate(value) if listed else ((None, value),):
-            # The common cases, checked inline: a string, or an object of a complex type.
+            # The most common case, checked inline: a string where a string belongs.
             if kind == "string" and not extra and isinstance(item, str):
                 continue
             child = (path, key, index)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -86,6 +87,7 @@ class MllpServer:
     async def _write_groups(self) -> None:
         queue = self._queue
         loop = asyncio.get_running_loop()
+        frozen = False
         while True:
             group = [await queue.get()]
             while len(group) < MAX_GROUP and not queue.empty():
@@ -98,6 +100,10 @@ class MllpServer:
             for (_, waiting), ack in zip(group, acks, strict=True):
                 if not waiting.done():
                     waiting.set_result(ack)
+            if not frozen:  # the first message loaded mappings, profiles and search parameters
+                gc.collect()
+                gc.freeze()  # long-lived from here on: the collector stops re-scanning them
+                frozen = True
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer: Any = writer.get_extra_info("peername")

@@ -10,10 +10,11 @@ stays with fhirpathpy. A test checks both give the same values on every official
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from typing import Any
+
+from gateway.fhir.definitions import choice_element_names
 
 Step = Callable[[list[Any]], list[Any]]
 
@@ -74,14 +75,6 @@ def _children(nodes: list[Any], name: str, may_be_choice: bool) -> tuple[list[An
     return out, choices
 
 
-@functools.cache
-def _choice_names() -> frozenset[str]:
-    """Every name that is a choice element (``value[x]`` -> ``value``) in some R5 type."""
-    from gateway.fhir.definitions import choice_element_names
-
-    return choice_element_names()
-
-
 def _type_suffix(type_name: str) -> str:
     return _PRIMITIVE_SUFFIX.get(type_name, type_name[:1].upper() + type_name[1:])
 
@@ -126,7 +119,7 @@ def first_element(expression: str) -> str | None:
     if parsed is None or not parsed[1]:
         return None
     name = parsed[1][0][0].group("name")
-    return name if name is not None and name not in _choice_names() else None
+    return name if name is not None and name not in choice_element_names() else None
 
 
 def compile_simple(expression: str, *, relative: bool = False) -> Callable[[Any], list[Any]] | None:
@@ -143,7 +136,7 @@ def compile_simple(expression: str, *, relative: bool = False) -> Callable[[Any]
     plan: list[tuple[Any, ...]] = []
     for step, want in steps_with_type:
         if step.group("name") is not None:
-            plan.append(("name", step.group("name"), want, step.group("name") in _choice_names()))
+            plan.append(("name", step.group("name"), want, step.group("name") in choice_element_names()))
         elif step.group("of") is not None:
             plan.append(("of", step.group("of_type")))
         elif step.group("ext") is not None:

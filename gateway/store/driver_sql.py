@@ -32,20 +32,15 @@ def _processors(table: Table, columns: Sequence[str], dialect: Dialect) -> tuple
 @dataclass(frozen=True)
 class Insert:
     sql: str
-    processors: tuple[Processor, ...]
-
-    def __post_init__(self) -> None:
-        # Only the columns that have a processor are touched: an index row has ~9 values and
-        # usually one or none to convert (Decimal -> float on SQLite), under the write lock.
-        active = tuple((i, p) for i, p in enumerate(self.processors) if p is not None)
-        object.__setattr__(self, "_active", active)
+    #: (position, processor) of the columns that have one: an index row has ~9 values and
+    #: usually one or none to convert (Decimal -> float on SQLite), bound under the write lock.
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
 
     def params(self, values: Sequence[Any]) -> tuple[Any, ...]:
-        active: tuple[tuple[int, Callable[[Any], Any]], ...] = self._active  # type: ignore[attr-defined]
-        if not active:
+        if not self.processors:
             return tuple(values)
         bound = list(values)
-        for i, process in active:
+        for i, process in self.processors:
             if bound[i] is not None:
                 bound[i] = process(bound[i])
         return tuple(bound)
@@ -53,7 +48,8 @@ class Insert:
 
 def _insert(table: Table, columns: Sequence[str], dialect: str, marker: str, suffix: str = "") -> Insert:
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))}){suffix}"
-    return Insert(sql, _processors(table, columns, _DIALECTS[dialect]))
+    processors = _processors(table, columns, _DIALECTS[dialect])
+    return Insert(sql, tuple((i, p) for i, p in enumerate(processors) if p is not None))
 
 
 RESOURCE_COLUMNS = ("res_type", "res_id", "version", "last_updated", "deleted", "body")

@@ -11,7 +11,7 @@ import pytest
 from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.models import models
 
-from gateway.search.fastpath import compile_simple
+from gateway.search.fastpath import compile_simple, first_element
 from gateway.search.parameters import _RESOLVE_IS, _strip_parens, all_definitions, split_union
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +55,34 @@ def test_same_values_as_fhirpathpy(path: Path) -> None:
         assert _normalise(fast(resource)) == _normalise(expected), branch
         compared += 1
     assert compared > 0
+
+
+def _skippable(resource: dict[str, Any]) -> list[str]:
+    """The branches index extraction skips for ``resource`` without evaluating them."""
+    return [
+        branch
+        for branch in _branches(resource["resourceType"])
+        if (first := first_element(branch)) is not None and first not in resource
+    ]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_a_branch_whose_first_element_is_absent_has_no_value(path: Path) -> None:
+    """Index extraction skips such branches; fhirpathpy must find no value for them either."""
+    resource = json.loads(path.read_text())
+    for branch in _skippable(resource):
+        assert fhirpath_compile(branch, models["r5"])(resource) == [], branch
+
+
+def test_most_examples_have_branches_to_skip() -> None:
+    skipping = [path for path in EXAMPLES if _skippable(json.loads(path.read_text()))]
+    assert len(skipping) > len(EXAMPLES) // 2
+
+
+def test_first_element_is_only_given_where_absence_is_conclusive() -> None:
+    assert first_element("MedicationRequest.dispenseRequest.quantity") == "dispenseRequest"
+    assert first_element("Observation.value.ofType(Quantity)") is None  # present as valueQuantity
+    assert first_element("Patient.name.first()") is None  # not a simple form
 
 
 @pytest.mark.parametrize(
