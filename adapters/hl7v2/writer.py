@@ -1,4 +1,4 @@
-"""Write-back: FHIR MedicationRequest (alone or in a Bundle) -> HL7 v2.5 RDE^O11, UTF-8.
+"""Write-back: FHIR MedicationRequests (one, or the orders of a Bundle) -> HL7 v2.5 RDE^O11, UTF-8.
 
 The content comes from the mapping itself, read backwards (``adapters/mapping/reverse.py``):
 every rule that can be inverted says which field, repeat and component a FHIR value goes to,
@@ -18,10 +18,10 @@ from typing import Any
 from adapters.errors import WriteBackError
 from adapters.hl7v2.tree import V2Path, V2PathSyntax
 from adapters.mapping.engine import Mapping
-from adapters.mapping.reverse import Address, Reversal, reverse
+from adapters.mapping.reverse import Address, Reversal, reverse_orders
 from adapters.mapping.transforms import CST
 
-__all__ = ["Prescription", "V2Layout", "prescription", "render_rde_o11", "write_rde_o11"]
+__all__ = ["Order", "Prescription", "V2Layout", "prescription", "render_rde_o11", "write_rde_o11"]
 
 _SID = "http://yaolian.org/fhir/sid/"
 _EXTENDED = "http://yaolian.org/fhir/StructureDefinition/yl-extended-prescription"
@@ -147,14 +147,21 @@ def _segments(assignments: dict[Address, str]) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Prescription:
-    """A MedicationRequest with a way to reach what it references, and who it is addressed to."""
+class Order:
+    """One MedicationRequest (one ORC group) and how to reach what it references."""
 
     request: dict[str, Any]
     resolve: Callable[[Any], dict[str, Any] | None]
-    owner: str  # the member whose order it is (its placer-order numbering, its local codes)
-    dispensing: str  # the member that must dispense it: of a 延伸处方, else the owner
-    placer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prescription:
+    """The orders of one message, and who it is addressed to."""
+
+    orders: list[Order]  # one ORC group each, in the order given
+    owner: str  # the member whose orders they are (its placer-order numbering, its local codes)
+    dispensing: str  # the member that must dispense them: of a 延伸处方, else the owner
+    placer: str  # the first order's placer number: names the message (MSH-10)
 
 
 def _index(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -169,19 +176,33 @@ def _index(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def prescription(resource: dict[str, Any]) -> Prescription:
+    """A MedicationRequest, or every MedicationRequest of a Bundle (the orders of one 处方, for
+    one patient and one dispensing member), with the Bundle's other resources to resolve."""
     if resource.get("resourceType") == "Bundle":
         index = _index(resource)
-        requests = [r for r in index.values() if r.get("resourceType") == "MedicationRequest"]
+        requests = list({id(r): r for r in index.values() if r.get("resourceType") == "MedicationRequest"}.values())
         if not requests:
             raise WriteBackError("the Bundle holds no MedicationRequest", message_zh="Bundle 中没有处方")
-        request = requests[0]
     elif resource.get("resourceType") == "MedicationRequest":
-        index, request = {}, resource
+        index, requests = {}, [resource]
     else:
         raise WriteBackError(
             f"RDE^O11 is written from a MedicationRequest, not {resource.get('resourceType')!r}",
             message_zh="RDE^O11 只能由 MedicationRequest 生成",
         )
+    orders = [_order(request, index) for request in requests]
+    addressed = [_addressed(order.request) for order in orders]
+    subjects = {str((order.request.get("subject") or {}).get("reference", "")) for order in orders}
+    if len(subjects) > 1 or len({(owner, dispensing) for owner, dispensing, _ in addressed}) > 1:
+        raise WriteBackError(
+            "the orders of one RDE^O11 must share patient, prescribing member and dispensing member",
+            message_zh="同一 RDE^O11 中的医嘱须为同一患者、同一开方机构和同一发药机构",
+        )
+    owner, dispensing, placer = addressed[0]
+    return Prescription(orders, owner, dispensing, placer or str(orders[0].request.get("id", "")))
+
+
+def _order(request: dict[str, Any], index: dict[str, dict[str, Any]]) -> Order:
     contained = {f"#{c.get('id')}": c for c in request.get("contained", []) if isinstance(c, dict)}
     medication = request.get("medication") or {}
     if medication.get("concept") and not medication.get("reference"):
@@ -193,6 +214,11 @@ def prescription(resource: dict[str, Any]) -> Prescription:
         target = ref.get("reference", "") if isinstance(ref, dict) else ""
         return contained.get(target) or index.get(target)
 
+    return Order(request, resolve)
+
+
+def _addressed(request: dict[str, Any]) -> tuple[str, str, str]:
+    """(owner, dispensing member, placer number) of one order."""
     owner, placer = "", ""
     for ident in request.get("identifier", []):
         system = str(ident.get("system", ""))
@@ -204,7 +230,7 @@ def prescription(resource: dict[str, Any]) -> Prescription:
             for part in ext.get("extension", []):
                 if part.get("url") == "dispensingMember":
                     dispensing = str(((part.get("valueReference") or {}).get("identifier") or {}).get("value", ""))
-    return Prescription(request, resolve, owner, dispensing or owner, placer or str(request.get("id", "")))
+    return owner, dispensing or owner, placer
 
 
 def write_rde_o11(
@@ -233,7 +259,7 @@ def write_rde_o11(
     for fno, value in msh.items():
         for comp, part in enumerate(value.split("^"), 1):
             fixed[(None, "MSH", 1, fno, 1, comp, 1)] = part
-    reversal = reverse(mapping, rx.request, rx.resolve, layout, fixed)
+    reversal = reverse_orders(mapping, [(o.request, o.resolve) for o in rx.orders], layout, fixed)
     head = "|".join(
         ["MSH", "^~\\&"] + ["^".join(_esc(p) for p in msh.get(f, "").split("^")) for f in range(3, max(msh) + 1)]
     )

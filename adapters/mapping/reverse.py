@@ -26,7 +26,7 @@ why), so nothing is dropped without a word.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -43,7 +43,7 @@ from adapters.mapping.engine import (
     walk_values,
 )
 
-__all__ = ["Address", "Reversal", "Skipped", "SourceLayout", "reverse", "reverse_report"]
+__all__ = ["Address", "Reversal", "Skipped", "SourceLayout", "reverse", "reverse_orders", "reverse_report"]
 
 #: A concrete place in the source format. Tuples; a shorter tuple names a container of the
 #: longer ones (HL7 v2: ``(group, segment, occurrence)`` holds ``(…, field, repeat, comp, sub)``).
@@ -134,13 +134,28 @@ def reverse(
     """Assignments that the forward run of ``mapping`` reads back as ``root`` and the resources
     it references. ``resolve`` turns a Reference into a resource; ``fixed`` are assignments the
     caller makes itself (the envelope: HL7 MSH), read by rules but never overwritten."""
-    run = _Back(mapping, resolve, layout, fixed or {})
-    run.bind(root)
-    for spec in mapping.resources:
-        resource = run.bound.get(spec.name)
-        if resource is not None:
-            run.resource(spec, resource)
-    run.reverse_only()
+    return reverse_orders(mapping, [(root, resolve)], layout, fixed)
+
+
+def reverse_orders(
+    mapping: Mapping,
+    orders: Sequence[tuple[dict[str, Any], Resolver]],
+    layout: SourceLayout,
+    fixed: dict[Address, str] | None = None,
+) -> Reversal:
+    """:func:`reverse` for several roots in one message: root ``i`` (with its own resolver, as
+    contained resources are its own) fills the ``i``-th group of the mapping's ``foreach``
+    parts (HL7 v2: the i-th ORC group). The parts outside any group (HL7 v2: PID, PV1) are
+    written from the first root only; the caller makes sure the roots share them."""
+    run = _Back(mapping, layout, fixed or {})
+    for group, (root, resolve) in enumerate(orders):
+        run.resolve, run.bound = resolve, {}
+        run.bind(root)
+        for spec in mapping.resources:
+            resource = run.bound.get(spec.name)
+            if resource is not None and (spec.foreach is not None or group == 0):
+                run.resource(spec, resource, group)
+    run.reverse_only(len(orders))
     assignments = {k: v for k, v in run.state.items() if k not in run.fixed}
     for address in run.present:
         assignments.setdefault(address, "")
@@ -158,9 +173,9 @@ class _Reader:
 
 
 class _Back:
-    def __init__(self, mapping: Mapping, resolve: Resolver, layout: SourceLayout, fixed: dict[Address, str]) -> None:
+    def __init__(self, mapping: Mapping, layout: SourceLayout, fixed: dict[Address, str]) -> None:
         self.mapping = mapping
-        self.resolve = resolve
+        self.resolve: Resolver = lambda _ref: None  # the current root's (reverse_orders sets it)
         self.layout = layout
         self.fixed = set(fixed)
         self.state: dict[Address, str] = dict(fixed)
@@ -229,22 +244,25 @@ class _Back:
                             changed = True
                             break
 
-    def resource(self, spec: ResourceSpec, resource: dict[str, Any]) -> None:
-        ctx = self.layout.group(spec.foreach, 0) if spec.foreach is not None else self.layout.root
+    def resource(self, spec: ResourceSpec, resource: dict[str, Any], group: int) -> None:
+        ctx = self.layout.group(spec.foreach, group) if spec.foreach is not None else self.layout.root
         self.claimed = set()  # two names may read one resource (attending and orderer)
         fired, _ = self.children(spec.rules, ctx, resource)
         if fired:
             self.settle(spec.when, ctx, force=True)
 
-    def reverse_only(self) -> None:
-        ctx = self.layout.group(_first_foreach(self.mapping), 0) if _first_foreach(self.mapping) else self.layout.root
+    def reverse_only(self, groups: int) -> None:
+        """Each ``reverse_only`` field once outside the groups, or once in every group."""
+        foreach = _first_foreach(self.mapping)
+        in_groups = [self.layout.group(foreach, g) for g in range(groups)] if foreach is not None else []
         for path, value, when in self.mapping.reverse_only.values():
-            for context in (self.layout.root, ctx):
-                if self.layout.address(path, context) is None:
-                    continue
+            if self.layout.address(path, self.layout.root) is not None:
+                contexts = [self.layout.root]
+            else:
+                contexts = [c for c in in_groups if self.layout.address(path, c) is not None]
+            for context in contexts:
                 if not when or self.settle(when, context, force=False):
                     self.put(path, context, self.render(value, context))
-                break
 
     # -- rules
     def children(self, rules: list[Rule], ctx: Any, obj: dict[str, Any]) -> tuple[bool, bool]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from adapters.errors import WriteBackError
 from adapters.hl7v2 import HL7v2Adapter
 from adapters.hl7v2.tree import V2PathSyntax
 from adapters.hl7v2.writer import V2Layout, prescription, write_rde_o11
@@ -16,7 +17,7 @@ from adapters.mapping.reverse import reverse, reverse_report
 
 CASES = Path(__file__).resolve().parent.parent / "golden" / "hl7v2" / "RDE_O11"
 ADAPTER = HL7v2Adapter()
-STANDARD = ["complete-extended-longterm", "escapes", "v251-discontinue", "v251-hold"]
+STANDARD = ["complete-extended-longterm", "escapes", "v251-discontinue", "v251-hold", "v23-standard-two-orders-prn"]
 WINNING = ["rde-o11-new-amlodipine", "rde-o11-new-metformin-longterm", "rde-o11-cancel", "gb18030-amlodipine"]
 
 
@@ -89,6 +90,22 @@ def test_a_lone_request_for_another_member_uses_that_members_mapping() -> None:
     assert ADAPTER.mapping_for_member("XHCWS").name == "hl7v2/rde_o11"
     base, _ = write_rde_o11(rx, ADAPTER.mapping_for_member("XHCWS"))
     assert _segments(base)["RXE"][10:13] == ["4", "BX^盒", "0"]
+
+
+def test_every_order_of_a_bundle_gets_its_own_orc_group() -> None:
+    bundle = ADAPTER.to_fhir((CASES / "v23-standard-two-orders-prn.hl7").read_bytes()).bundle
+    message, _ = ADAPTER.write_back(bundle)
+    lines = message.decode("utf-8").strip("\r").split("\r")
+    assert [line[:3] for line in lines] == ["MSH", "PID", "ORC", "RXE", "TQ1", "RXR", "ORC", "RXE", "TQ1", "RXR"]
+    assert [line.split("|")[2] for line in lines if line.startswith("ORC")] == ["RX9001^XHZXWSY", "RX9002^XHZXWSY"]
+
+
+def test_orders_of_two_patients_are_not_written_into_one_message() -> None:
+    bundle = ADAPTER.to_fhir((CASES / "v23-standard-two-orders-prn.hl7").read_bytes()).bundle
+    requests = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationRequest"]
+    requests[1]["subject"] = {"reference": "Patient/someone-else"}
+    with pytest.raises(WriteBackError, match="share patient"):
+        prescription(bundle)
 
 
 def test_skipped_rules_are_reported() -> None:

@@ -63,3 +63,22 @@ def test_writeback_of_an_unknown_or_wrong_resource(gateway: Gateway) -> None:
     assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
     wrong = gateway.http.get("/fhir/Patient/nope/$hl7v2")
     assert wrong.status_code in (400, 404) and wrong.json()["resourceType"] == "OperationOutcome"
+
+
+def test_scope_prescription_writes_every_order_of_the_prescription(gateway: Gateway) -> None:
+    two_orders = (GOLDEN / "RDE_O11" / "v23-standard-two-orders-prn.hl7").read_bytes()
+    assert ack_fields(gateway.send(two_orders))["MSA"][0][1] == "AA"
+    second = _request(gateway, "RX9002")
+
+    alone = ack_fields(gateway.http.get(f"/fhir/MedicationRequest/{second['id']}/$hl7v2").content)
+    assert [orc[2] for orc in alone["ORC"]] == ["RX9002^XHZXWSY"]
+
+    response = gateway.http.get(f"/fhir/MedicationRequest/{second['id']}/$hl7v2", params={"scope": "prescription"})
+    assert response.status_code == 200, response.text
+    whole = ack_fields(response.content)
+    assert [orc[2] for orc in whole["ORC"]] == ["RX9001^XHZXWSY", "RX9002^XHZXWSY"]  # by placer number
+    assert [orc[4] for orc in whole["ORC"]] == ["G9001", "G9001"]
+    assert len(whole["RXE"]) == 2 and len(whole["PID"]) == 1
+
+    bad = gateway.http.get(f"/fhir/MedicationRequest/{second['id']}/$hl7v2", params={"scope": "all"})
+    assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"

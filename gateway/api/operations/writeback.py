@@ -1,10 +1,13 @@
-"""``GET /fhir/MedicationRequest/{id}/$hl7v2``: write-back of an approved or extended
-prescription as HL7 v2.5 RDE^O11 for the member HIS that must dispense it.
+"""``GET /fhir/MedicationRequest/{id}/$hl7v2[?scope=order|prescription]``: write-back of an
+approved or extended prescription as HL7 v2.5 RDE^O11 for the member HIS that must dispense it.
 
-The prescription's Patient, Medication, Practitioner and Encounter are read from the store and
-handed to the HL7 v2 adapter's ``from_fhir`` in one collection Bundle; the adapter places them
-at the positions its own mapping reads, so the message converts back to the same prescription.
-MSH-6 (receiving facility) is the dispensing member of a 延伸处方, else the prescribing member.
+``scope=order`` (the default) writes this one MedicationRequest; ``scope=prescription`` writes
+every MedicationRequest of its 处方 (same ``groupIdentifier`` and patient), one ORC group each,
+ordered by placer number. Their Patient, Medications, Practitioners and Encounter are read from
+the store and handed to the HL7 v2 adapter's ``from_fhir`` in one collection Bundle; the adapter
+places them at the positions its own mapping reads, so the message converts back to the same
+prescription. MSH-6 (receiving facility) is the dispensing member of a 延伸处方, else the
+prescribing member.
 """
 
 from __future__ import annotations
@@ -33,26 +36,51 @@ def _reference(resource: dict[str, Any], path: tuple[str, ...]) -> str | None:
     return target if isinstance(target, str) and target.count("/") == 1 else None
 
 
-def prescription_bundle(svc: FhirService, resource_id: str, ctx: RequestContext) -> dict[str, Any]:
-    """The MedicationRequest and the resources it references, as a collection Bundle."""
+def prescription_bundle(
+    svc: FhirService, resource_id: str, ctx: RequestContext, scope: str = "order"
+) -> dict[str, Any]:
+    """The MedicationRequest (with ``scope=prescription``, every one of its 处方) and the
+    resources they reference, as a collection Bundle."""
     stored = svc.read("MedicationRequest", resource_id, ctx)
     request = orjson.loads(stored.body or b"{}")
-    entries = [{"fullUrl": f"MedicationRequest/{resource_id}", "resource": request}]
-    for path in _REFERENCES:
-        target = _reference(request, path)
-        if target is None:
-            continue
-        rtype, rid = target.split("/")
-        found = svc.store.read(rtype, rid)
-        if found is not None and not found.deleted and found.body:
-            entries.append({"fullUrl": target, "resource": orjson.loads(found.body)})
+    requests = {resource_id: request}
+    group = request.get("groupIdentifier") or {}
+    subject = (request.get("subject") or {}).get("reference")
+    if scope == "prescription" and group.get("value"):
+        token = f"{group.get('system', '')}|{group['value']}"
+        query = svc.parse_query("MedicationRequest", [("group-identifier", token), ("_count", "100")], ctx)
+        ids = svc.store.search(query, count=100, offset=0, total=False).ids
+        for found in svc.store.read_many([("MedicationRequest", i) for i in ids]):
+            other = orjson.loads(found.body or b"{}")
+            if not found.deleted and (other.get("subject") or {}).get("reference") == subject:
+                requests[found.res_id] = other
+    entries = [
+        {"fullUrl": f"MedicationRequest/{rid}", "resource": resource}
+        for rid, resource in sorted(requests.items(), key=lambda item: (_placer(item[1]), item[0]))
+    ]
+    seen: set[str] = set()
+    for resource in requests.values():
+        for path in _REFERENCES:
+            target = _reference(resource, path)
+            if target is None or target in seen:
+                continue
+            seen.add(target)
+            rtype, rid = target.split("/")
+            referenced = svc.store.read(rtype, rid)
+            if referenced is not None and not referenced.deleted and referenced.body:
+                entries.append({"fullUrl": target, "resource": orjson.loads(referenced.body)})
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
-def render(svc: FhirService, resource_id: str, ctx: RequestContext) -> bytes:
+def _placer(request: dict[str, Any]) -> str:
+    numbers = [i for i in request.get("identifier", []) if str(i.get("system", "")).endswith("/placer-order")]
+    return str(numbers[0].get("value", "")) if numbers else ""
+
+
+def render(svc: FhirService, resource_id: str, ctx: RequestContext, scope: str = "order") -> bytes:
     from adapters.errors import WriteBackError
 
-    bundle = prescription_bundle(svc, resource_id, ctx)
+    bundle = prescription_bundle(svc, resource_id, ctx, scope)
     try:
         return bytes(get_adapter("hl7v2").from_fhir(bundle))
     except WriteBackError as exc:
@@ -67,5 +95,8 @@ async def hl7v2(request: Request) -> Response:
     ctx = context(request, "operation", rtype)
     if rtype != "MedicationRequest" or not rid:
         raise BadRequest("YL-0404", name="$hl7v2", value=str(rtype), reason="only MedicationRequest/{id}/$hl7v2")
-    message = await in_thread(render, service(request), rid, ctx)
+    scope = request.query_params.get("scope", "order")
+    if scope not in ("order", "prescription"):
+        raise BadRequest("YL-0404", name="scope", value=scope, reason="scope is order (default) or prescription")
+    message = await in_thread(render, service(request), rid, ctx, scope)
     return Response(message, media_type=MEDIA_TYPE)
