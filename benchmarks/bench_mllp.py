@@ -12,8 +12,10 @@ its search index and ACKed - durable before acknowledged. Printed: messages/s, p
 latency, AA count.
 
 ``--profile`` also runs the same messages in-process through ``MllpServer.handle_group`` in
-groups of ``--senders`` (the listener's code path without the socket: one commit per group)
-under cProfile and sums the time by stage:
+groups of ``--senders`` (the listener's code path without the socket: one commit per group):
+first each phase alone with plain timers (split, convert, validation / index extraction /
+JSON-form check of the written resources, prepare = convert + stage, store_group under the
+write lock), then all of it under cProfile, with the time summed by stage:
 HL7 parse, mapping, validation, search index, SQL, fsync/commit, JSON. ``--py-spy`` records
 the server subprocess with py-spy instead (all threads; needs ptrace permission).
 
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -37,8 +40,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = (ROOT / "tests" / "golden" / "hl7v2" / "RDE_O11" / "complete-extended-longterm.hl7").read_bytes()
@@ -250,6 +254,7 @@ def in_process_profile(total: int, group: int) -> None:
         server.handle_group(messages[start : start + group])
     elapsed = time.perf_counter() - started
     print(f"in-process, one thread, no socket, groups of {group}: {total / elapsed:8.1f} messages/s")
+    phase_table(app, server, total, group)
     messages = [message(n, "Q") for n in range(total)]
     profiler = cProfile.Profile()
     profiler.enable()
@@ -265,6 +270,51 @@ def in_process_profile(total: int, group: int) -> None:
     pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
     print("\n".join(line for line in text.getvalue().splitlines()[6:40] if line.strip()))
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def phase_table(app: Any, server: Any, total: int, group: int) -> None:
+    """Wall time per message of each phase of the listener's path, run one phase at a time on
+    fresh messages with the collector off (cProfile's per-call overhead skews its shares
+    toward code that makes many small calls; these are the plain figures)."""
+    from adapters.hl7v2 import tree
+    from gateway.fhir.structure import json_form_issues
+    from gateway.ingest.pipeline import get_adapter
+    from gateway.search.extract import extract
+
+    adapter, validator = get_adapter("hl7v2"), app.state.profile_validator
+    raws = [message(n, "T") for n in range(total)]
+    rows: list[tuple[str, float]] = []
+
+    def timed(label: str, run: Callable[[], object], per: int) -> None:
+        gc.collect()
+        gc.disable()
+        started = time.perf_counter()
+        run()
+        rows.append((label, (time.perf_counter() - started) / per * 1e6))
+        gc.enable()
+
+    timed("split into the neutral tree", lambda: [tree.parse(r) for r in raws], total)
+    bundles = [adapter.to_fhir(r).bundle for r in raws]
+    timed("convert (split + mapping)", lambda: [adapter.to_fhir(r) for r in raws], total)
+    written = [
+        e["resource"]
+        for b in bundles
+        for e in b["entry"]
+        if e["request"]["method"] == "PUT" and e["resource"]["resourceType"] != "Patient"
+    ]
+    timed("  validation of the written resources", lambda: [validator(r) for r in written], total)
+    timed("  index extraction of them", lambda: [extract(r) for r in written], total)
+    timed("  JSON-form check of them", lambda: [json_form_issues(r) for r in written], total)
+    prepared: list[Any] = []
+    timed("prepare (convert + stage)", lambda: prepared.extend(server.prepare(r) for r in raws), total)
+    timed(
+        "store_group, under the write lock",
+        lambda: [server.store_group(prepared[i : i + group]) for i in range(0, total, group)],
+        total,
+    )
+    print(f"  phases, µs per message ({len(written) / total:.0f} resources written per message):")
+    for label, micros in rows:
+        print(f"    {label:<40} {micros:8.0f}")
 
 
 def main() -> None:
