@@ -82,3 +82,38 @@ def test_scope_prescription_writes_every_order_of_the_prescription(gateway: Gate
 
     bad = gateway.http.get(f"/fhir/MedicationRequest/{second['id']}/$hl7v2", params={"scope": "all"})
     assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_dispense_elsewhere_points_at_the_prescribing_members_order(gateway: Gateway) -> None:
+    """The 延伸处方 loop: XHZXWSY prescribes, XHCWS receives the RDE^O11 Yaolian writes (ORC-2 =
+    placer number ^ owner) and dispenses; its RDS^O13 echoes ORC-2, and the dispense's
+    authorizingPrescription names the county hospital's order, not the sender's."""
+    extended = COMPLETE.replace(b"|GH0010|", b"|GH0011|").replace(b"RX9101^", b"RX9111^")
+    assert ack_fields(gateway.send(extended))["MSA"][0][1] == "AA"
+    written = ack_fields(gateway.http.get(f"/fhir/MedicationRequest/{_placed(gateway, 'RX9111')}/$hl7v2").content)
+    assert written["ORC"][0][2] == "RX9111^XHZXWSY"
+    dispensed = "\r".join(
+        [
+            "MSH|^~\\&|GENERIC_HIS|XHCWS|YAOLIAN|ALLIANCE|20251108093000||RDS^O13^RDS_O13|XC0001|P|2.5|||AL|NE|CHN|"
+            "UNICODE UTF-8",
+            "PID|1||140423195811022124^^^CHN^NNCHN||赵^秀兰||19581102|F",
+            "ORC|RE|RX9111^XHZXWSY||G9101|||||20251108093000",
+            "RXD|1|XA10BAE054A001010102770^盐酸二甲双胍缓释片^NHSA|20251108093000|56|TAB^片^L",
+            "RXR|PO^口服^HL70162",
+        ]
+    ).encode()
+    assert ack_fields(gateway.send(dispensed))["MSA"][0][1] == "AA"
+    found = gateway.http.get(
+        "/fhir/MedicationDispense",
+        params={"prescription:identifier": "http://yaolian.org/fhir/sid/XHZXWSY/placer-order|RX9111"},
+    ).json()
+    (entry,) = found["entry"]
+    assert entry["resource"]["identifier"][0]["system"] == "http://yaolian.org/fhir/sid/XHCWS/dispense"
+
+
+def _placed(gateway: Gateway, placer: str) -> str:
+    found = gateway.http.get(
+        "/fhir/MedicationRequest", params={"identifier": f"http://yaolian.org/fhir/sid/XHZXWSY/placer-order|{placer}"}
+    ).json()
+    (entry,) = found["entry"]
+    return str(entry["resource"]["id"])
