@@ -116,3 +116,18 @@ def sql_store(database_url: str) -> Iterator[Any]:
     opened.create_schema()
     yield opened
     opened.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _yaolian_environment_restored() -> Iterator[None]:
+    """CLI commands write their options to ``YAOLIAN_*`` variables (so worker processes see
+    them); a test that runs one must not hand its database to the tests after it."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("YAOLIAN_")}
+    yield
+    if saved != {k: v for k, v in os.environ.items() if k.startswith("YAOLIAN_")}:
+        for key in [k for k in os.environ if k.startswith("YAOLIAN_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+        from gateway.settings import get_settings
+
+        get_settings.cache_clear()
