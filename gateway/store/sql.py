@@ -63,6 +63,16 @@ _READ_CURRENT = select(*_COLUMNS).where(
 )
 
 
+#: A read to ask again under the write lock (see :meth:`SqlTransaction.answers`).
+Question = tuple[Any, ...]
+
+
+def _decode(question: Question, rows: list[Any]) -> Any:
+    if question[0] == "current":
+        return _row(rows[0]) if rows else None
+    return [r[0] for r in rows]
+
+
 def _row(row: Any, method: str = "") -> StoredResource:
     body = row[5]
     return StoredResource(
@@ -95,6 +105,40 @@ class SqlTransaction:
         cursor.execute(self.sql.current if for_update else self.sql.read, (res_type, res_id))
         row = cursor.fetchone()
         return _row(row) if row else None
+
+    def answers(self, questions: Sequence[Question]) -> list[Any]:
+        """The reads ``questions`` name, asked again in order: ``("current", type, id,
+        for_update)`` -> StoredResource or None, ``("match", type, param, system, code, limit)``
+        -> ids, ``("search", query, limit)`` -> ids. On PostgreSQL they go in one pipeline, one
+        round trip instead of one each (~104 µs apiece here; a staged message has ~10)."""
+        if self.store.dialect != "postgresql" or any(q[0] == "search" for q in questions):
+            return [self._ask(q) for q in questions]
+        connection = self.cursor.connection
+        cursors = []
+        with connection.pipeline():
+            for question in questions:
+                cursor = connection.cursor()
+                cursor.execute(*self._statement(question))
+                cursors.append(cursor)
+        found = []
+        for question, cursor in zip(questions, cursors, strict=True):
+            found.append(_decode(question, cursor.fetchall()))
+            cursor.close()
+        return found
+
+    def _ask(self, question: Question) -> Any:
+        if question[0] == "search":
+            return self.search_ids(question[1], question[2])
+        cursor = self.cursor
+        cursor.execute(*self._statement(question))
+        return _decode(question, cursor.fetchall())
+
+    def _statement(self, question: Question) -> tuple[str, tuple[Any, ...]]:
+        if question[0] == "current":
+            _, res_type, res_id, for_update = question
+            return (self.sql.current if for_update else self.sql.read), (res_type, res_id)
+        _, res_type, param, system, code, limit = question
+        return self.sql.match_token, (res_type, self.sql.boolean(False), res_type, param, system, code, limit)
 
     def put(self, stored: StoredResource, index: IndexRows | None, *, expected_version: int | None) -> None:
         """Write one version: body, history, index rows and outbox event, in this transaction.
@@ -156,9 +200,7 @@ class SqlTransaction:
 
     def match_token(self, res_type: str, param: str, system: str, code: str, *, limit: int) -> list[str]:
         """Ids of current resources with ``param=system|code`` (conditional create/update)."""
-        cursor = self.cursor
-        cursor.execute(self.sql.match_token, (res_type, self.sql.boolean(False), res_type, param, system, code, limit))
-        return [r[0] for r in cursor.fetchall()]
+        return self._ask(("match", res_type, param, system, code, limit))  # type: ignore[no-any-return]
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         return [r[0] for r in self.conn.execute(search_select(query).limit(limit))]
@@ -168,10 +210,14 @@ class SqlTransaction:
         return _TransactionReader(self.store, self.conn)
 
     def lock(self, key: str) -> None:
-        if self.store.dialect == "postgresql":
-            number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-            self.cursor.execute("SELECT pg_advisory_xact_lock(%s)", (number,))
-        # SQLite: BEGIN IMMEDIATE already serialises all writers.
+        self.lock_all([key])
+
+    def lock_all(self, keys: Sequence[str]) -> None:
+        """Advisory locks in the order given, in one statement (a select list is evaluated left
+        to right). SQLite: BEGIN IMMEDIATE already serialises all writers."""
+        if self.store.dialect == "postgresql" and keys:
+            numbers = [int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], "big", signed=True) for k in keys]
+            self.cursor.execute("SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * len(numbers)), numbers)
 
 
 class SqlStore:

@@ -16,14 +16,13 @@ What cannot be staged raises :class:`NotStaged` while staging: a read inside the
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
 from gateway.store.base import Store, StoredResource, VersionConflict
-from gateway.store.sql import SqlTransaction
+from gateway.store.sql import Question, SqlTransaction
 
 __all__ = ["NotStaged", "StagedTransaction"]
 
@@ -48,7 +47,7 @@ class StagedTransaction:
     """A :class:`~gateway.store.base.StoreTransaction` that reads from ``snapshot`` and records."""
 
     snapshot: SqlTransaction
-    checks: list[tuple[Callable[[SqlTransaction], Any], Any]] = field(default_factory=list)
+    checks: list[tuple[Question, Any]] = field(default_factory=list)  # (read, its answer then)
     locks: list[str] = field(default_factory=list)
     writes: list[_Write] = field(default_factory=list)
     _written_types: set[str] = field(default_factory=set)
@@ -59,19 +58,19 @@ class StagedTransaction:
         if (res_type, res_id) in self._written:
             raise NotStaged(f"{res_type}/{res_id} is read after this transaction wrote it")
         found = self.snapshot.current(res_type, res_id, for_update=False)
-        self.checks.append((lambda tx: _answer(tx.current(res_type, res_id, for_update=for_update)), _answer(found)))
+        self.checks.append((("current", res_type, res_id, for_update), _answer(found)))
         return found
 
     def match_token(self, res_type: str, param: str, system: str, code: str, *, limit: int) -> list[str]:
         self._searchable(res_type)
         found = self.snapshot.match_token(res_type, param, system, code, limit=limit)
-        self.checks.append((lambda tx: tx.match_token(res_type, param, system, code, limit=limit), found))
+        self.checks.append((("match", res_type, param, system, code, limit), found))
         return found
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         self._searchable(query.resource_type)
         found = self.snapshot.search_ids(query, limit)
-        self.checks.append((lambda tx: tx.search_ids(query, limit), found))
+        self.checks.append((("search", query, limit), found))
         return found
 
     def _searchable(self, res_type: str) -> None:
@@ -98,10 +97,10 @@ class StagedTransaction:
         """Re-check every read on ``tx`` and, if all answers stand, write; False if any changed
         (the caller rolls ``tx`` back to before this call). Locks are taken first, in the order
         staging took them, so a check sees what the ordinary run would have seen."""
-        for key in self.locks:
-            tx.lock(key)
-        for ask, answer in self.checks:
-            if ask(tx) != answer:
+        tx.lock_all(self.locks)
+        answers = tx.answers([question for question, _ in self.checks])
+        for (question, then), now in zip(self.checks, answers, strict=True):
+            if (_answer(now) if question[0] == "current" else now) != then:
                 return False
         try:
             for w in self.writes:

@@ -69,3 +69,31 @@ def test_what_cannot_be_staged_says_so(store: SqlStore) -> None:
             staged.match_token("Patient", "identifier", "urn:x", "1", limit=2)  # search after a write
         with pytest.raises(NotStaged):
             staged.reader()
+
+
+def test_the_reads_asked_again_together_answer_as_asked_one_by_one(store: SqlStore) -> None:
+    """``answers`` (one pipeline on PostgreSQL) and ``lock_all`` (one statement) under apply."""
+    data = {"resourceType": "Patient", "id": "p1", "identifier": [{"system": "urn:x", "value": "1"}]}
+    with store.transaction() as tx:
+        tx.put(
+            StoredResource("Patient", "p1", 1, "2026-11-29T10:00:01Z", False, BODY, "PUT"),
+            extract(data),
+            expected_version=None,
+        )
+    questions = [
+        ("current", "Patient", "p1", True),
+        ("match", "Patient", "identifier", "urn:x", "1", 2),
+        ("current", "Patient", "nobody", False),
+        ("match", "Patient", "identifier", "urn:x", "2", 2),
+    ]
+    with store.transaction() as tx:
+        tx.lock_all(["Patient?identifier=urn:x|1", "Patient?identifier=urn:x|2"])
+        together = tx.answers(questions)
+        one_by_one = [
+            tx.current("Patient", "p1"),
+            tx.match_token("Patient", "identifier", "urn:x", "1", limit=2),
+            tx.current("Patient", "nobody", for_update=False),
+            tx.match_token("Patient", "identifier", "urn:x", "2", limit=2),
+        ]
+    assert together == one_by_one
+    assert together[1] == ["p1"] and together[0] is not None and together[0].version == 1
