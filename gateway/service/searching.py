@@ -86,6 +86,8 @@ def page_links(
         return f"{base}/{resource_type}?{urlencode(items)}"
 
     links = [("self", url(query.offset, query.after))]
+    if query.summary == "count":  # only the total is asked for: there are no pages to link
+        return links
     if more is not None:
         if query.count:
             links.append(("first", url(0)))

@@ -289,6 +289,7 @@ def test_summary_count(dataset: Dataset) -> None:
     bundle = bundle_of(dataset, "Patient?gender=female&_summary=count")
     assert bundle["total"] == 2
     assert bundle.get("entry", []) == []
+    assert [link["relation"] for link in bundle["link"]] == ["self"]  # a count has no pages
 
 
 def test_summary_true(dataset: Dataset) -> None:
