@@ -1,7 +1,10 @@
 """End-to-end HL7 v2 over MLLP: messages/s and ACK latency, with a profile of where the time goes.
 
-    python benchmarks/bench_mllp.py [--messages 2000] [--senders 8] [--workers 1] [--profile]
+    python benchmarks/bench_mllp.py [--messages 4000] [--senders 32] [--workers 2] [--profile | --py-spy]
                                     [--backend sqlite|postgresql]
+
+The defaults are the issue's setting: 2 cores, so 2 gateway workers, and enough senders to keep
+both busy.
 
 A real gateway (``yaolian serve --mllp-port``, SQLite file or a fresh PostgreSQL schema,
 validation lenient) runs in a subprocess; N concurrent senders (asyncio, one TCP connection each) send distinct RDE^O11
@@ -319,9 +322,9 @@ def phase_table(app: Any, server: Any, total: int, group: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--senders", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="gateway worker processes")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument(
         "--postgres", default="postgresql://postgres@127.0.0.1:5432/test", help="for --backend postgresql"
