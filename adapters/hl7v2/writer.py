@@ -21,7 +21,7 @@ from adapters.mapping.engine import Mapping
 from adapters.mapping.reverse import Address, Reversal, reverse_orders
 from adapters.mapping.transforms import CST
 
-__all__ = ["Order", "Prescription", "V2Layout", "prescription", "render_rde_o11", "write_rde_o11"]
+__all__ = ["Order", "Prescription", "V2Layout", "placer_order", "prescription", "render_rde_o11", "write_rde_o11"]
 
 _SID = "http://yaolian.org/fhir/sid/"
 _EXTENDED = "http://yaolian.org/fhir/StructureDefinition/yl-extended-prescription"
@@ -217,13 +217,20 @@ def _order(request: dict[str, Any], index: dict[str, dict[str, Any]]) -> Order:
     return Order(request, resolve)
 
 
-def _addressed(request: dict[str, Any]) -> tuple[str, str, str]:
-    """(owner, dispensing member, placer number) of one order."""
+def placer_order(request: dict[str, Any]) -> tuple[str, str]:
+    """(member, number) of an order's placer-order identifier (``sid/<member>/placer-order``),
+    empty strings without one: whose order it is, and the number ORC-2 carries."""
     owner, placer = "", ""
     for ident in request.get("identifier", []):
         system = str(ident.get("system", ""))
         if system.startswith(_SID) and system.endswith("/placer-order"):
             owner, placer = system[len(_SID) :].split("/")[0], str(ident.get("value", ""))
+    return owner, placer
+
+
+def _addressed(request: dict[str, Any]) -> tuple[str, str, str]:
+    """(owner, dispensing member, placer number) of one order."""
+    owner, placer = placer_order(request)
     dispensing = ""
     for ext in request.get("extension", []):
         if isinstance(ext, dict) and ext.get("url") == _EXTENDED:

@@ -101,10 +101,7 @@ class SqlTransaction:
         return self._cursor
 
     def current(self, res_type: str, res_id: str, *, for_update: bool = True) -> StoredResource | None:
-        cursor = self.cursor
-        cursor.execute(self.sql.current if for_update else self.sql.read, (res_type, res_id))
-        row = cursor.fetchone()
-        return _row(row) if row else None
+        return self._ask(("current", res_type, res_id, for_update))  # type: ignore[no-any-return]
 
     def answers(self, questions: Sequence[Question]) -> list[Any]:
         """The reads ``questions`` name, asked again in order: ``("current", type, id,

@@ -41,6 +41,8 @@ def prescription_bundle(
 ) -> dict[str, Any]:
     """The MedicationRequest (with ``scope=prescription``, every one of its 处方) and the
     resources they reference, as a collection Bundle."""
+    from adapters.hl7v2.writer import placer_order
+
     stored = svc.read("MedicationRequest", resource_id, ctx)
     request = orjson.loads(stored.body or b"{}")
     requests = {resource_id: request}
@@ -56,7 +58,7 @@ def prescription_bundle(
                 requests[found.res_id] = other
     entries = [
         {"fullUrl": f"MedicationRequest/{rid}", "resource": resource}
-        for rid, resource in sorted(requests.items(), key=lambda item: (_placer(item[1]), item[0]))
+        for rid, resource in sorted(requests.items(), key=lambda item: (placer_order(item[1])[1], item[0]))
     ]
     seen: set[str] = set()
     for resource in requests.values():
@@ -70,11 +72,6 @@ def prescription_bundle(
             if referenced is not None and not referenced.deleted and referenced.body:
                 entries.append({"fullUrl": target, "resource": orjson.loads(referenced.body)})
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
-
-
-def _placer(request: dict[str, Any]) -> str:
-    numbers = [i for i in request.get("identifier", []) if str(i.get("system", "")).endswith("/placer-order")]
-    return str(numbers[0].get("value", "")) if numbers else ""
 
 
 def render(svc: FhirService, resource_id: str, ctx: RequestContext, scope: str = "order") -> bytes:
