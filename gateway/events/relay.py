@@ -5,35 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import false, select, update
-
-from gateway.store.schema import outbox
-from gateway.store.sql import SqlStore
+from gateway.store.base import ChangeEvent, Store
 
 log = logging.getLogger("yaolian.events")
 STREAM = "yaolian:events"
 
 
-@dataclass(frozen=True)
-class ChangeEvent:
-    seq: int
-    event: str  # create | update | delete
-    resource_type: str
-    resource_id: str
-    version: int
-
-    def fields(self) -> dict[str, str]:
-        return {
-            "seq": str(self.seq),
-            "event": self.event,
-            "resourceType": self.resource_type,
-            "id": self.resource_id,
-            "versionId": str(self.version),
-        }
-
+__all__ = ["STREAM", "ChangeEvent", "Listener", "OutboxRelay"]
 
 Listener = Callable[[ChangeEvent], None]
 
@@ -45,7 +25,7 @@ class OutboxRelay:
     consumers key on ``seq``. Marking delivered happens only after a successful publish.
     """
 
-    def __init__(self, store: SqlStore, redis_url: str | None = None, stream: str = STREAM) -> None:
+    def __init__(self, store: Store, redis_url: str | None = None, stream: str = STREAM) -> None:
         self.store = store
         self.stream = stream
         self.listeners: list[Listener] = []
@@ -71,32 +51,21 @@ class OutboxRelay:
         """
         if self._redis is None and not self.listeners:
             return 0  # nobody to deliver to: events wait in the outbox (a write lock per commit saved)
-        o = outbox.c
-        with self._lock, self.store.write_connection() as conn, conn.begin():
-            stmt = (
-                select(o.seq, o.event, o.res_type, o.res_id, o.version)
-                .where(o.delivered == false())
-                .order_by(o.seq)
-                .limit(batch)
-            )
-            if self.store.dialect == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            events = [ChangeEvent(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in conn.execute(stmt)]
-            if not events:
-                return 0
-            if self._redis is not None:
-                pipe = self._redis.pipeline(transaction=False)
-                for ev in events:
-                    pipe.xadd(self.stream, ev.fields(), maxlen=1_000_000, approximate=True)
-                pipe.execute()
+        with self._lock:
+            return self.store.drain_outbox(self._publish, batch)
+
+    def _publish(self, events: list[ChangeEvent]) -> None:
+        if self._redis is not None:
+            pipe = self._redis.pipeline(transaction=False)
             for ev in events:
-                for listener in self.listeners:
-                    try:
-                        listener(ev)
-                    except Exception:  # one bad listener must not block the others
-                        log.exception("event listener failed on outbox seq %s", ev.seq)
-            conn.execute(update(outbox).where(o.seq.in_([e.seq for e in events])).values(delivered=True))
-            return len(events)
+                pipe.xadd(self.stream, ev.fields(), maxlen=1_000_000, approximate=True)
+            pipe.execute()
+        for ev in events:
+            for listener in self.listeners:
+                try:
+                    listener(ev)
+                except Exception:  # one bad listener must not block the others
+                    log.exception("event listener failed on outbox seq %s", ev.seq)
 
     def start(self, interval: float = 1.0) -> None:
         """Drain in a background thread: at once after :meth:`notify`, else every ``interval``."""

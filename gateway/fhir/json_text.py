@@ -177,6 +177,11 @@ class ResourceText:
         dict, list), taking ownership of ``data``: one serialisation per member, no reparse."""
         return cls(data=data, members={k: orjson.dumps(v).decode() for k, v in data.items()})
 
+    def copy(self) -> ResourceText:
+        """A copy safe to rewrite: :meth:`replace_strings` and the writers replace top-level
+        members, never change nested values in place."""
+        return ResourceText(dict(self.data), dict(self.members))
+
     @property
     def resource_type(self) -> str | None:
         value = self.data.get("resourceType")

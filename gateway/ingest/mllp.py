@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gateway.hooks import RequestContext
-from gateway.ingest.pipeline import IngestPipeline, IngestResult, Prepared
+from gateway.ingest.pipeline import IngestPipeline, Prepared
+from gateway.ingest.replies import hl7_reply
 
 log = logging.getLogger("yaolian.mllp")
 
@@ -30,12 +31,7 @@ MAX_MESSAGE = 8 * 1024 * 1024
 ADAPTER = "hl7v2"
 MAX_GROUP = 64  # messages per commit; bounds the ACK latency a group adds
 
-
-def hl7_reply(raw: bytes, result: IngestResult) -> bytes:
-    """The ACK for a processed message: AA, or AE/AR with ERR segments naming the place."""
-    from adapters.hl7v2 import build_ack
-
-    return build_ack(raw, result.status == "accepted", result.issues)
+__all__ = ["MllpServer", "hl7_reply"]
 
 
 class MllpServer:

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
 
 from gateway.errors import FhirError, Issue, NotFound, issue, operation_outcome
-from gateway.hooks import Pointcut, RequestContext
-from gateway.ingest.journal import ACCEPTED, REJECTED, DuplicateMessage, Journal, JournalEntry, MessageFields
+from gateway.hooks import RequestContext
+from gateway.ingest.journal import ACCEPTED, REJECTED, Journal, MessageFields
+from gateway.ingest.replies import ReplyBuilder, reply_for
 from gateway.service.fhir_service import FhirService
-from gateway.store.sql import SqlStore, SqlTransaction
-from gateway.store.staging import NotStaged, StagedTransaction
+from gateway.service.write_path import PreparedWrite
+from gateway.store.base import DuplicateMessage, JournalEntry, StoreTransaction
 
 log = logging.getLogger("yaolian.ingest")
 
@@ -52,34 +52,14 @@ class IngestResult:
         return orjson.dumps(operation_outcome(self.issues))
 
 
-ReplyBuilder = Callable[[bytes, IngestResult], bytes]
-
-
-@dataclass
-class Staged:
-    """A Bundle already run against a read snapshot: its writes wait for the write lock."""
-
-    transaction: StagedTransaction
-    response: bytes
-
-
 class Prepared(NamedTuple):
-    """A message converted and named (and its Bundle staged), waiting for its group's commit."""
+    """A message converted and named, its Bundle's write prepared, waiting for its group's commit."""
 
     raw: bytes
     control_id: str
     bundle: dict[str, Any] | None
     issues: list[Issue]
-    staged: Staged | None = None
-
-
-def reply_for(channel: str) -> ReplyBuilder | None:
-    """The reply builder of a channel (None: the raw transaction-response / OperationOutcome)."""
-    if channel == "mllp":
-        from gateway.ingest.mllp import hl7_reply
-
-        return hl7_reply
-    return None
+    write: PreparedWrite[bytes] | None = None
 
 
 def get_adapter(name: str) -> Any:
@@ -128,16 +108,13 @@ def _convert_safely(adapter_name: str, raw: bytes) -> tuple[dict[str, Any] | Non
 
 
 class IngestPipeline:
-    def __init__(self, service: FhirService, journal: Journal, *, stage_writes: bool | None = None) -> None:
-        """``stage_writes`` (default on) prepares Bundles outside the write transaction. On
-        SQLite, with one writer at a time, what runs before the lock is time the other workers
-        can write in (2 workers: 85 -> 179 msg/s, stop 7). On PostgreSQL it keeps the group's
-        transaction, and the row and advisory locks it holds, short: 2 workers, 32 senders,
-        126-128 -> 167-223 msg/s (stop 8; one worker is within noise either way)."""
+    def __init__(self, service: FhirService, journal: Journal) -> None:
+        """Messages take the service's one write path: each Bundle is prepared as the message
+        arrives, outside the write lock (on SQLite, time the other workers can write in: 2
+        workers 85 -> 179 msg/s, stop 7; on PostgreSQL, shorter transactions: 126-128 ->
+        167-223 msg/s, stop 8), and applied in its group's transaction."""
         self.service = service
         self.journal = journal
-        store = service.store
-        self.stage_writes = stage_writes if stage_writes is not None else isinstance(store, SqlStore)
 
     def ingest(
         self, adapter_name: str, raw: bytes, *, channel: str, ctx: RequestContext, reply: ReplyBuilder | None = None
@@ -154,29 +131,16 @@ class IngestPipeline:
 
     def prepare(self, adapter_name: str, raw: bytes, ctx: RequestContext | None = None) -> Prepared:
         """The part of ingesting that needs no write lock: message id, conversion and, given a
-        ``ctx``, the Bundle staged against a read snapshot (:mod:`gateway.store.staging`). The
-        MLLP listener runs it as each message arrives, so this work overlaps the group being
+        ``ctx``, the Bundle's write prepared (:meth:`gateway.service.write_path.WritePath.prepare`).
+        The MLLP listener runs it as each message arrives, so this work overlaps the group being
         written, in this process or in another worker."""
         bundle, issues = _convert_safely(adapter_name, raw)
-        staged = self._stage(bundle, ctx) if bundle is not None and ctx is not None else None
-        return Prepared(raw, message_id(get_adapter(adapter_name), raw), bundle, issues, staged)
+        write = self._prepare_write(bundle, ctx) if bundle is not None and ctx is not None else None
+        return Prepared(raw, message_id(get_adapter(adapter_name), raw), bundle, issues, write)
 
-    def _stage(self, bundle: dict[str, Any], ctx: RequestContext) -> Staged | None:
-        """None when staging does not apply; the ordinary run under the lock then decides
-        (it also produces the findings of a Bundle that staging found invalid)."""
-        store = self.service.store
-        if not self.stage_writes or not isinstance(store, SqlStore) or Pointcut.AFTER_WRITE_IN_TX in self.service.hooks:
-            return None
-        try:
-            with store.engine.connect() as conn:
-                staged = StagedTransaction(SqlTransaction(store, conn))
-                response = self.service.process_bundle(orjson.loads(orjson.dumps(bundle)), ctx, tx=staged)
-        except (NotStaged, FhirError):
-            return None
-        except Exception:  # the ordinary run will meet it again and answer for it
-            log.debug("staging failed", exc_info=True)
-            return None
-        return Staged(staged, response)
+    def _prepare_write(self, bundle: dict[str, Any], ctx: RequestContext) -> PreparedWrite[bytes]:
+        service = self.service
+        return service.writes.prepare(lambda tx: service.process_bundle(bundle, ctx, tx=tx))
 
     def ingest_many(
         self, adapter_name: str, raws: list[bytes], *, channel: str, ctx: RequestContext, reply: ReplyBuilder
@@ -206,11 +170,8 @@ class IngestPipeline:
         committed = False
         alone: list[int] = []
         with self.service.store.transaction() as tx:
-            if not isinstance(tx, SqlTransaction):  # the journal lives in the same SQL database
-                raise TypeError(f"the ingest journal needs an SQL store, not {type(tx).__name__}")
-            cursor = tx.cursor
-            for n, (raw, control_id, bundle, issues, staged) in enumerate(prepared):
-                previous = self.journal.find_in(tx, adapter_name, control_id)
+            for n, (raw, control_id, bundle, issues, write) in enumerate(prepared):
+                previous = tx.journal_find(adapter_name, control_id)
                 if previous is not None and previous.status == ACCEPTED:
                     results[n] = self._duplicate(previous, raw, channel, reply)
                     continue
@@ -218,11 +179,9 @@ class IngestPipeline:
                     adapter=adapter_name, channel=channel, control_id=control_id, raw=raw, previous=previous
                 )
                 try:
-                    results[n] = self._write(tx, bundle, issues, fields, ctx, reply, staged)
+                    results[n] = self._write(tx, bundle, issues, fields, ctx, reply, write)
                 except Exception:  # incl. DuplicateMessage: another process saved it first (PostgreSQL)
-                    cursor.execute("ROLLBACK TO SAVEPOINT yl_message")
-                    cursor.execute("RELEASE SAVEPOINT yl_message")
-                    alone.append(n)
+                    alone.append(n)  # its savepoint was rolled back
                 else:
                     committed = True
         if committed:
@@ -237,41 +196,35 @@ class IngestPipeline:
 
     def _write(
         self,
-        tx: SqlTransaction,
+        tx: StoreTransaction,
         bundle: dict[str, Any] | None,
         issues: list[Issue],
         fields: MessageFields,
         ctx: RequestContext,
         reply: ReplyBuilder | None,
-        staged: Staged | None = None,
+        write: PreparedWrite[bytes] | None = None,
     ) -> IngestResult:
-        """Store one converted message and journal it with its outcome, inside ``tx`` at the
-        savepoint ``yl_message``: a rejected bundle is rolled back to it and the message itself
-        is kept. On any other exception the savepoint is left for the caller to roll back to."""
+        """Store one converted message and journal it with its outcome, inside a savepoint of
+        ``tx``: a rejected Bundle is rolled back to it and the message itself is kept; any
+        other exception undoes the whole message, journal row included, and propagates."""
         raw = fields["raw"]
         result = IngestResult(REJECTED, issues)
-        cursor = tx.cursor
-        cursor.execute("SAVEPOINT yl_message")
-        if staged is not None:
-            if staged.transaction.apply(tx):
-                result.response, result.status = staged.response, ACCEPTED
-                bundle = None  # stored: nothing left to run
-            else:  # something it read has changed since: run the Bundle the ordinary way
-                cursor.execute("ROLLBACK TO SAVEPOINT yl_message")
-        if bundle is not None:
-            try:
-                result.response = self.service.process_bundle(bundle, ctx, tx=tx)
-            except FhirError as exc:
-                cursor.execute("ROLLBACK TO SAVEPOINT yl_message")
-                result = IngestResult(REJECTED, [*issues, *exc.issues])
+        with tx.savepoint() as savepoint:
+            if bundle is not None:
+                if write is None:
+                    write = self._prepare_write(bundle, ctx)
+                try:
+                    result.response = self.service.writes.apply(write, tx)
+                except FhirError as exc:
+                    savepoint.rollback()
+                    result = IngestResult(REJECTED, [*issues, *exc.issues])
+                else:
+                    result.status = ACCEPTED
+            if reply is not None:
+                result.reply = reply(raw, result)
             else:
-                result.status = ACCEPTED
-        if reply is not None:
-            result.reply = reply(raw, result)
-        else:
-            result.reply = result.response if result.status == ACCEPTED else result.outcome()
-        result.seq = self.journal.save(tx, status=result.status, outcome=result.outcome(), reply=result.reply, **fields)
-        cursor.execute("RELEASE SAVEPOINT yl_message")
+                result.reply = result.response if result.status == ACCEPTED else result.outcome()
+            result.seq = tx.journal_save(status=result.status, outcome=result.outcome(), reply=result.reply, **fields)
         return result
 
     def replay(self, entry: JournalEntry, ctx: RequestContext, reply: ReplyBuilder | None = None) -> IngestResult:
@@ -302,12 +255,11 @@ class IngestPipeline:
     ) -> IngestResult:
         """Convert, store and journal; exactly one commit makes message, outcome and resources durable."""
         bundle, issues = _convert_safely(adapter_name, raw)
+        write = self._prepare_write(bundle, ctx) if bundle is not None else None
         fields = MessageFields(adapter=adapter_name, channel=channel, control_id=control_id, raw=raw, previous=previous)
         try:
             with self.service.store.transaction() as tx:
-                if not isinstance(tx, SqlTransaction):  # the journal lives in the same SQL database
-                    raise TypeError(f"the ingest journal needs an SQL store, not {type(tx).__name__}")
-                result = self._write(tx, bundle, issues, fields, ctx, reply)
+                result = self._write(tx, bundle, issues, fields, ctx, reply, write)
         except DuplicateMessage:
             result = IngestResult(REJECTED, issues)
             result.duplicate_of = self.journal.find(adapter_name, control_id)

@@ -16,6 +16,8 @@ from gateway.search.values import ValueFormatError, date_range
 from gateway.service.bundles import Entry, render_bundle
 from gateway.service.projection import project
 from gateway.service.searching import page_links, run_includes
+from gateway.service.transactions import BundleProcessor
+from gateway.service.write_path import WritePath
 from gateway.service.writes import Writer, require_type
 from gateway.settings import Settings
 from gateway.store.base import Store, StoredResource, StoreTransaction
@@ -24,11 +26,22 @@ T = TypeVar("T")
 
 
 class FhirService:
-    def __init__(self, store: Store, settings: Settings, hooks: Hooks | None = None, validator: Any = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        hooks: Hooks | None = None,
+        validator: Any = None,
+        *,
+        stage_writes: bool = True,
+    ) -> None:
+        """``stage_writes`` off runs every write inside its transaction; the oracle tests
+        compare that with the staged way (:mod:`gateway.service.write_path`)."""
         self.store = store
         self.settings = settings
         self.hooks = hooks or Hooks()
         self.writer = Writer(self.hooks, settings.validation_mode, validator)
+        self.writes = WritePath(store, stage=stage_writes)
 
     def within(self, tx: StoreTransaction) -> FhirService:
         """This service reading inside ``tx`` (a GET entry of a transaction sees its writes)."""
@@ -196,18 +209,22 @@ class FhirService:
             return self.vread(segments[0], segments[1], segments[3], ctx).body or b"{}", "200 OK"
         raise NotFound("YL-0205", what=f"GET {url} in a Bundle")
 
-    def process_bundle(self, raw: bytes | dict[str, Any], ctx: RequestContext, *, tx: Any = None) -> bytes:
-        """Run a batch/transaction Bundle (the client's bytes, or a dict an adapter built); with
-        ``tx`` a transaction Bundle joins the caller's store transaction (and the caller
-        commits and calls :meth:`after_commit`)."""
-        from gateway.service.transactions import BundleProcessor
+    def read_in(self, tx: StoreTransaction, url: str, ctx: RequestContext) -> tuple[bytes, str]:
+        """A GET entry of a transaction Bundle: it sees the writes of ``tx``."""
+        return self.within(tx).get_for_bundle(url, ctx)
 
+    def process_bundle(
+        self, raw: bytes | dict[str, Any], ctx: RequestContext, *, tx: StoreTransaction | None = None
+    ) -> bytes:
+        """Run a batch/transaction Bundle (the client's bytes, or a dict an adapter built); with
+        ``tx`` a transaction Bundle is work inside the caller's store transaction (and the
+        caller commits and calls :meth:`after_commit`)."""
         return BundleProcessor(self).process(raw, ctx, tx=tx)
 
     def write(self, ctx: RequestContext, action: Callable[[StoreTransaction], T]) -> T:
-        """Run one write interaction in its own store transaction, then the after-commit hooks."""
-        with self.store.transaction() as tx:
-            result = action(tx)
+        """One write interaction on the write path (prepared outside the lock, applied in its
+        own transaction), then the after-commit hooks."""
+        result = self.writes.run(action)
         self.after_commit(ctx)
         return result
 

@@ -8,11 +8,10 @@ rewritten to the ids they got before anything is stored. A batch runs each entry
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -23,9 +22,11 @@ from gateway.fhir.structure import json_form_issues
 from gateway.hooks import RequestContext
 from gateway.search.query import parse_search
 from gateway.service.bundles import Entry, render_bundle
+from gateway.service.write_path import WritePath, new_resource_id
+from gateway.service.writes import Writer
+from gateway.store.base import StoredResource, StoreTransaction
 
-if TYPE_CHECKING:
-    from gateway.service.fhir_service import FhirService
+T = TypeVar("T")
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -40,6 +41,11 @@ class BundleEntry:
     if_match: str | None
     if_none_exist: str | None
     if_none_match: str | None
+
+    def fresh(self) -> BundleEntry:
+        """This entry with a resource of its own to rewrite: each run of a Bundle's work
+        starts from the entries as the client sent them."""
+        return replace(self, resource=self.resource.copy() if self.resource is not None else None)
 
 
 def parse_entries(raw: bytes) -> tuple[str, list[BundleEntry]]:
@@ -114,72 +120,92 @@ def _split_url(url: str) -> tuple[list[str], str]:
     return ([p for p in path.split("/") if p], parts.query)
 
 
+class BundleService(Protocol):
+    """What a Bundle needs of the FHIR service: its writer and write path, and reads."""
+
+    writer: Writer
+    writes: WritePath
+
+    def write(self, ctx: RequestContext, action: Callable[[StoreTransaction], T]) -> T: ...
+
+    def write_entry(self, stored: StoredResource, status: str, ctx: RequestContext) -> Entry: ...
+
+    def read_in(self, tx: StoreTransaction, url: str, ctx: RequestContext) -> tuple[bytes, str]:
+        """A GET entry: a read or search seeing the writes of ``tx``."""
+        ...
+
+    def after_commit(self, ctx: RequestContext) -> None: ...
+
+
 class BundleProcessor:
-    def __init__(self, service: FhirService) -> None:
+    def __init__(self, service: BundleService) -> None:
         self.service = service
 
-    def process(self, raw: bytes | dict[str, Any], ctx: RequestContext, *, tx: Any = None) -> bytes:
+    def process(self, raw: bytes | dict[str, Any], ctx: RequestContext, *, tx: StoreTransaction | None = None) -> bytes:
+        """Run a batch or transaction Bundle; with ``tx`` a transaction Bundle is work inside
+        the caller's transaction (the caller commits and calls after_commit)."""
         bundle_type, entries = bundle_entries(raw) if isinstance(raw, dict) else parse_entries(raw)
         if bundle_type == "transaction":
-            return self._transaction(entries, ctx, tx)
+            if tx is not None:
+                return self._transaction(entries, ctx, tx)
+            return self.service.write(ctx, lambda in_tx: self._transaction(entries, ctx, in_tx))
         if tx is not None:
             raise BadRequest("YL-0500", found="batch (inside another transaction)", expression=["Bundle.type"])
         return self._batch(entries, ctx)
 
     # -- transaction -----------------------------------------------------------------
-    def _transaction(self, entries: list[BundleEntry], ctx: RequestContext, outer: Any = None) -> bytes:
+    def _transaction(self, entries: list[BundleEntry], ctx: RequestContext, tx: StoreTransaction) -> bytes:
+        """The work of a transaction Bundle, run in ``tx``."""
         full_urls = [e.full_url for e in entries if e.full_url]
         duplicates = {u for u in full_urls if full_urls.count(u) > 1}
         if duplicates:
             raise BadRequest("YL-0504", url=sorted(duplicates)[0])
+        entries = [e.fresh() for e in entries]
         results: dict[int, Entry] = {}
         service = self.service
-        with nullcontext(outer) if outer is not None else service.store.transaction() as tx:
-            # POSTed resources get their ids first so references can be rewritten.
-            mapping: dict[str, str] = {}
-            new_ids: dict[int, str] = {}
-            existing: dict[int, str] = {}  # conditional creates that matched one resource
-            for e in entries:
-                if e.method == "POST" and e.resource is not None:
-                    rtype = e.resource.resource_type or ""
-                    if e.if_none_exist:
-                        found = service.writer._matches(tx, rtype, e.if_none_exist, ctx)
-                        if len(found) == 1:
-                            existing[e.index] = found[0]
-                            if e.full_url:
-                                mapping[e.full_url] = f"{rtype}/{found[0]}"
-                            continue
-                        if not found:  # checked once here, under the lock: create without asking again
-                            e.if_none_exist = None
-                    new_ids[e.index] = str(uuid.uuid4())
-                    if e.full_url:
-                        mapping[e.full_url] = f"{rtype}/{new_ids[e.index]}"
-                elif e.method == "PUT" and e.resource is not None and e.full_url:
-                    segments, query = _split_url(e.url)
-                    if len(segments) == 2 and not query:
-                        mapping[e.full_url] = f"{segments[0]}/{segments[1]}"
-            for e in sorted(entries, key=lambda x: (ORDER[x.method], x.index)):
-                try:
-                    if e.resource is not None:
-                        self._rewrite(e.resource, mapping, tx, ctx)
-                    if e.index in existing:
-                        rtype = (e.resource.resource_type or "") if e.resource is not None else ""
-                        current = tx.current(rtype, existing[e.index], for_update=False)
-                        assert current is not None, "matched by its criteria earlier in this transaction"
-                        results[e.index] = service.write_entry(current, "200 OK", ctx)
+        # POSTed resources get their ids first so references can be rewritten.
+        mapping: dict[str, str] = {}
+        new_ids: dict[int, str] = {}
+        existing: dict[int, str] = {}  # conditional creates that matched one resource
+        for e in entries:
+            if e.method == "POST" and e.resource is not None:
+                rtype = e.resource.resource_type or ""
+                if e.if_none_exist:
+                    found = service.writer.matching_ids(tx, rtype, e.if_none_exist)
+                    if len(found) == 1:
+                        existing[e.index] = found[0]
+                        if e.full_url:
+                            mapping[e.full_url] = f"{rtype}/{found[0]}"
                         continue
-                    results[e.index] = self._run(e, tx, ctx, new_ids.get(e.index))
-                except FhirError as exc:
-                    for item in exc.issues:
-                        item.expression = tuple(_entry_path(e.index, x) for x in item.expression)
-                    reason = exc.issues[0].en if exc.issues else ""
-                    exc.issues.insert(0, issue("YL-0502", index=e.index, url=e.url, reason=reason))
-                    raise
-        if outer is None:
-            service.after_commit(ctx)
+                    if not found:  # checked once here, under the lock: create without asking again
+                        e.if_none_exist = None
+                new_ids[e.index] = new_resource_id()
+                if e.full_url:
+                    mapping[e.full_url] = f"{rtype}/{new_ids[e.index]}"
+            elif e.method == "PUT" and e.resource is not None and e.full_url:
+                segments, query = _split_url(e.url)
+                if len(segments) == 2 and not query:
+                    mapping[e.full_url] = f"{segments[0]}/{segments[1]}"
+        for e in sorted(entries, key=lambda x: (ORDER[x.method], x.index)):
+            try:
+                if e.resource is not None:
+                    self._rewrite(e.resource, mapping, tx)
+                if e.index in existing:
+                    rtype = (e.resource.resource_type or "") if e.resource is not None else ""
+                    current = tx.current(rtype, existing[e.index], for_update=False)
+                    assert current is not None, "matched by its criteria earlier in this transaction"
+                    results[e.index] = service.write_entry(current, "200 OK", ctx)
+                    continue
+                results[e.index] = self._run(e, tx, ctx, new_ids.get(e.index))
+            except FhirError as exc:
+                for item in exc.issues:
+                    item.expression = tuple(_entry_path(e.index, x) for x in item.expression)
+                reason = exc.issues[0].en if exc.issues else ""
+                exc.issues.insert(0, issue("YL-0502", index=e.index, url=e.url, reason=reason))
+                raise
         return render_bundle("transaction-response", (results[i] for i in sorted(results)))
 
-    def _rewrite(self, resource: ResourceText, mapping: dict[str, str], tx: Any, ctx: RequestContext) -> None:
+    def _rewrite(self, resource: ResourceText, mapping: dict[str, str], tx: StoreTransaction) -> None:
         text = "".join(resource.members.values())
         if '"reference"' not in text:  # nothing to rewrite; skips two walks of the resource
             return
@@ -195,7 +221,7 @@ class BundleProcessor:
         for ref in _urn_references(resource.data) if "urn:" in text else ():
             raise BadRequest("YL-0503", reference=ref)
 
-    def _run(self, e: BundleEntry, tx: Any, ctx: RequestContext, new_id: str | None) -> Entry:
+    def _run(self, e: BundleEntry, tx: StoreTransaction, ctx: RequestContext, new_id: str | None) -> Entry:
         service = self.service
         segments, query = _split_url(e.url)
         writer = service.writer
@@ -231,7 +257,7 @@ class BundleProcessor:
                 raise BadRequest("YL-0501", index=e.index)
             return Entry(response={"status": "204 No Content"})
         # GET inside a bundle: a read or a search, seeing the writes of this transaction
-        body, status = service.within(tx).get_for_bundle(e.url, ctx)
+        body, status = service.read_in(tx, e.url, ctx)
         return Entry(resource=body, response={"status": status})
 
     # -- batch -------------------------------------------------------------------------
@@ -239,15 +265,19 @@ class BundleProcessor:
         results: list[Entry] = []
         for e in entries:
             try:
-                with self.service.store.transaction() as tx:
-                    if e.resource is not None:
-                        self._rewrite(e.resource, {}, tx, ctx)
-                    results.append(self._run(e, tx, ctx, None))
+                results.append(self.service.writes.run(partial(self._batch_entry, e, ctx=ctx)))
             except FhirError as exc:
                 outcome = orjson.dumps(operation_outcome(exc.issues))
                 results.append(Entry(response={"status": f"{exc.status}", "outcome": outcome}))
         self.service.after_commit(ctx)
         return render_bundle("batch-response", results)
+
+    def _batch_entry(self, entry: BundleEntry, tx: StoreTransaction, *, ctx: RequestContext) -> Entry:
+        """The work of one batch entry, in a transaction of its own."""
+        e = entry.fresh()
+        if e.resource is not None:
+            self._rewrite(e.resource, {}, tx)
+        return self._run(e, tx, ctx, None)
 
 
 def _entry_path(index: int, expression: str) -> str:

@@ -1,13 +1,17 @@
 """Create, update, patch and delete: the write half of the FHIR RESTful API.
 
-Every write validates once, extracts index rows once, and commits body, index, history and
-outbox event in one store transaction; the response is built only after the commit.
+Each method is the work of one interaction given a store transaction; the write path
+(:mod:`gateway.service.write_path`) decides whether that transaction is a staging one (outside
+the lock) or the real one. Every write validates once, extracts index rows once, and commits
+body, index, history and outbox event in one store transaction; the write hooks travel with
+the write (``tx.defer``), so they run once, inside that transaction. The response is built
+only after the commit. Methods never change the body they are given: a second run of the same
+work must see what the first saw.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -25,10 +29,11 @@ from gateway.fhir.json_text import ResourceText, dumps_exact, loads_exact
 from gateway.fhir.registry import is_supported
 from gateway.fhir.structure import json_form_issues, structure_issues
 from gateway.hooks import Hooks, Pointcut, RequestContext
-from gateway.search.extract import extract
+from gateway.search.extract import IndexRows, extract
 from gateway.search.query import RESULT_PARAMS, parse_search
 from gateway.search.values import split_token
 from gateway.service.clock import now_instant
+from gateway.service.write_path import new_resource_id, remembered_findings
 from gateway.store.base import StoredResource, StoreTransaction, VersionConflict
 
 # Findings that mean "not a valid R5 resource" (as opposed to "not conformant to a profile").
@@ -90,8 +95,9 @@ class Writer:
 
     def _validate(self, data: dict[str, Any]) -> list[Any]:
         """Structure always (a malformed resource is never stored); profiles per the mode."""
-        use_profiles = self.validator is not None and self.validation_mode != "off"
-        issues = self.validator(data) if use_profiles else structure_issues(data)
+        validator = self.validator
+        use_profiles = validator is not None and self.validation_mode != "off"
+        issues = remembered_findings(data, validator if use_profiles else structure_issues)
         errors = [i for i in issues if i.severity in ("error", "fatal")]
         structural = any(i.error_code in STRUCTURAL_CODES for i in errors)
         if errors and (structural or self.validation_mode == "strict"):
@@ -117,7 +123,6 @@ class Writer:
         form = json_form_issues(body.data)  # the client's text is stored: it must be FHIR JSON
         if form:
             raise BadRequest(form)
-        self.hooks.run(Pointcut.BEFORE_WRITE, ctx, resource_type, body.data, existing)
         issues = self._validate(body.data)
         version = (existing.version + 1) if existing else 1
         last_updated = now_instant()
@@ -128,14 +133,32 @@ class Writer:
         data["meta"] = meta
         index = extract(data)
         stored = StoredResource(resource_type, resource_id, version, last_updated, False, raw, method)
+        self._put(tx, ctx, stored, index, existing, data)
+        return WriteResult(stored, existing is None or existing.deleted, issues)
+
+    def _put(
+        self,
+        tx: StoreTransaction,
+        ctx: RequestContext,
+        stored: StoredResource,
+        index: IndexRows | None,
+        existing: StoredResource | None,
+        data: dict[str, Any] | None,
+    ) -> None:
+        """The write and its hooks, in the order they run inside the committing transaction."""
+        hooks = self.hooks
+        if Pointcut.BEFORE_WRITE in hooks:
+            tx.defer(lambda _tx: hooks.run(Pointcut.BEFORE_WRITE, ctx, stored.res_type, data, existing))
         try:
             tx.put(stored, index, expected_version=existing.version if existing else None)
         except VersionConflict:
-            raise Conflict("YL-0303", type=resource_type, id=resource_id) from None
-        self.hooks.run(Pointcut.AFTER_WRITE_IN_TX, ctx, tx, stored)
-        return WriteResult(stored, existing is None or existing.deleted, issues)
+            raise Conflict("YL-0303", type=stored.res_type, id=stored.res_id) from None
+        if Pointcut.AFTER_WRITE_IN_TX in hooks:
+            tx.defer(lambda in_tx: hooks.run(Pointcut.AFTER_WRITE_IN_TX, ctx, in_tx, stored))
 
-    def _matches(self, tx: StoreTransaction, resource_type: str, criteria: str, ctx: RequestContext) -> list[str]:
+    def matching_ids(self, tx: StoreTransaction, resource_type: str, criteria: str) -> list[str]:
+        """Ids matching a conditional interaction's criteria (at most two: one is all that
+        counts), under a lock on what the criteria mean."""
         params = parse_qsl(criteria, keep_blank_values=True)
         if not params:
             raise BadRequest(
@@ -167,14 +190,14 @@ class Writer:
         require_type(resource_type)
         self._check_body(body, resource_type)
         if if_none_exist:
-            found = self._matches(tx, resource_type, if_none_exist, ctx)
+            found = self.matching_ids(tx, resource_type, if_none_exist)
             if len(found) > 1:
                 raise PreconditionFailed("YL-0302", what="create", count="more than one")
             if found:
                 existing = tx.current(resource_type, found[0], for_update=False)
                 assert existing is not None
                 return WriteResult(existing, False, [], changed=False)
-        new_id = resource_id or str(uuid.uuid4())
+        new_id = resource_id or new_resource_id()
         return self._store(tx, ctx, resource_type, new_id, body, None, "POST")
 
     def update(
@@ -221,13 +244,14 @@ class Writer:
     ) -> WriteResult:
         require_type(resource_type)
         self._check_body(body, resource_type)
-        found = self._matches(tx, resource_type, criteria, ctx)
+        found = self.matching_ids(tx, resource_type, criteria)
         if len(found) > 1:
             raise PreconditionFailed("YL-0302", what="update", count="more than one")
         body_id = body.data.get("id")
         if found:
             if body_id is not None and body_id != found[0]:
                 raise BadRequest("YL-0104", found=body_id, expected=found[0], expression=[f"{resource_type}.id"])
+            body = body.copy()
             body.data["id"] = found[0]
             return self.update(tx, ctx, resource_type, found[0], body, if_match=if_match)
         if body_id is not None:
@@ -287,19 +311,14 @@ class Writer:
                 raise PreconditionFailed("YL-0300", expected=if_match, current=f'W/"{current}"')
         if existing is None or existing.deleted:
             return None
-        self.hooks.run(Pointcut.BEFORE_WRITE, ctx, resource_type, None, existing)
         stored = StoredResource(resource_type, resource_id, existing.version + 1, now_instant(), True, None, "DELETE")
-        try:
-            tx.put(stored, None, expected_version=existing.version)
-        except VersionConflict:
-            raise Conflict("YL-0303", type=resource_type, id=resource_id) from None
-        self.hooks.run(Pointcut.AFTER_WRITE_IN_TX, ctx, tx, stored)
+        self._put(tx, ctx, stored, None, existing, None)
         return stored
 
     def conditional_delete(
         self, tx: StoreTransaction, ctx: RequestContext, resource_type: str, criteria: str
     ) -> StoredResource | None:
-        found = self._matches(tx, resource_type, criteria, ctx)
+        found = self.matching_ids(tx, resource_type, criteria)
         if len(found) > 1:
             raise PreconditionFailed("YL-0302", what="delete", count="more than one")
         return self.delete(tx, ctx, resource_type, found[0]) if found else None

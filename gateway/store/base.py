@@ -1,14 +1,18 @@
-"""The storage interface every backend implements.
+"""The storage interface every backend implements: the only door to the database.
 
-The service layer talks only to :class:`Store` and :class:`StoreTransaction`; SQLite (embedded
-default) and PostgreSQL (production) implement them and pass the same parametrised test suite.
+The service layer, the ingest pipeline and the event relay talk only to :class:`Store` and
+:class:`StoreTransaction`; SQLite (embedded default) and PostgreSQL (production) implement them
+and pass the same parametrised test suite. Everything that touches a table is here: resources,
+their history and index, the outbox, the ingest journal, savepoints and staging. A partitioned
+or sharded PostgreSQL is therefore a new implementation of this module, not a change elsewhere.
+
 A write and the outbox event describing it commit in the same transaction, so nothing is
 acknowledged before it is durable and no event is lost or invented.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -43,6 +47,56 @@ class VersionConflict(Exception):
     """The row changed between read and write (If-Match race or concurrent create)."""
 
 
+class DuplicateMessage(Exception):
+    """Another transaction journalled the same message first (a resend racing its original)."""
+
+
+class NotStaged(Exception):
+    """This work cannot be prepared outside the write lock; run it inside the transaction."""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One inbound message as the ingest journal keeps it (raw, with its outcome and reply)."""
+
+    seq: int
+    adapter: str
+    channel: str
+    control_id: str | None
+    status: str
+    raw: bytes
+    outcome: bytes | None
+    reply: bytes | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """An outbox row: what changed, in commit order (``seq``)."""
+
+    seq: int
+    event: str  # create | update | delete
+    resource_type: str
+    resource_id: str
+    version: int
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "seq": str(self.seq),
+            "event": self.event,
+            "resourceType": self.resource_type,
+            "id": self.resource_id,
+            "versionId": str(self.version),
+        }
+
+
+class Savepoint(Protocol):
+    def rollback(self) -> None:
+        """Undo what ran since the savepoint and stay inside it (a rejected message is rolled
+        back and then journalled in the same savepoint)."""
+        ...
+
+
 class StoreTransaction(Protocol):
     def current(self, res_type: str, res_id: str, *, for_update: bool = True) -> StoredResource | None:
         """The current version; ``for_update`` also locks it until the transaction ends (the
@@ -68,6 +122,55 @@ class StoreTransaction(Protocol):
         """The store's read methods inside this transaction, seeing its own writes."""
         ...
 
+    def defer(self, action: Callable[[StoreTransaction], None]) -> None:
+        """Run ``action`` inside the transaction once the writes put before it are applied: at
+        once here, at :meth:`StagedWrites.apply` for a staged transaction. Hooks run through it,
+        so they run exactly once, inside the transaction that commits the write."""
+        ...
+
+    def savepoint(self) -> AbstractContextManager[Savepoint]:
+        """A nested transaction: an exception leaving the block undoes it and propagates."""
+        ...
+
+    def journal_find(self, adapter: str, control_id: str | None) -> JournalEntry | None:
+        """The journalled message, seeing messages saved earlier in this transaction."""
+        ...
+
+    def journal_save(
+        self,
+        *,
+        adapter: str,
+        channel: str,
+        control_id: str | None,
+        raw: bytes,
+        status: str,
+        outcome: bytes | None,
+        reply: bytes | None,
+        previous: JournalEntry | None,
+    ) -> int:
+        """Journal a message with its outcome in this transaction (``previous``: a new attempt
+        at a message already kept); returns its ``seq``. A first insert that collides with a
+        concurrent copy raises :class:`DuplicateMessage`."""
+        ...
+
+
+class StagedWrites(Protocol):
+    """Work run against a read snapshot (see :meth:`Store.staging`), its writes recorded."""
+
+    def holds(self, tx: StoreTransaction) -> bool:
+        """Inside ``tx``, under the write lock: take the recorded locks and ask every recorded
+        read again; True if every answer is what it was while staging."""
+        ...
+
+    def apply(self, tx: StoreTransaction) -> None:
+        """Perform the recorded writes and deferred actions in ``tx``, in their order (after
+        :meth:`holds` said True)."""
+        ...
+
+
+class StagingTransaction(StoreTransaction, StagedWrites, Protocol):
+    """What :meth:`Store.staging` yields: used as a transaction, then held and applied."""
+
 
 class Store(Protocol):
     dialect: str
@@ -75,6 +178,12 @@ class Store(Protocol):
     def create_schema(self) -> None: ...
 
     def transaction(self) -> AbstractContextManager[StoreTransaction]: ...
+
+    def staging(self) -> AbstractContextManager[StagingTransaction]:
+        """A transaction that takes no write lock: reads are answered from committed data and
+        remembered, writes and deferred actions are only recorded (see :mod:`.staging`).
+        Reads it cannot answer that way raise :class:`NotStaged`."""
+        ...
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None: ...
 
@@ -106,6 +215,20 @@ class Store(Protocol):
 
     def references_to(self, source_type: str, param: str | None, targets: Sequence[tuple[str, str]]) -> list[str]: ...
 
-    def pending_events(self, limit: int) -> Iterator[tuple[int, str, str, str, int]]: ...
+    def drain_outbox(self, publish: Callable[[list[ChangeEvent]], None], batch: int) -> int:
+        """Hand up to ``batch`` undelivered outbox events to ``publish`` in ``seq`` order and
+        mark them delivered when it returns; the rows stay locked meanwhile, so relays in
+        several processes share the work. An exception from ``publish`` leaves them pending."""
+        ...
+
+    def journal_find(self, adapter: str, control_id: str | None) -> JournalEntry | None: ...
+
+    def journal_get(self, seq: int) -> JournalEntry | None: ...
+
+    def journal_dead_letters(self, adapter: str | None, limit: int) -> list[JournalEntry]:
+        """Rejected (and never finished) messages, oldest first: what ``yaolian replay`` re-runs."""
+        ...
+
+    def journal_counts(self) -> dict[str, int]: ...
 
     def dispose(self) -> None: ...

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,23 @@ from sqlalchemy import (
     func,
     select,
     tuple_,
+    update,
 )
 from sqlalchemy.pool import NullPool
 
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
-from gateway.store.base import SearchPage, StoredResource, VersionConflict
+from gateway.service.clock import now_instant
+from gateway.store import sql_journal
+from gateway.store.base import (
+    ChangeEvent,
+    DuplicateMessage,
+    JournalEntry,
+    SearchPage,
+    StoredResource,
+    StoreTransaction,
+    VersionConflict,
+)
 from gateway.store.driver_sql import STATEMENTS
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -47,6 +58,7 @@ from gateway.store.schema import (
     resources,
 )
 from gateway.store.sql_search import count_select, search_select
+from gateway.store.staging import Question, StagedTransaction
 
 _COLUMNS = (
     resources.c.res_type,
@@ -61,10 +73,6 @@ _COLUMNS = (
 _READ_CURRENT = select(*_COLUMNS).where(
     resources.c.res_type == bindparam("res_type"), resources.c.res_id == bindparam("res_id")
 )
-
-
-#: A read to ask again under the write lock (see :meth:`SqlTransaction.answers`).
-Question = tuple[Any, ...]
 
 
 def _decode(question: Question, rows: list[Any]) -> Any:
@@ -86,12 +94,22 @@ def _row(row: Any, method: str = "") -> StoredResource:
     )
 
 
+class _SqlSavepoint:
+    def __init__(self, cursor: Any, name: str) -> None:
+        self._cursor = cursor
+        self.name = name
+
+    def rollback(self) -> None:
+        self._cursor.execute(f"ROLLBACK TO SAVEPOINT {self.name}")
+
+
 class SqlTransaction:
     def __init__(self, store: SqlStore, conn: Connection) -> None:
         self.store = store
         self.conn = conn
         self.sql = STATEMENTS[store.dialect]
         self._cursor: Any = None
+        self._savepoints = 0
 
     @property
     def cursor(self) -> Any:
@@ -206,6 +224,56 @@ class SqlTransaction:
         """The store's reads inside this transaction: they see its own uncommitted writes."""
         return _TransactionReader(self.store, self.conn)
 
+    def defer(self, action: Callable[[StoreTransaction], None]) -> None:
+        action(self)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[_SqlSavepoint]:
+        """``SAVEPOINT`` on the transaction's own cursor (one per message of an MLLP group)."""
+        savepoint = _SqlSavepoint(self.cursor, f"yl_sp{self._savepoints}")
+        self._savepoints += 1
+        self.cursor.execute(f"SAVEPOINT {savepoint.name}")
+        try:
+            yield savepoint
+        except BaseException:
+            savepoint.rollback()
+            self.cursor.execute(f"RELEASE SAVEPOINT {savepoint.name}")
+            raise
+        else:
+            self.cursor.execute(f"RELEASE SAVEPOINT {savepoint.name}")
+        finally:
+            self._savepoints -= 1
+
+    def journal_find(self, adapter: str, control_id: str | None) -> JournalEntry | None:
+        cursor = self.cursor
+        cursor.execute(self.sql.journal_find, (adapter, control_id))
+        row = cursor.fetchone()
+        return sql_journal.journal_entry(row) if row else None
+
+    def journal_save(
+        self,
+        *,
+        adapter: str,
+        channel: str,
+        control_id: str | None,
+        raw: bytes,
+        status: str,
+        outcome: bytes | None,
+        reply: bytes | None,
+        previous: JournalEntry | None,
+    ) -> int:
+        sql, cursor = self.sql, self.cursor
+        if previous is not None:
+            cursor.execute(sql.journal_update, (status, outcome, reply, previous.seq))
+            return previous.seq
+        statement = sql.journal_insert
+        values = (adapter, channel, control_id, now_instant(), status, raw, outcome, reply, 1)
+        try:
+            cursor.execute(statement.sql, statement.params(values))
+        except self.store.engine.dialect.loaded_dbapi.IntegrityError:
+            raise DuplicateMessage(adapter, control_id) from None
+        return int(cursor.fetchone()[0])
+
     def lock(self, key: str) -> None:
         self.lock_all([key])
 
@@ -225,6 +293,32 @@ class SqlStore:
 
     def create_schema(self) -> None:
         metadata.create_all(self.engine)
+
+    @contextmanager
+    def staging(self) -> Iterator[StagedTransaction]:
+        """A :class:`~gateway.store.staging.StagedTransaction` whose snapshot connection is
+        opened on its first read (a plain create reads nothing) and returned on exit."""
+        with ExitStack() as stack:
+
+            def open_snapshot() -> SqlTransaction:
+                return SqlTransaction(self, stack.enter_context(self._snapshot_connection()))
+
+            yield StagedTransaction(open_snapshot)
+
+    @contextmanager
+    def _snapshot_connection(self) -> Iterator[Connection]:
+        """Staging's reads are asked again under the lock, so they need no transaction of their
+        own: on PostgreSQL they run in autocommit (no BEGIN and ROLLBACK round trips)."""
+        with self.engine.connect() as conn:
+            if self.dialect != "postgresql":
+                yield conn
+                return
+            driver = conn.connection.driver_connection
+            driver.autocommit = True  # type: ignore[union-attr]
+            try:
+                yield conn
+            finally:
+                driver.autocommit = False  # type: ignore[union-attr]
 
     def drop_schema(self) -> None:
         metadata.drop_all(self.engine)
@@ -413,17 +507,42 @@ class SqlStore:
             ).all()
         return [r[0] for r in rows]
 
-    def pending_events(self, limit: int) -> Iterator[tuple[int, str, str, str, int]]:
+    def drain_outbox(self, publish: Callable[[list[ChangeEvent]], None], batch: int) -> int:
+        """The rows are locked while ``publish`` runs (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+        the write lock on SQLite), so relays in several processes never hand out the same row
+        at once; a crash between publish and commit publishes again (at-least-once)."""
         o = outbox.c
-        with self._reading() as conn:
-            rows = conn.execute(
+        with self.write_connection() as conn, conn.begin():
+            stmt = (
                 select(o.seq, o.event, o.res_type, o.res_id, o.version)
                 .where(o.delivered == false())
                 .order_by(o.seq)
-                .limit(limit)
-            ).all()
-        for r in rows:
-            yield int(r[0]), r[1], r[2], r[3], int(r[4])
+                .limit(batch)
+            )
+            if self.dialect == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            events = [ChangeEvent(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in conn.execute(stmt)]
+            if not events:
+                return 0
+            publish(events)
+            conn.execute(update(outbox).where(o.seq.in_([e.seq for e in events])).values(delivered=True))
+            return len(events)
+
+    def journal_find(self, adapter: str, control_id: str | None) -> JournalEntry | None:
+        with self._reading() as conn:
+            return sql_journal.find(conn, adapter, control_id)
+
+    def journal_get(self, seq: int) -> JournalEntry | None:
+        with self._reading() as conn:
+            return sql_journal.get(conn, seq)
+
+    def journal_dead_letters(self, adapter: str | None, limit: int) -> list[JournalEntry]:
+        with self._reading() as conn:
+            return sql_journal.dead_letters(conn, adapter, limit)
+
+    def journal_counts(self) -> dict[str, int]:
+        with self._reading() as conn:
+            return sql_journal.counts(conn)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,34 +1,46 @@
-"""Run a write against a read snapshot first, apply it under the write lock afterwards.
+"""Run a write against committed data first, apply it under the write lock afterwards.
 
-A transaction Bundle from an adapter spends most of its time on work that needs no lock:
-reference rewriting, validation, index extraction, rendering. :class:`StagedTransaction` lets
-that work run while another writer holds the lock: its reads go to a read connection (SQLite
-WAL readers do not wait for the writer) and are remembered with their answers, its writes are
-only recorded. :meth:`StagedTransaction.apply` then, inside the real write transaction, asks
-every remembered question again and, only if every answer is unchanged, performs the recorded
-writes. A changed answer (a concurrent writer, or an earlier message of the same group) makes
-``apply`` return False, and the caller rolls back and runs the Bundle again the ordinary way -
-so staging never changes what is stored, only where the time is spent.
+A write spends most of its time on work that needs no lock: reference rewriting, validation,
+index extraction, rendering. :class:`StagedTransaction` lets that work run while another
+writer holds the lock: its reads go to a snapshot connection (SQLite WAL readers do not wait
+for the writer) and are remembered with their answers; its writes, and the actions deferred
+with them (the write hooks), are only recorded. Inside the real write transaction
+:meth:`StagedTransaction.holds` asks every remembered question again and, only if every answer
+is unchanged, :meth:`StagedTransaction.apply` performs the recorded steps in order. When an
+answer changed (a concurrent writer, or an earlier message of the same group), the service
+runs the work again inside the transaction (:mod:`gateway.service.write_path`), so staging
+never changes what is stored, only where the time is spent.
 
-What cannot be staged raises :class:`NotStaged` while staging: a read inside the transaction
-(``reader()``), a reindex, or a read of something this same transaction already wrote.
+What cannot be staged raises :class:`~gateway.store.base.NotStaged`: a read inside the
+transaction (``reader()``), a reindex, a savepoint or the journal, or a read of something this
+same transaction already wrote.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
-from gateway.store.base import Store, StoredResource, VersionConflict
-from gateway.store.sql import Question, SqlTransaction
+from gateway.store.base import (
+    JournalEntry,
+    NotStaged,
+    Savepoint,
+    Store,
+    StoredResource,
+    StoreTransaction,
+)
 
-__all__ = ["NotStaged", "StagedTransaction"]
+if TYPE_CHECKING:
+    from gateway.store.sql import SqlTransaction
 
+__all__ = ["NotStaged", "Question", "StagedTransaction"]
 
-class NotStaged(Exception):
-    """This write cannot be prepared outside the lock; run it the ordinary way."""
+#: A read to ask again under the write lock (see :meth:`SqlTransaction.answers`).
+Question = tuple[Any, ...]
 
 
 def _answer(found: StoredResource | None) -> tuple[int, bool] | None:
@@ -42,16 +54,30 @@ class _Write:
     expected_version: int | None
 
 
-@dataclass
-class StagedTransaction:
-    """A :class:`~gateway.store.base.StoreTransaction` that reads from ``snapshot`` and records."""
+Step = _Write | Callable[[StoreTransaction], None]
 
-    snapshot: SqlTransaction
-    checks: list[tuple[Question, Any]] = field(default_factory=list)  # (read, its answer then)
-    locks: list[str] = field(default_factory=list)
-    writes: list[_Write] = field(default_factory=list)
-    _written_types: set[str] = field(default_factory=set)
-    _written: set[tuple[str, str]] = field(default_factory=set)
+
+class StagedTransaction:
+    """A :class:`~gateway.store.base.StoreTransaction` that reads committed data and records."""
+
+    def __init__(self, open_snapshot: Callable[[], SqlTransaction]) -> None:
+        self._open_snapshot = open_snapshot
+        self._snapshot: SqlTransaction | None = None
+        self.checks: list[tuple[Question, Any]] = []  # (read, its answer then)
+        self.locks: list[str] = []
+        self.steps: list[Step] = []  # writes and deferred actions, in order
+        self._written_types: set[str] = set()
+        self._written: set[tuple[str, str]] = set()
+
+    @property
+    def writes(self) -> list[_Write]:
+        return [step for step in self.steps if isinstance(step, _Write)]
+
+    @property
+    def snapshot(self) -> SqlTransaction:
+        if self._snapshot is None:
+            self._snapshot = self._open_snapshot()
+        return self._snapshot
 
     # -- reads: answered from the snapshot, remembered with their answers
     def current(self, res_type: str, res_id: str, *, for_update: bool = True) -> StoredResource | None:
@@ -83,28 +109,48 @@ class StagedTransaction:
     def replace_index(self, res_type: str, res_id: str, index: IndexRows) -> None:
         raise NotStaged("reindex")
 
-    # -- writes and locks: recorded
+    @contextmanager
+    def savepoint(self) -> Iterator[Savepoint]:
+        raise NotStaged("a savepoint")
+        yield  # pragma: no cover - a generator for contextmanager's sake
+
+    def journal_find(self, adapter: str, control_id: str | None) -> JournalEntry | None:
+        raise NotStaged("the ingest journal")
+
+    def journal_save(self, **_fields: Any) -> int:
+        raise NotStaged("the ingest journal")
+
+    # -- writes, deferred actions and locks: recorded
     def lock(self, key: str) -> None:
         self.locks.append(key)
 
     def put(self, stored: StoredResource, index: IndexRows | None, *, expected_version: int | None) -> None:
-        self.writes.append(_Write(stored, index, expected_version))
+        self.steps.append(_Write(stored, index, expected_version))
         self._written.add((stored.res_type, stored.res_id))
         self._written_types.add(stored.res_type)
 
+    def defer(self, action: Callable[[StoreTransaction], None]) -> None:
+        self.steps.append(action)
+
     # -- under the write lock
-    def apply(self, tx: SqlTransaction) -> bool:
-        """Re-check every read on ``tx`` and, if all answers stand, write; False if any changed
-        (the caller rolls ``tx`` back to before this call). Locks are taken first, in the order
-        staging took them, so a check sees what the ordinary run would have seen."""
-        tx.lock_all(self.locks)
-        answers = tx.answers([question for question, _ in self.checks])
-        for (question, then), now in zip(self.checks, answers, strict=True):
-            if (_answer(now) if question[0] == "current" else now) != then:
-                return False
-        try:
-            for w in self.writes:
-                tx.put(w.stored, w.index, expected_version=w.expected_version)
-        except VersionConflict:
-            return False
-        return True
+    def holds(self, tx: StoreTransaction) -> bool:
+        """Locks first, in the order staging took them, so a check sees what a run inside the
+        transaction would have seen; then every read asked again (one round trip on PostgreSQL)."""
+        sql_tx: SqlTransaction = tx  # type: ignore[assignment]  # staging is the SQL store's
+        sql_tx.lock_all(self.locks)
+        if not self.checks:
+            return True
+        answers = sql_tx.answers([question for question, _ in self.checks])
+        return all(
+            (_answer(now) if question[0] == "current" else now) == then
+            for (question, then), now in zip(self.checks, answers, strict=True)
+        )
+
+    def apply(self, tx: StoreTransaction) -> None:
+        """The recorded steps, in order. After :meth:`holds` the rows read are locked and the
+        ids created were checked absent, so a write cannot conflict."""
+        for step in self.steps:
+            if isinstance(step, _Write):
+                tx.put(step.stored, step.index, expected_version=step.expected_version)
+            else:
+                step(tx)

@@ -53,8 +53,7 @@ def store(sql_store: SqlStore) -> SqlStore:
 
 @pytest.fixture
 def pipeline(store: SqlStore) -> IngestPipeline:
-    # staging is on by default on SQLite only; here on both, so its PostgreSQL path is tested too
-    return IngestPipeline(FhirService(store, Settings(database="sqlite://")), Journal(store), stage_writes=True)
+    return IngestPipeline(FhirService(store, Settings(database="sqlite://")), Journal(store))
 
 
 def codes(results: list[Any]) -> list[str]:
@@ -156,7 +155,8 @@ def test_staged_messages_are_applied_under_the_lock(pipeline: IngestPipeline) ->
     warm = pipeline.ingest_many("hl7v2", [message("W5")], channel="mllp", ctx=CTX, reply=hl7_reply)
     assert codes(warm) == ["AA"]
     prepared = [pipeline.prepare("hl7v2", message(tag), CTX) for tag in ("A5", "B5")]
-    assert all(p.staged is not None and p.staged.transaction.writes for p in prepared)
+    assert all(p.write is not None and p.write.staged is not None for p in prepared)
+    assert all(p.write.staged.writes for p in prepared)  # type: ignore[union-attr]
     results = pipeline.store_group("hl7v2", prepared, channel="mllp", ctx=CTX, reply=hl7_reply)
     assert codes(results) == ["AA", "AA"]
     assert prescriptions(pipeline, "RXGA5") == 1 and prescriptions(pipeline, "RXGB5") == 1
@@ -167,8 +167,8 @@ def test_a_staged_message_whose_reads_changed_is_run_again(pipeline: IngestPipel
     """Both staged before anything was stored, so both planned to create the patient; the
     second finds under the lock that the first created it, and is run the ordinary way."""
     prepared = [pipeline.prepare("hl7v2", message(tag), CTX) for tag in ("A6", "B6")]
-    assert all(p.staged is not None for p in prepared)
-    creates = [[w.stored.res_type for w in p.staged.transaction.writes] for p in prepared]  # type: ignore[union-attr]
+    assert all(p.write is not None and p.write.staged is not None for p in prepared)
+    creates = [[w.stored.res_type for w in p.write.staged.writes] for p in prepared]  # type: ignore[union-attr]
     assert all("Patient" in c for c in creates)
     results = pipeline.store_group("hl7v2", prepared, channel="mllp", ctx=CTX, reply=hl7_reply)
     assert codes(results) == ["AA", "AA"]
@@ -176,14 +176,33 @@ def test_a_staged_message_whose_reads_changed_is_run_again(pipeline: IngestPipel
     assert prescriptions(pipeline, "RXGA6") == 1 and prescriptions(pipeline, "RXGB6") == 1
 
 
-def test_a_message_staging_rejects_is_rejected_by_the_ordinary_run(pipeline: IngestPipeline) -> None:
-    def refuse(_ctx: Any, resource_type: str, data: Any, _existing: Any) -> None:
+def test_write_hooks_run_once_inside_the_transaction(pipeline: IngestPipeline) -> None:
+    """Staging records the hooks with the writes; they run when the writes are applied, in the
+    committing transaction, exactly once per write - never while preparing."""
+    calls: list[tuple[str, str, bool]] = []
+
+    def before(_ctx: Any, resource_type: str, data: Any, _existing: Any) -> None:
+        calls.append(("before", resource_type, False))
         if resource_type == "MedicationRequest" and "RXGR7" in str(data):
             raise Unprocessable([issue("YL-0207", reason="refused by a test hook")])
 
-    pipeline.service.hooks.register(Pointcut.BEFORE_WRITE, refuse)
-    prepared = pipeline.prepare("hl7v2", message("R7"), CTX)
-    assert prepared.staged is None  # staging leaves the verdict to the run under the lock
-    (result,) = pipeline.store_group("hl7v2", [prepared], channel="mllp", ctx=CTX, reply=hl7_reply)
-    assert codes([result]) == ["AE"] and "refused by a test hook" in result.reply.decode()  # type: ignore[union-attr]
-    assert stored(pipeline, "Encounter") == 0
+    def after(_ctx: Any, tx: Any, stored_resource: Any) -> None:
+        calls.append(
+            (
+                "after",
+                stored_resource.res_type,
+                tx.current(stored_resource.res_type, stored_resource.res_id) is not None,
+            )
+        )
+
+    pipeline.service.hooks.register(Pointcut.BEFORE_WRITE, before)
+    pipeline.service.hooks.register(Pointcut.AFTER_WRITE_IN_TX, after)
+    prepared = [pipeline.prepare("hl7v2", message(tag), CTX) for tag in ("A7", "R7")]
+    assert calls == [] and all(p.write is not None and p.write.staged is not None for p in prepared)
+    results = pipeline.store_group("hl7v2", prepared, channel="mllp", ctx=CTX, reply=hl7_reply)
+    assert codes(results) == ["AA", "AE"] and "refused by a test hook" in results[1].reply.decode()  # type: ignore[union-attr]
+    written = len(prepared[0].write.staged.writes)  # type: ignore[union-attr]
+    first = calls[: 2 * written]
+    assert [c[0] for c in first] == ["before", "after"] * written
+    assert all(seen for kind, _, seen in first if kind == "after")  # the write is visible in the transaction
+    assert stored(pipeline, "Encounter") == 1 and prescriptions(pipeline, "RXGR7") == 0

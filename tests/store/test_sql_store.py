@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from gateway.search.extract import extract
 from gateway.search.query import parse_search
-from gateway.store.base import StoredResource, VersionConflict
+from gateway.store.base import ChangeEvent, StoredResource, VersionConflict
 from gateway.store.schema import INDEX_TABLES, outbox, resource_history, resources
 from gateway.store.sql import PostgresStore, SqliteStore, SqlStore, open_store
 
@@ -171,14 +171,20 @@ def test_outbox_events_are_written_with_the_change(store: SqlStore) -> None:
     write(store, "Patient", "p1", 1, "2024-01-01T00:00:00.000000Z")
     write(store, "Patient", "p1", 2, "2024-01-02T00:00:00.000000Z")
     delete(store, "Patient", "p1", 3, "2024-01-03T00:00:00.000000Z")
-    events = list(store.pending_events(10))
-    assert [e[1:] for e in events] == [
-        ("create", "Patient", "p1", 1),
-        ("update", "Patient", "p1", 2),
-        ("delete", "Patient", "p1", 3),
-    ]
-    assert [e[0] for e in events] == sorted(e[0] for e in events)
-    assert [e[1:] for e in store.pending_events(1)] == [("create", "Patient", "p1", 1)]
+    first: list[ChangeEvent] = []
+    assert store.drain_outbox(first.extend, 1) == 1
+    assert [(e.event, e.resource_type, e.resource_id, e.version) for e in first] == [("create", "Patient", "p1", 1)]
+
+    def refuse(_events: list[ChangeEvent]) -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        store.drain_outbox(refuse, 10)  # a failed publish leaves the events pending
+    events: list[ChangeEvent] = []
+    assert store.drain_outbox(events.extend, 10) == 2
+    assert [(e.event, e.version) for e in events] == [("update", 2), ("delete", 3)]
+    assert [e.seq for e in first + events] == sorted(e.seq for e in first + events)
+    assert store.drain_outbox(events.extend, 10) == 0
 
 
 def test_a_failed_transaction_leaves_no_resource_history_index_or_event(store: SqlStore) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from gateway.search.extract import IndexRows, extract
-from gateway.store.base import StoredResource
-from gateway.store.sql import SqlStore, SqlTransaction
-from gateway.store.staging import NotStaged, StagedTransaction
+from gateway.store.base import NotStaged, StoredResource
+from gateway.store.sql import SqlStore
+from gateway.store.staging import StagedTransaction
 
 BODY = b'{"resourceType":"Patient","id":"p1"}'
 
@@ -26,8 +26,7 @@ def store(sql_store: SqlStore) -> SqlStore:
 
 def staged_update(store: SqlStore) -> StagedTransaction:
     """Stage 'read Patient/p1, write its next version' against what is committed now."""
-    with store.engine.connect() as conn:
-        staged = StagedTransaction(SqlTransaction(store, conn))
+    with store.staging() as staged:
         current = staged.current("Patient", "p1")
         version = current.version + 1 if current else 1
         stored, index = patient(version)
@@ -44,7 +43,8 @@ def test_writes_wait_for_apply(store: SqlStore) -> None:
     staged = staged_update(store)
     assert version(store) is None and len(staged.writes) == 1
     with store.transaction() as tx:
-        assert staged.apply(tx)
+        assert staged.holds(tx)
+        staged.apply(tx)
     assert version(store) == 1
 
 
@@ -54,13 +54,12 @@ def test_a_changed_answer_refuses_to_apply(store: SqlStore) -> None:
         stored, index = patient(1)
         tx.put(stored, index, expected_version=None)  # someone else created it meanwhile
     with store.transaction() as tx:
-        assert not staged.apply(tx)
+        assert not staged.holds(tx)
     assert version(store) == 1
 
 
 def test_what_cannot_be_staged_says_so(store: SqlStore) -> None:
-    with store.engine.connect() as conn:
-        staged = StagedTransaction(SqlTransaction(store, conn))
+    with store.staging() as staged:
         stored, index = patient(1)
         staged.put(stored, index, expected_version=None)
         with pytest.raises(NotStaged):
@@ -69,6 +68,27 @@ def test_what_cannot_be_staged_says_so(store: SqlStore) -> None:
             staged.match_token("Patient", "identifier", "urn:x", "1", limit=2)  # search after a write
         with pytest.raises(NotStaged):
             staged.reader()
+        with pytest.raises(NotStaged), staged.savepoint():
+            pass
+        with pytest.raises(NotStaged):
+            staged.journal_find("hl7v2", "1")
+
+
+def test_a_write_that_reads_nothing_opens_no_snapshot(store: SqlStore) -> None:
+    opened: list[bool] = []
+    with store.staging() as staged:
+        original = staged._open_snapshot
+        staged._open_snapshot = lambda: opened.append(True) or original()  # type: ignore[method-assign,func-returns-value]
+        stored, index = patient(1)
+        staged.put(stored, index, expected_version=None)
+        deferred: list[object] = []
+        staged.defer(deferred.append)
+        assert deferred == []  # recorded, not run
+    with store.transaction() as tx:
+        assert staged.holds(tx)
+        staged.apply(tx)
+        assert deferred == [tx]  # run with the real transaction, after the write
+    assert opened == [] and version(store) == 1
 
 
 def test_the_reads_asked_again_together_answer_as_asked_one_by_one(store: SqlStore) -> None:
