@@ -163,21 +163,16 @@ def reindex(
 ) -> None:
     """Rebuild the search index from stored resources (after search parameter definitions change)."""
     from rich.progress import Progress
-    from sqlalchemy import func, select
 
     from gateway.settings import get_settings
+    from gateway.store.reindex import current_count
     from gateway.store.reindex import reindex as run_reindex
-    from gateway.store.schema import resources
     from gateway.store.sql import open_store
 
     _apply_env(database=database)
     store = open_store(get_settings().database)
     store.create_schema()
-    count_stmt = select(func.count()).select_from(resources).where(resources.c.deleted.is_(False))
-    if resource_type:
-        count_stmt = count_stmt.where(resources.c.res_type == resource_type)
-    with store.engine.connect() as conn:
-        total = int(conn.execute(count_stmt).scalar_one())
+    total = current_count(store, resource_type)
     with Progress(console=console) as progress:
         task = progress.add_task("reindexing", total=total)
         done = run_reindex(store, resource_type, progress=lambda n: progress.advance(task, n))

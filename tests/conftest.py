@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,13 @@ def fresh_postgres(postgres_url: str) -> Iterator[str]:
     """A schema of its own for one test, dropped afterwards (tests may run side by side)."""
     with postgres_schema(postgres_url) as url:
         yield url
+
+
+@pytest.fixture
+def new_postgres_url(postgres_url: str) -> Iterator[Callable[[], str]]:
+    """Makes as many fresh schemas as a test needs (two stores to compare), all dropped after."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(postgres_schema(postgres_url))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,10 +8,11 @@ rewritten to the ids they got before anything is stored. A batch runs each entry
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -187,7 +188,7 @@ class BundleProcessor:
                 if len(segments) == 2 and not query:
                     mapping[e.full_url] = f"{segments[0]}/{segments[1]}"
         for e in sorted(entries, key=lambda x: (ORDER[x.method], x.index)):
-            try:
+            with _naming(e):
                 if e.resource is not None:
                     self._rewrite(e.resource, mapping, tx)
                 if e.index in existing:
@@ -196,13 +197,9 @@ class BundleProcessor:
                     assert current is not None, "matched by its criteria earlier in this transaction"
                     results[e.index] = service.write_entry(current, "200 OK", ctx)
                     continue
-                results[e.index] = self._run(e, tx, ctx, new_ids.get(e.index))
-            except FhirError as exc:
-                for item in exc.issues:
-                    item.expression = tuple(_entry_path(e.index, x) for x in item.expression)
-                reason = exc.issues[0].en if exc.issues else ""
-                exc.issues.insert(0, issue("YL-0502", index=e.index, url=e.url, reason=reason))
-                raise
+                results[e.index] = self._run(
+                    e, cast(StoreTransaction, _EntryTransaction(tx, e)), ctx, new_ids.get(e.index)
+                )
         return render_bundle("transaction-response", (results[i] for i in sorted(results)))
 
     def _rewrite(self, resource: ResourceText, mapping: dict[str, str], tx: StoreTransaction) -> None:
@@ -278,6 +275,43 @@ class BundleProcessor:
         if e.resource is not None:
             self._rewrite(e.resource, {}, tx)
         return self._run(e, tx, ctx, None)
+
+
+@contextmanager
+def _naming(e: BundleEntry) -> Iterator[None]:
+    """An error of an entry's work names the entry (YL-0502) and places its expressions in it,
+    once, wherever it is raised: in the entry's own run or in a hook applied later."""
+    try:
+        yield
+    except FhirError as exc:
+        if getattr(exc, "bundle_entry", None) is None:
+            exc.bundle_entry = e.index  # type: ignore[attr-defined]
+            for item in exc.issues:
+                item.expression = tuple(_entry_path(e.index, x) for x in item.expression)
+            reason = exc.issues[0].en if exc.issues else ""
+            exc.issues.insert(0, issue("YL-0502", index=e.index, url=e.url, reason=reason))
+        raise
+
+
+class _EntryTransaction:
+    """The transaction as one entry's work sees it: what the entry defers (its write hooks)
+    is named after the entry when it runs - at once, or when staged writes are applied."""
+
+    def __init__(self, tx: StoreTransaction, entry: BundleEntry) -> None:
+        self._tx = tx
+        self._entry = entry
+
+    def defer(self, action: Callable[[StoreTransaction], None]) -> None:
+        entry = self._entry
+
+        def named(tx: StoreTransaction) -> None:
+            with _naming(entry):
+                action(tx)
+
+        self._tx.defer(named)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
 
 
 def _entry_path(index: int, expression: str) -> str:

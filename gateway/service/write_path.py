@@ -14,12 +14,17 @@ transaction that commits the write, because they travel with the writes
 
 A second run must not cost a second validation, nor hand out other ids: the ids a run handed
 out (:func:`new_resource_id`) and the findings of each resource it validated
-(:func:`remembered_findings`) are kept with the prepared work and handed out again.
+(:func:`remembered_findings`) are kept with the prepared work and handed out again. The
+findings are keyed by the resource with the ids of its references left out: a second run
+typically differs from the first only there (the patient an earlier message created is now
+referenced instead of the one this message meant to create), and validation reads a
+reference's type, never its id (``tests/service/test_write_path.py`` checks both).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,14 +75,22 @@ def new_resource_id() -> str:
     return memory.ids[memory.next_id - 1]
 
 
+_REFERENCE_ID = re.compile(rb'("reference":"[A-Za-z]+/)[^"/]+"')
+
+
+def findings_key(data: dict[str, Any]) -> bytes:
+    """What validation depends on: the resource, with ``Type/id`` references cut to ``Type/``."""
+    return _REFERENCE_ID.sub(rb'\1"', orjson.dumps(data))
+
+
 def remembered_findings(data: dict[str, Any], validate: Callable[[dict[str, Any]], list[Any]]) -> list[Any]:
     """``validate(data)``, once per content for the runs of one piece of work (validation is
-    a pure function of the resource)."""
+    a pure function of the resource, blind to the ids its references carry)."""
     memory = _MEMORY.get()
     if memory is None:
         return validate(data)
     try:
-        key = orjson.dumps(data)
+        key = findings_key(data)
     except TypeError:  # not plain JSON values: nothing to key on
         return validate(data)
     found = memory.findings.get(key)

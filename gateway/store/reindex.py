@@ -10,11 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
-from sqlalchemy import false, select
+from sqlalchemy import false, func, select
 
 from gateway.search.extract import extract
 from gateway.store.schema import resources
 from gateway.store.sql import SqlStore
+
+
+def current_count(store: SqlStore, resource_type: str | None = None) -> int:
+    """How many resources :func:`reindex` will visit (for its progress bar)."""
+    stmt = select(func.count()).select_from(resources).where(resources.c.deleted == false())
+    if resource_type:
+        stmt = stmt.where(resources.c.res_type == resource_type)
+    with store.engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
 
 
 def reindex(
