@@ -73,7 +73,16 @@ def structure_issues(data: dict[str, Any]) -> list[Issue]:
             )
         return issues
     except (TypeError, ValueError, KeyError) as exc:  # fhir.resources raises KeyError for unknown contained types
-        return [Issue("error", "structure", str(exc), f"资源结构无效：{exc}", (resource_type,), "YL-0700")]
+        return [
+            Issue(
+                "error",
+                "structure",
+                en=str(exc),
+                zh=f"资源结构无效：{exc}",
+                expression=(resource_type,),
+                error_code="YL-0700",
+            )
+        ]
     return []
 
 

@@ -18,8 +18,9 @@ from typing import Any
 from fhir.resources import get_fhir_model_class
 from pydantic import ValidationError
 
+from gateway.errors import Issue
 from gateway.validation._fastpath import certainly_valid
-from gateway.validation._issues import ValidationIssue, issue
+from gateway.validation._issues import issue
 
 __all__ = ["check_structure", "loc_to_fhirpath", "model_class"]
 
@@ -43,7 +44,7 @@ def loc_to_fhirpath(resource_type: str, loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-def check_structure(resource: dict[str, Any]) -> list[ValidationIssue]:
+def check_structure(resource: dict[str, Any]) -> list[Issue]:
     resource_type = resource["resourceType"]
     cls = model_class(resource_type)
     if cls is None:
@@ -55,7 +56,7 @@ def check_structure(resource: dict[str, Any]) -> list[ValidationIssue]:
     return out
 
 
-def _empty_elements(node: dict[str, Any], expr: str, out: list[ValidationIssue]) -> None:
+def _empty_elements(node: dict[str, Any], expr: str, out: list[Issue]) -> None:
     """ele-1 for every element object under ``node`` (resources, which carry ``resourceType``,
     are exempt). ``_name`` objects (a primitive's id and extensions) belong to the element
     ``name``, which also has the primitive's value when that is present."""
@@ -73,7 +74,7 @@ def _empty_elements(node: dict[str, Any], expr: str, out: list[ValidationIssue])
                     _element(item, f"{expr}.{name}[{i}]", has_value, out)
 
 
-def _element(node: dict[str, Any], expr: str, has_value: bool, out: list[ValidationIssue]) -> None:
+def _element(node: dict[str, Any], expr: str, has_value: bool, out: list[Issue]) -> None:
     if not has_value and "resourceType" not in node and all(key == "id" for key in node):
         out.append(issue("YL-3060", expr, key="ele-1", human=_ELE_1))
     _empty_elements(node, expr, out)
@@ -82,7 +83,7 @@ def _element(node: dict[str, Any], expr: str, has_value: bool, out: list[Validat
 _ELE_1 = "All FHIR elements must have a @value or children"
 
 
-def _model_findings(cls: Any, resource: dict[str, Any]) -> list[ValidationIssue]:
+def _model_findings(cls: Any, resource: dict[str, Any]) -> list[Issue]:
     resource_type = resource["resourceType"]
     try:
         cls.model_validate(resource)
@@ -97,8 +98,7 @@ def _model_findings(cls: Any, resource: dict[str, Any]) -> list[ValidationIssue]
             seen.add((expr, detail))
             kind = "required" if err["type"] == "missing" else "structure"
             found = issue("YL-3001", expr, detail=detail)
-            out.append(
-                ValidationIssue(found.severity, kind, expr, found.message_en, found.message_zh, found.error_code)
-            )
+            found.code = kind
+            out.append(found)
         return out
     return []
