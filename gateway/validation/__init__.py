@@ -18,7 +18,7 @@ from gateway.validation._conformance import conformance
 from gateway.validation._formats import check_formats
 from gateway.validation._issues import ERROR_CODES, issue
 from gateway.validation._profile import Walker, compiled_profile
-from gateway.validation._structure import check_structure
+from gateway.validation._structure import structure_issues
 
 __all__ = [
     "ERROR_CODES",
@@ -74,7 +74,7 @@ def validate(resource: dict[str, Any], profiles: Sequence[str] = (), *, structur
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return [issue("YL-3004", "", detail="a JSON object with a resourceType is expected")]
     resource_type = resource["resourceType"]
-    issues: list[Issue] = check_structure(resource) if structure else []
+    issues: list[Issue] = structure_issues(resource) if structure else []
     check_formats(resource, resource_type, issues)
     for url in dict.fromkeys(u.split("|", 1)[0] for u in profiles):
         compiled = compiled_profile(url)

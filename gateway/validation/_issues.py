@@ -19,7 +19,7 @@ __all__ = ["ERROR_CODES", "issue"]
 
 # error code -> (severity, issue type, english template, chinese template)
 ERROR_CODES: dict[str, tuple[str, str, str, str]] = {
-    "YL-3001": ("error", "structure", "Invalid structure: {detail}", "结构错误：{detail}"),
+    "YL-3001": ("error", "structure", "Invalid structure: {detail}", "结构错误：{detail_zh}"),
     "YL-3002": (
         "warning",
         "not-supported",

@@ -114,3 +114,8 @@ def test_absent_sliced_element_still_reports_its_required_slices() -> None:
     found = [(i.error_code, i.where) for i in validate(rx, profiles_for(rx))]
     assert ("YL-3010", "MedicationRequest.extension") in found
     assert any("category" in i.en for i in validate(rx, profiles_for(rx)) if i.error_code == "YL-3010")
+
+
+def test_an_unknown_contained_type_is_a_finding_not_an_exception() -> None:
+    [found] = validate({"resourceType": "Patient", "contained": [{"resourceType": "Unicorn"}]})
+    assert (found.error_code, found.expression) == ("YL-3001", ("Patient",))
