@@ -15,8 +15,8 @@ import orjson
 import typer
 
 from adapters import registry
-from adapters.contract import issues_to_operation_outcome
 from adapters.errors import AdapterError, ConversionError
+from adapters.issues import operation_outcome
 
 __all__ = ["app", "scaffold"]
 
@@ -51,12 +51,12 @@ def convert(
     try:
         result = registry.get(adapter).to_fhir(file.read_bytes())
     except ConversionError as exc:
-        _dump(issues_to_operation_outcome(exc.issues))
+        _dump(operation_outcome(exc.issues))
         raise typer.Exit(1) from None
     except AdapterError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    _dump(issues_to_operation_outcome(result.issues) if issues else result.bundle)
+    _dump(operation_outcome(result.issues) if issues else result.bundle)
 
 
 @app.command("new")
@@ -194,7 +194,7 @@ from {module} import VOLATILE_PATHS, Adapter  # noqa: E402
 def snapshot() -> str:
     result = Adapter().to_fhir((ROOT / "{module}" / "sample.json").read_bytes())
     bundle = {{k: v for k, v in result.bundle.items() if k not in VOLATILE_PATHS}}
-    issues = [[i.severity, i.yl_code, i.location] for i in result.issues]
+    issues = [[i.severity, i.error_code, i.where] for i in result.issues]
     return json.dumps({{"bundle": bundle, "issues": issues}}, ensure_ascii=False, indent=2, sort_keys=True)
 
 

@@ -17,12 +17,20 @@ Writing an adapter::
         def from_fhir(self, resource: dict) -> bytes: ...   # raise NotWritableError if read-only
 
 and register it under the entry-point group ``yaolian.adapters``.
+
+Findings are :class:`adapters.issues.Issue` values (the one issue type of Yaolian, re-exported
+here): ``Issue(severity, code, en, zh, expression=("RXE-2.1",), error_code="YL-2302")`` where
+``expression`` names the place in the *source* (``RXE-2.1``, ``PID[1]-3[2]``, a CSV column, an
+XPath) and ``error_code`` is the stable Yaolian code (``YL-2xxx``). ``operation_outcome(issues)``
+gives the OperationOutcome (Chinese in ``details.text``, English in ``diagnostics``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from adapters.issues import Issue, Severity, operation_outcome
 
 __all__ = [
     "Adapter",
@@ -30,40 +38,8 @@ __all__ = [
     "ConversionResult",
     "Issue",
     "Severity",
-    "issues_to_operation_outcome",
+    "operation_outcome",
 ]
-
-Severity = Literal["fatal", "error", "warning", "information"]
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """One finding about the input, shaped like an ``OperationOutcome.issue``.
-
-    ``location`` names the place in the *source*: ``RXE-2.1``, ``PID[1]-3[2]``, a CSV column,
-    an XPath. ``yl_code`` is the stable Yaolian code (``YL-2xxx``).
-    """
-
-    severity: Severity
-    code: str
-    yl_code: str
-    message: str
-    message_zh: str = ""
-    location: str = ""
-
-    def to_fhir(self) -> dict[str, Any]:
-        issue: dict[str, Any] = {
-            "severity": self.severity,
-            "code": self.code,
-            "details": {
-                "coding": [{"system": "http://yaolian.org/fhir/CodeSystem/error-code", "code": self.yl_code}],
-                "text": self.message,
-            },
-            "diagnostics": self.message_zh or self.message,
-        }
-        if self.location:
-            issue["location"] = [self.location]
-        return issue
 
 
 @dataclass(slots=True)
@@ -97,13 +73,3 @@ class Adapter(Protocol):
     def to_fhir(self, raw: bytes) -> ConversionResult: ...
 
     def from_fhir(self, resource: dict[str, Any]) -> bytes: ...
-
-
-def issues_to_operation_outcome(issues: list[Issue]) -> dict[str, Any]:
-    """The OperationOutcome shape of a list of issues (an empty list yields one 'informational')."""
-    if not issues:
-        return {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "information", "code": "informational", "diagnostics": "ok"}],
-        }
-    return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}

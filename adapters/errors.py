@@ -29,10 +29,8 @@ Issue codes that are not exceptions (they ride in ``ConversionResult.issues``) a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from adapters.contract import Issue
+from adapters.issues import Issue
 
 __all__ = [
     "ISSUE_CODES",
@@ -124,16 +122,8 @@ class ConversionError(AdapterError):
         super().__init__(message, **kwargs)
         self.issues: list[Issue] = list(issues)
         if not self.issues:
-            from adapters.contract import Issue
-
             self.issues.append(
-                Issue(
-                    severity="error",
-                    code="processing",
-                    yl_code=self.code,
-                    message=message,
-                    message_zh=self.message_zh,
-                )
+                Issue(severity="error", code="processing", en=message, zh=self.message_zh, error_code=self.code)
             )
 
 

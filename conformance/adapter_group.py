@@ -180,7 +180,7 @@ class AdapterUnderTest:
         conv = self.convert(sample)
         if conv.bundle is None and not conv.issues:
             raise CheckFailed(f"{sample.name}: conversion failed without any issue ({conv.error})")
-        missing = [_issue_text(i) for i in conv.issues if not str(getattr(i, "location", "") or "").strip()]
+        missing = [_issue_text(i) for i in conv.issues if not _issue_location(i).strip()]
         if missing:
             raise CheckFailed(
                 f"{sample.name}: {len(missing)} of {len(conv.issues)} issue(s) without a source location: "
@@ -239,10 +239,16 @@ class AdapterUnderTest:
         return f"{sample.name}: {done} resource(s) round-tripped unchanged{note}"
 
 
+def _issue_location(issue: Any) -> str:
+    """The first ``expression`` of an adapter issue: its place in the source ('' if none)."""
+    expression = getattr(issue, "expression", ()) or ()
+    return str(expression[0]) if expression else ""
+
+
 def _issue_text(issue: Any) -> str:
-    code = getattr(issue, "yl_code", "") or getattr(issue, "code", "")
-    location = getattr(issue, "location", "") or "(no location)"
-    return f"{getattr(issue, 'severity', '?')} {code} at {location}: {getattr(issue, 'message', issue)}"
+    code = getattr(issue, "error_code", "") or getattr(issue, "code", "")
+    location = _issue_location(issue) or "(no location)"
+    return f"{getattr(issue, 'severity', '?')} {code} at {location}: {getattr(issue, 'en', issue)}"
 
 
 def _identifiers(resource: Json) -> set[tuple[str, str]]:
@@ -364,7 +370,7 @@ def adapter_checks(
                 f"{base}/issue-location",
                 GROUP,
                 f"every issue converting {sample.name} names its source location",
-                f"{CONTRACT}: Issue.location is the place in the source (RXE-2.1, PID-3[2].1)",
+                f"{CONTRACT}: Issue.expression names the place in the source (RXE-2.1, PID-3[2].1)",
                 True,
                 _bound(under_test.check_issue_locations, sample),
                 title_zh=f"{sample.name} 的每个问题都标明源位置",

@@ -34,10 +34,7 @@ def _profile_validator() -> tuple[Any, dict[str, list[str]]]:
 
     def run(data: dict[str, Any], profiles: list[str] | None = None) -> list[Issue]:
         wanted = tuple(profiles) if profiles else validation.profiles_for(data)
-        return [
-            Issue(i.severity, i.code, i.message_en, i.message_zh, (i.expression,) if i.expression else (), i.error_code)
-            for i in validation.validate(data, wanted, structure=True)
-        ]
+        return validation.validate(data, wanted, structure=True)
 
     return run, by_type
 

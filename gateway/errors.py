@@ -15,6 +15,10 @@ Hierarchy (every class carries one or more :class:`Issue` values and an HTTP sta
     ├── UnsupportedMedia    415  body in a format we do not read
     └── Unprocessable       422  structurally or profile-invalid resource
 
+Issues are :class:`adapters.issues.Issue` (re-exported here) and become an OperationOutcome
+through :func:`adapters.issues.operation_outcome`, the one builder of all boundaries: Chinese in
+``details.text``, English in ``diagnostics``, the code in ``details.coding``.
+
 Each issue carries a stable error code (``YL-0xxx`` for the REST core) from :data:`CODES`, so
 operators can search logs and documentation by code; a test checks the table has no duplicates
 and that every code raised in the code base is declared here.
@@ -22,11 +26,33 @@ and that every code raised in the code base is declared here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-ERROR_CODE_SYSTEM = "http://yaolian.org/fhir/CodeSystem/error-code"
+# The one Issue and OperationOutcome builder, shared with the adapters (see adapters/issues.py).
+from adapters.issues import ERROR_CODE_SYSTEM, Issue, operation_outcome
+
+__all__ = [
+    "CODES",
+    "ERROR_CODE_SYSTEM",
+    "BadRequest",
+    "Code",
+    "Conflict",
+    "FhirError",
+    "Forbidden",
+    "Gone",
+    "Issue",
+    "MethodNotAllowed",
+    "NotAcceptable",
+    "NotFound",
+    "PreconditionFailed",
+    "Unauthorized",
+    "Unprocessable",
+    "UnsupportedMedia",
+    "issue",
+    "operation_outcome",
+]
 
 
 @dataclass(frozen=True)
@@ -263,32 +289,6 @@ CODES: dict[str, Code] = _table(
 )
 
 
-@dataclass
-class Issue:
-    """One OperationOutcome.issue, bilingual, with where and why."""
-
-    severity: str
-    code: str
-    en: str
-    zh: str = ""
-    expression: Sequence[str] = ()
-    error_code: str | None = None
-
-    def to_fhir(self) -> dict[str, object]:
-        out: dict[str, object] = {"severity": self.severity, "code": self.code}
-        details: dict[str, object] = {}
-        if self.error_code:
-            details["coding"] = [{"system": ERROR_CODE_SYSTEM, "code": self.error_code}]
-        if self.zh:
-            details["text"] = self.zh
-        if details:
-            out["details"] = details
-        out["diagnostics"] = self.en
-        if self.expression:
-            out["expression"] = list(self.expression)
-        return out
-
-
 def issue(code: str, *, severity: str = "error", expression: Iterable[str] = (), **params: object) -> Issue:
     """Build an issue from a declared error code, filling its message templates."""
     spec = CODES[code]
@@ -366,10 +366,3 @@ class UnsupportedMedia(FhirError):
 
 class Unprocessable(FhirError):
     status = 422
-
-
-def operation_outcome(issues: Iterable[Issue]) -> dict[str, object]:
-    issue_list = [i.to_fhir() for i in issues]
-    if not issue_list:
-        issue_list = [{"severity": "information", "code": "informational", "diagnostics": "All OK"}]
-    return {"resourceType": "OperationOutcome", "issue": issue_list}

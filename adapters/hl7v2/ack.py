@@ -3,7 +3,9 @@
 ``build_ack`` answers a received message with ``MSH``/``MSA`` (AA accepted, AE error, AR
 rejected) and one ``ERR`` per problem naming the segment, field and reason: ``ERR-2`` (ERL
 ``segment^occurrence^field^repeat^component^subcomponent``), ``ERR-3`` (HL7 table 0357),
-``ERR-4`` severity, ``ERR-5`` the Yaolian code, ``ERR-7`` English and ``ERR-8`` Chinese text.
+``ERR-4`` severity, ``ERR-5`` the Yaolian code, ``ERR-7`` English and ``ERR-8`` Chinese text,
+all read from the one :class:`adapters.issues.Issue` (``ERR-2`` from its first ``expression``,
+the source location such as ``RXE-2.1``).
 Senders on v2.3/2.4, which have no ERR-2..8, get ``ERR-1`` (ELD) instead.
 """
 
@@ -13,10 +15,10 @@ import contextlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from adapters.errors import StructureError
 from adapters.hl7v2.tree import CHARSETS, msh_segment
+from adapters.issues import Issue
 from adapters.mapping.transforms import CST
 
 __all__ = ["build_ack", "message_control_id"]
@@ -61,17 +63,9 @@ def message_control_id(raw: bytes) -> str:
     return fields[9].split(component)[0]
 
 
-def _issue_parts(issue: Any) -> tuple[str, str, str, str, str]:
-    """(severity, yl code, english, chinese, location) of an adapter or gateway issue."""
-    severity = str(getattr(issue, "severity", "error"))
-    code = getattr(issue, "yl_code", None) or getattr(issue, "error_code", None) or "YL-2000"
-    en = getattr(issue, "message", None) or getattr(issue, "en", None) or ""
-    zh = getattr(issue, "message_zh", None) or getattr(issue, "zh", None) or en
-    location = getattr(issue, "location", None)
-    if location is None:
-        expression = getattr(issue, "expression", ()) or ()
-        location = expression[0] if expression else ""
-    return severity, str(code), str(en), str(zh), str(location)
+def _issue_parts(issue: Issue) -> tuple[str, str, str, str, str]:
+    """(severity, yl code, english, chinese, source location) of an issue, for one ERR."""
+    return issue.severity, issue.error_code or "YL-2000", issue.en, issue.zh or issue.en, issue.where
 
 
 def _escape(text: str, seps: str) -> str:
@@ -84,8 +78,8 @@ def _escape(text: str, seps: str) -> str:
 
 def build_ack(
     message: bytes,
-    accepted: bool | Sequence[Any] = True,
-    issues: Sequence[Any] = (),
+    accepted: bool | Sequence[Issue] = True,
+    issues: Sequence[Issue] = (),
     *,
     now: datetime | None = None,
 ) -> bytes:

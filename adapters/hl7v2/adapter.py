@@ -100,10 +100,10 @@ class HL7v2Adapter:
                     Issue(
                         "fatal",
                         "not-supported",
-                        "YL-2103",
-                        f"message type {event} is not supported (supported: {', '.join(sorted(self.mappings))})",
-                        f"不支持的消息类型 {event}",
-                        "MSH-9",
+                        en=f"message type {event} is not supported (supported: {', '.join(sorted(self.mappings))})",
+                        zh=f"不支持的消息类型 {event}",
+                        expression=("MSH-9",),
+                        error_code="YL-2103",
                     )
                 ],
             ) from None
@@ -118,10 +118,10 @@ class HL7v2Adapter:
                     Issue(
                         "fatal",
                         "not-supported",
-                        "YL-2103",
-                        f"HL7 version {version!r} is not supported ({', '.join(SUPPORTED_VERSIONS)})",
-                        f"不支持的 HL7 版本 {version!r}",
-                        "MSH-12",
+                        en=f"HL7 version {version!r} is not supported ({', '.join(SUPPORTED_VERSIONS)})",
+                        zh=f"不支持的 HL7 版本 {version!r}",
+                        expression=("MSH-12",),
+                        error_code="YL-2103",
                     )
                 ],
             )

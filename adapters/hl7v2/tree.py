@@ -38,7 +38,7 @@ CHARSETS: dict[str, str] = {
 
 
 def _issue(severity: str, code: str, yl: str, en: str, zh: str, location: str = "") -> Issue:
-    return Issue(severity, code, yl, en, zh, location)  # type: ignore[arg-type]
+    return Issue(severity, code, en=en, zh=zh, expression=(location,) if location else (), error_code=yl)
 
 
 def msh_segment(raw: bytes) -> tuple[bytes, str]:

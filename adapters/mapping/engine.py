@@ -234,10 +234,10 @@ class Mapping:
                 Issue(
                     "information",
                     "informational",
-                    "YL-2301",
-                    f"{location} is not read by mapping {self.name}",
-                    f"{location} 未被映射 {self.name} 读取",
-                    location,
+                    en=f"{location} is not read by mapping {self.name}",
+                    zh=f"{location} 未被映射 {self.name} 读取",
+                    expression=(location,),
+                    error_code="YL-2301",
                 )
             )
         return run.entries, run.issues
@@ -373,10 +373,10 @@ class _Run:
                 Issue(
                     "error",
                     "required",
-                    "YL-2303",
-                    f"required {where} is empty",
-                    f"必填字段 {where} 为空",
-                    where,
+                    en=f"required {where} is empty",
+                    zh=f"必填字段 {where} 为空",
+                    expression=(where,),
+                    error_code="YL-2303",
                 )
             )
         else:
@@ -390,12 +390,12 @@ class _Run:
                 Issue(
                     "error",
                     "required",
-                    "YL-2307",
-                    f"required {rule.reference!r} is not in the message"
+                    en=f"required {rule.reference!r} is not in the message"
                     + (f" ({where} is missing)" if needed else "")
                     + f"; rule {rule_at}",
-                    f"必需的 {rule.reference!r} 不在报文中" + (f"（缺少 {where}）" if needed else ""),
-                    where,
+                    zh=f"必需的 {rule.reference!r} 不在报文中" + (f"（缺少 {where}）" if needed else ""),
+                    expression=(where,),
+                    error_code="YL-2307",
                 )
             )
 
@@ -429,10 +429,10 @@ class _Run:
                         Issue(
                             "error",
                             "value",
-                            "YL-2304",
-                            f"{where} value {raw!r} is not a valid {name}",
-                            f"{where} 的值 {raw!r} 不是有效的{name}格式",
-                            where,
+                            en=f"{where} value {raw!r} is not a valid {name}",
+                            zh=f"{where} 的值 {raw!r} 不是有效的{name}格式",
+                            expression=(where,),
+                            error_code="YL-2304",
                         )
                     )
                 return None
@@ -450,10 +450,10 @@ class _Run:
             Issue(
                 "warning",
                 "code-invalid",
-                "YL-2302",
-                f"unit {value!r} at {where} has no UCUM translation; unit text kept",
-                f"{where} 的单位 {value!r} 无法转换为 UCUM，保留原文",
-                where,
+                en=f"unit {value!r} at {where} has no UCUM translation; unit text kept",
+                zh=f"{where} 的单位 {value!r} 无法转换为 UCUM，保留原文",
+                expression=(where,),
+                error_code="YL-2302",
             )
         )
         return None
@@ -501,10 +501,10 @@ class _Run:
             Issue(
                 "warning",
                 "code-invalid",
-                "YL-2302",
-                f"code {code!r} at {where} has no translation in ConceptMap {name}; kept as an untranslated coding",
-                f"{where} 的代码 {code!r} 在对照表 {name} 中无对应，已按未转换代码保留",
-                where,
+                en=f"code {code!r} at {where} has no translation in ConceptMap {name}; kept as an untranslated coding",
+                zh=f"{where} 的代码 {code!r} 在对照表 {name} 中无对应，已按未转换代码保留",
+                expression=(where,),
+                error_code="YL-2302",
             )
         )
 

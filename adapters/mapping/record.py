@@ -57,7 +57,7 @@ class RecordTree:
         except orjson.JSONDecodeError as exc:
             raise StructureError(
                 f"input is not JSON: {exc}",
-                [Issue("fatal", "structure", "YL-2102", f"input is not JSON: {exc}", "输入不是 JSON")],
+                [Issue("fatal", "structure", en=f"input is not JSON: {exc}", zh="输入不是 JSON", error_code="YL-2102")],
             ) from None
         if not isinstance(record, dict):
             raise StructureError("input is not a JSON object")

@@ -69,11 +69,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:  # keep Starlette's Allow header (RFC 9110 requires it)
         found = issue("YL-0205", what=f"{request.method} {request.url.path}")
         return outcome_response(request, [found], 405, dict(exc.headers or {}))
-    return outcome_response(request, [Issue("error", "processing", str(exc.detail), str(exc.detail))], exc.status_code)
+    return outcome_response(
+        request, [Issue("error", "processing", en=str(exc.detail), zh=str(exc.detail))], exc.status_code
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    return outcome_response(request, [Issue("error", "invalid", str(exc), str(exc))], 400)
+    return outcome_response(request, [Issue("error", "invalid", en=str(exc), zh=str(exc))], 400)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -25,19 +25,6 @@ from gateway.store.base import DuplicateMessage, JournalEntry, StoreTransaction
 log = logging.getLogger("yaolian.ingest")
 
 
-def adapter_issue(found: Any) -> Issue:
-    """An adapter-side issue (source location such as ``RXE-2.1``) as a gateway issue."""
-    location = getattr(found, "location", "") or ""
-    return Issue(
-        severity=found.severity,
-        code=found.code,
-        en=found.message + (f" (at {location})" if location else ""),
-        zh=(found.message_zh or found.message) + (f"（位置 {location}）" if location else ""),
-        expression=(location,) if location else (),
-        error_code=getattr(found, "yl_code", None),
-    )
-
-
 @dataclass
 class IngestResult:
     status: str  # accepted | rejected
@@ -94,9 +81,8 @@ def convert(adapter_name: str, raw: bytes) -> tuple[dict[str, Any] | None, list[
     try:
         result = adapter.to_fhir(raw)
     except ConversionError as exc:
-        return None, [adapter_issue(i) for i in exc.issues]
-    issues = [adapter_issue(i) for i in result.issues]
-    return (result.bundle if result.ok else None), issues
+        return None, list(exc.issues)
+    return (result.bundle if result.ok else None), list(result.issues)
 
 
 def _convert_safely(adapter_name: str, raw: bytes) -> tuple[dict[str, Any] | None, list[Issue]]:

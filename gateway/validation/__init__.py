@@ -1,6 +1,6 @@
 """Validation of resources against the base R5 structure and the alliance profiles.
 
-``validate(resource, profiles)`` returns a list of :class:`ValidationIssue`; it never raises on
+``validate(resource, profiles)`` returns a list of :class:`~gateway.errors.Issue`; it never raises on
 bad input. Steps: base structure (fhir.resources models), identifier formats and checksums
 (:mod:`gateway.validation.identifiers`), then each profile's compiled snapshot rules
 (cardinality, fixed/pattern, required bindings, slicing, extension profiles, FHIRPath
@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.errors import Issue
 from gateway.validation._conformance import conformance
 from gateway.validation._formats import check_formats
-from gateway.validation._issues import ERROR_CODES, ValidationIssue, issue
+from gateway.validation._issues import ERROR_CODES, issue
 from gateway.validation._profile import Walker, compiled_profile
-from gateway.validation._structure import check_structure
+from gateway.validation._structure import structure_issues
 
 __all__ = [
     "ERROR_CODES",
-    "ValidationIssue",
     "default_profiles",
     "known_profiles",
     "profile_resource_type",
@@ -68,15 +68,13 @@ def profiles_for(resource: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*urls, *default_profiles(str(resource.get("resourceType")))]))
 
 
-def validate(
-    resource: dict[str, Any], profiles: Sequence[str] = (), *, structure: bool = True
-) -> list[ValidationIssue]:
+def validate(resource: dict[str, Any], profiles: Sequence[str] = (), *, structure: bool = True) -> list[Issue]:
     """All findings for ``resource`` against the base structure (unless ``structure=False``)
     and each profile in ``profiles`` (canonical URLs, ``|version`` ignored)."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return [issue("YL-3004", "", detail="a JSON object with a resourceType is expected")]
     resource_type = resource["resourceType"]
-    issues: list[ValidationIssue] = check_structure(resource) if structure else []
+    issues: list[Issue] = structure_issues(resource) if structure else []
     check_formats(resource, resource_type, issues)
     for url in dict.fromkeys(u.split("|", 1)[0] for u in profiles):
         compiled = compiled_profile(url)
@@ -91,7 +89,7 @@ def validate(
     return _dedupe(issues)
 
 
-def _dedupe(issues: list[ValidationIssue]) -> list[ValidationIssue]:
+def _dedupe(issues: list[Issue]) -> list[Issue]:
     """One finding per (code, expression) for required elements: the base structure and a
     profile may both report the same missing element."""
     required = {i.expression for i in issues if i.error_code == "YL-3001" and i.code == "required"}
@@ -99,7 +97,7 @@ def _dedupe(issues: list[ValidationIssue]) -> list[ValidationIssue]:
     for i in issues:
         if i.error_code == "YL-3010" and i.expression in required:
             continue
-        key = (i.error_code, i.expression, i.message_en)
+        key = (i.error_code, i.expression, i.en)
         if key not in seen:
             seen.add(key)
             out.append(i)

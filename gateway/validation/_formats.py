@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.validation._issues import ValidationIssue, issue
+from gateway.errors import Issue
+from gateway.validation._issues import issue
 from gateway.validation.identifiers import FORMATS, IdentifierFormat, resident_id_problem
 
 __all__ = ["check_formats"]
 
 
-def check_formats(node: Any, expr: str, issues: list[ValidationIssue]) -> None:
+def check_formats(node: Any, expr: str, issues: list[Issue]) -> None:
     """Walk ``node``; an object with a ``system`` of a known format has its ``value`` (an
     Identifier) or ``code`` (a Coding) checked, including resident ID checksums.
 
@@ -48,7 +49,7 @@ def _passes(fmt: IdentifierFormat, value: str) -> bool:
     )
 
 
-def _report(node: Any, expr: str, issues: list[ValidationIssue]) -> None:
+def _report(node: Any, expr: str, issues: list[Issue]) -> None:
     if isinstance(node, dict):
         system = node.get("system")
         if isinstance(system, str) and system in FORMATS:
@@ -65,7 +66,7 @@ def _report(node: Any, expr: str, issues: list[ValidationIssue]) -> None:
                         _report(item, f"{expr}.{key}[{i}]", issues)
 
 
-def _check(system: str, value: str, expr: str, issues: list[ValidationIssue]) -> None:
+def _check(system: str, value: str, expr: str, issues: list[Issue]) -> None:
     fmt = FORMATS[system]
     if not fmt.pattern.match(value):
         issues.append(

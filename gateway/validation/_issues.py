@@ -1,37 +1,25 @@
 """Validation findings and their stable codes.
 
-Every finding the validator produces is a :class:`ValidationIssue` carrying one of the codes in
-:data:`ERROR_CODES` (``YL-3xxx``). The REST layer turns issues into ``OperationOutcome.issue``
-entries: ``severity`` and ``code`` map one to one, ``error_code`` goes to ``details.coding`` and
-``expression`` to ``issue.expression``. Codes are never reused; a test checks the registry.
+Every finding the validator produces is an :class:`~adapters.issues.Issue` (the one issue type
+of Yaolian, re-exported by ``gateway.errors``) carrying one of the codes in :data:`ERROR_CODES`
+(``YL-3xxx``): ``severity`` error | warning | information; ``code`` the OperationOutcome issue
+type (structure, required, value, code-invalid, invariant, not-supported, business-rule);
+``expression`` the FHIRPath of the element, e.g. ``MedicationRequest.dosageInstruction[0].timing``
+(choice elements are named by their JSON property, e.g. ``extension[0].valueCoding``). Codes are
+never reused; a test checks the registry. A template parameter ``x_zh`` is the Chinese form of
+``x``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from gateway.errors import Issue
 
-__all__ = ["ERROR_CODES", "ValidationIssue", "issue"]
-
-
-@dataclass(frozen=True, slots=True)
-class ValidationIssue:
-    """One finding. ``severity``: error | warning | information (OperationOutcome.issue.severity);
-    ``code``: OperationOutcome issue type (structure, required, value, code-invalid, invariant,
-    not-supported, business-rule); ``expression``: FHIRPath of the element, e.g.
-    ``MedicationRequest.dosageInstruction[0].timing`` (choice elements are named by their JSON
-    property, e.g. ``extension[0].valueCoding``)."""
-
-    severity: str
-    code: str
-    expression: str
-    message_en: str
-    message_zh: str
-    error_code: str
+__all__ = ["ERROR_CODES", "issue"]
 
 
 # error code -> (severity, issue type, english template, chinese template)
 ERROR_CODES: dict[str, tuple[str, str, str, str]] = {
-    "YL-3001": ("error", "structure", "Invalid structure: {detail}", "结构错误：{detail}"),
+    "YL-3001": ("error", "structure", "Invalid structure: {detail}", "结构错误：{detail_zh}"),
     "YL-3002": (
         "warning",
         "not-supported",
@@ -111,13 +99,14 @@ ERROR_CODES: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def issue(error_code: str, expression: str, severity: str | None = None, **values: object) -> ValidationIssue:
+def issue(error_code: str, expression: str, severity: str | None = None, **values: object) -> Issue:
+    """The finding ``error_code`` at the element ``expression`` ('' for none)."""
     sev, kind, en, zh = ERROR_CODES[error_code]
-    return ValidationIssue(
+    return Issue(
         severity=severity or sev,
         code=kind,
-        expression=expression,
-        message_en=en.format(**values),
-        message_zh=zh.format(**values),
+        en=en.format(**values),
+        zh=zh.format(**values),
+        expression=(expression,) if expression else (),
         error_code=error_code,
     )

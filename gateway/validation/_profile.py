@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.errors import Issue
 from gateway.validation._conformance import BASE, conformance
 from gateway.validation._fhirpath import compiled
-from gateway.validation._issues import ValidationIssue, issue
+from gateway.validation._issues import issue
 from gateway.validation.terminology import in_value_set
 
 __all__ = ["CompiledProfile", "compiled_profile"]
@@ -283,7 +284,7 @@ def _at(value: Json, path: tuple[str, ...]) -> Json:
 
 
 class Walker:
-    def __init__(self, profile_url: str, issues: list[ValidationIssue]) -> None:
+    def __init__(self, profile_url: str, issues: list[Issue]) -> None:
         self.profile = profile_url
         self.issues = issues
 

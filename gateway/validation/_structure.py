@@ -1,4 +1,9 @@
-"""Base structure of a resource through the fhir.resources R5 models.
+"""Base structure of a resource through the fhir.resources R5 models: the one structure check.
+
+:func:`structure_issues` serves every caller - the write path in every validation mode
+(``gateway.fhir.structure`` re-exports it), ``$validate`` and :func:`gateway.validation.validate`
+- so a resource gets the same findings wherever it is judged. The models are used only to judge
+the input; their serialisation is never stored (it is lossy).
 
 Well-formed input is recognised by :mod:`._fastpath` without building the model tree; anything
 else goes through ``model_validate``, whose errors are the findings, and through a walk for the
@@ -6,8 +11,12 @@ base invariant ele-1 (every element has a value or children other than ``id``), 
 do not check: ``{}`` or ``{"id": "x"}`` as an element is accepted by them. The fast path never
 accepts such an object, so well-formed writes pay nothing for ele-1.
 
-Pydantic error locations are turned into FHIRPath: ``('dosageInstruction', 0, 'timing')`` on a
-MedicationRequest becomes ``MedicationRequest.dosageInstruction[0].timing``.
+Pydantic error locations are turned into FHIRPath by :func:`loc_to_fhirpath`, the one location
+function: ``('dosageInstruction', 0, 'timing')`` on a MedicationRequest becomes
+``MedicationRequest.dosageInstruction[0].timing``. Every finding of the models is ``YL-3001``
+(issue type ``required``, ``structure`` for an element R5 does not have, ``value`` otherwise),
+with a Chinese reading of the pydantic error type; an unknown type is ``YL-3004``; ele-1 is
+``YL-3060``.
 """
 
 from __future__ import annotations
@@ -18,10 +27,11 @@ from typing import Any
 from fhir.resources import get_fhir_model_class
 from pydantic import ValidationError
 
+from gateway.errors import Issue
 from gateway.validation._fastpath import certainly_valid
-from gateway.validation._issues import ValidationIssue, issue
+from gateway.validation._issues import issue
 
-__all__ = ["check_structure", "loc_to_fhirpath", "model_class"]
+__all__ = ["loc_to_fhirpath", "model_class", "structure_issues"]
 
 
 @functools.cache
@@ -43,19 +53,20 @@ def loc_to_fhirpath(resource_type: str, loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-def check_structure(resource: dict[str, Any]) -> list[ValidationIssue]:
-    resource_type = resource["resourceType"]
-    cls = model_class(resource_type)
-    if cls is None:
-        return [issue("YL-3004", resource_type, detail=f"unknown resourceType {resource_type}")]
+def structure_issues(resource: dict[str, Any]) -> list[Issue]:
+    """Findings of the base R5 structure for ``resource``; empty when it is valid. Never raises."""
+    resource_type = resource.get("resourceType")
+    cls = model_class(resource_type) if isinstance(resource_type, str) else None
+    if cls is None or not isinstance(resource_type, str):
+        return [issue("YL-3004", str(resource_type or ""), detail=f"unknown resourceType {resource_type}")]
     if certainly_valid(cls, resource):
         return []
-    out = _model_findings(cls, resource)
+    out = _model_findings(cls, resource, resource_type)
     _empty_elements(resource, resource_type, out)
     return out
 
 
-def _empty_elements(node: dict[str, Any], expr: str, out: list[ValidationIssue]) -> None:
+def _empty_elements(node: dict[str, Any], expr: str, out: list[Issue]) -> None:
     """ele-1 for every element object under ``node`` (resources, which carry ``resourceType``,
     are exempt). ``_name`` objects (a primitive's id and extensions) belong to the element
     ``name``, which also has the primitive's value when that is present."""
@@ -73,7 +84,7 @@ def _empty_elements(node: dict[str, Any], expr: str, out: list[ValidationIssue])
                     _element(item, f"{expr}.{name}[{i}]", has_value, out)
 
 
-def _element(node: dict[str, Any], expr: str, has_value: bool, out: list[ValidationIssue]) -> None:
+def _element(node: dict[str, Any], expr: str, has_value: bool, out: list[Issue]) -> None:
     if not has_value and "resourceType" not in node and all(key == "id" for key in node):
         out.append(issue("YL-3060", expr, key="ele-1", human=_ELE_1))
     _empty_elements(node, expr, out)
@@ -82,8 +93,19 @@ def _element(node: dict[str, Any], expr: str, has_value: bool, out: list[Validat
 _ELE_1 = "All FHIR elements must have a @value or children"
 
 
-def _model_findings(cls: Any, resource: dict[str, Any]) -> list[ValidationIssue]:
-    resource_type = resource["resourceType"]
+_MESSAGES_ZH = {
+    "missing": "缺少必填元素",
+    "extra_forbidden": "不允许的元素（R5 中没有此元素）",
+    "string_type": "应为字符串",
+    "int_parsing": "应为整数",
+    "bool_parsing": "应为布尔值",
+    "list_type": "应为数组",
+    "dict_type": "应为对象",
+    "value_error": "取值无效",
+}
+
+
+def _model_findings(cls: Any, resource: dict[str, Any], resource_type: str) -> list[Issue]:
     try:
         cls.model_validate(resource)
     except ValidationError as exc:
@@ -95,10 +117,11 @@ def _model_findings(cls: Any, resource: dict[str, Any]) -> list[ValidationIssue]
             if (expr, detail) in seen:
                 continue
             seen.add((expr, detail))
-            kind = "required" if err["type"] == "missing" else "structure"
-            found = issue("YL-3001", expr, detail=detail)
-            out.append(
-                ValidationIssue(found.severity, kind, expr, found.message_en, found.message_zh, found.error_code)
-            )
+            kind = err["type"]
+            found = issue("YL-3001", expr, detail=detail, detail_zh=_MESSAGES_ZH.get(kind) or f"取值无效（{detail}）")
+            found.code = "required" if kind == "missing" else "structure" if kind == "extra_forbidden" else "value"
+            out.append(found)
         return out
+    except (TypeError, ValueError, KeyError) as exc:  # fhir.resources raises KeyError for unknown contained types
+        return [issue("YL-3001", resource_type, detail=str(exc), detail_zh=str(exc))]
     return []

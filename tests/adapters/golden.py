@@ -36,8 +36,7 @@ def snapshot(result: ConversionResult, volatile: tuple[str, ...]) -> dict[str, A
     return {
         "bundle": drop_paths(result.bundle, volatile),
         "issues": [
-            {"severity": i.severity, "code": i.yl_code, "location": i.location, "message": i.message}
-            for i in result.issues
+            {"severity": i.severity, "code": i.error_code, "location": i.where, "message": i.en} for i in result.issues
         ],
     }
 

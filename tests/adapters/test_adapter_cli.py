@@ -33,7 +33,7 @@ def test_convert_failure_is_an_operation_outcome(tmp_path: Path) -> None:
     assert result.exit_code == 1
     outcome = json.loads(result.stdout)
     assert outcome["resourceType"] == "OperationOutcome"
-    assert any(i["location"] == ["PID-7"] for i in outcome["issue"])
+    assert any(i["expression"] == ["PID-7"] for i in outcome["issue"])
 
 
 def test_new_scaffolds_a_package_whose_test_passes(tmp_path: Path) -> None:

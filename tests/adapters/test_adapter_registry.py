@@ -10,7 +10,7 @@ import pytest
 
 import adapters.errors as errors
 from adapters import registry
-from adapters.contract import Adapter, Issue, issues_to_operation_outcome
+from adapters.contract import Adapter, Issue, operation_outcome
 from adapters.errors import AdapterLookupError, DuplicateAdapterError
 
 
@@ -69,6 +69,7 @@ def test_issue_codes_used_in_code_are_declared() -> None:
 
 
 def test_operation_outcome_shape() -> None:
-    outcome = issues_to_operation_outcome([Issue("warning", "code-invalid", "YL-2302", "x", "y", "RXE-2.1")])
-    assert outcome["issue"][0]["location"] == ["RXE-2.1"]
+    found = Issue("warning", "code-invalid", en="x", zh="y", expression=("RXE-2.1",), error_code="YL-2302")
+    outcome = operation_outcome([found])
+    assert outcome["issue"][0]["expression"] == ["RXE-2.1"]
     assert outcome["issue"][0]["details"]["coding"][0]["code"] == "YL-2302"

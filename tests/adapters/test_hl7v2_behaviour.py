@@ -86,7 +86,7 @@ def test_wrong_charset_is_a_decode_error_naming_msh18() -> None:
     raw = AMLODIPINE.replace(b"UNICODE UTF-8", b"ASCII")
     with pytest.raises(DecodeError) as info:
         ADAPTER.to_fhir(raw)
-    assert info.value.issues[0].location == "MSH-18"
+    assert info.value.issues[0].expression == ("MSH-18",)
 
 
 def test_unsupported_version_and_type_are_rejected() -> None:
@@ -101,7 +101,7 @@ def test_bad_date_is_an_error_with_location() -> None:
     raw = AMLODIPINE.replace(b"|19670315|", b"|1967-13-45|")
     with pytest.raises(ConversionError) as info:
         ADAPTER.to_fhir(raw)
-    assert [i.location for i in info.value.issues if i.severity == "error"] == ["PID-7"]
+    assert [i.expression for i in info.value.issues if i.severity == "error"] == [("PID-7",)]
 
 
 def test_no_msh_is_a_structure_error() -> None:
@@ -141,14 +141,16 @@ def test_ack_ae_names_segment_field_and_reason() -> None:
 
 def test_ack_gateway_form_and_v23_err1() -> None:
     raw = AMLODIPINE.replace(b"|P|2.5|", b"|P|2.3|")
-    issue = Issue("error", "required", "YL-2303", "required RXE-2.1 is empty", "必填", "RXE-2.1")
+    issue = Issue(
+        "error", "required", en="required RXE-2.1 is empty", zh="必填", expression=("RXE-2.1",), error_code="YL-2303"
+    )
     ack = build_ack(raw, False, [issue]).decode()
     assert "MSA|AE|" in ack and "\rERR|RXE^1^2^101&required RXE-2.1 is empty" in ack
 
 
 def test_ack_keeps_gb18030() -> None:
     gb = (CASES / "RDE_O11" / "gb18030-amlodipine.hl7").read_bytes()
-    issue = Issue("warning", "code-invalid", "YL-2302", "x", "代码无对应", "RXE-2.1")
+    issue = Issue("warning", "code-invalid", en="x", zh="代码无对应", expression=("RXE-2.1",), error_code="YL-2302")
     ack = build_ack(gb, [issue])
     assert "代码无对应".encode("gb18030") in ack and b"MSA|AA|" in ack
 

@@ -62,7 +62,7 @@ def profile_findings(bundle: dict[str, Any]) -> list[dict[str, str]]:
                         "entry": f"{n}:{resource['resourceType']}",
                         "severity": finding.severity,
                         "code": finding.error_code,
-                        "expression": finding.expression,
+                        "expression": finding.where,
                     }
                 )
     return out

@@ -87,9 +87,16 @@ def test_examples_cover_every_required_type() -> None:
     assert len(EXAMPLES) == 187
 
 
+# Findings of the one structure check (which includes the base invariant ele-1) that the official
+# examples really have: med0301's identifier is ``{"id": "123456789"}``, an element with neither a
+# value nor children other than id.
+KNOWN_FINDINGS = {"Medication-med0301": [("YL-3060", ("Medication.identifier[0]",))]}
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_is_structurally_valid(path: Path) -> None:
-    assert structure_issues(json.loads(path.read_bytes())) == []
+    found = [(i.error_code, i.expression) for i in structure_issues(json.loads(path.read_bytes()))]
+    assert found == KNOWN_FINDINGS.get(path.stem, [])
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)

@@ -57,7 +57,7 @@ class BrokenAdapter:
                 }
             ],
         }
-        issues = [Issue("information", "informational", "YL-2301", "field gend was not read")]
+        issues = [Issue("information", "informational", en="field gend was not read", error_code="YL-2301")]
         return ConversionResult(bundle, issues)
 
     def from_fhir(self, resource):

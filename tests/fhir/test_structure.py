@@ -32,14 +32,25 @@ def test_model_findings_are_located_and_bilingual(resource: dict[str, Any], expr
     first = issues[0]
     assert first.expression == (expression,)
     assert first.code == code
-    assert first.error_code == "YL-0700"
+    assert first.error_code == "YL-3001"
     assert CJK.search(first.zh), first.zh
 
 
 def test_valid_resources_have_no_findings() -> None:
-    name = {"family": "Li", "given": ["Wei", None], "_given": [None, {"id": "g"}]}
+    extension = [{"url": "http://example.org/fhir/StructureDefinition/x", "valueString": "y"}]
+    name = {"family": "Li", "given": ["Wei", None], "_given": [None, {"id": "g", "extension": extension}]}
     patient = {"resourceType": "Patient", "name": [name]}
     assert structure_issues(patient) == []
+    assert json_form_issues(patient) == []
+
+
+def test_the_structure_check_includes_ele_1() -> None:
+    """One structure check for the write path and gateway.validation: a primitive with only an
+    id (no value, no extension) fails ele-1 wherever it is judged (the JSON form is fine)."""
+    name = {"family": "Li", "given": ["Wei", None], "_given": [None, {"id": "g"}]}
+    patient = {"resourceType": "Patient", "name": [name]}
+    [found] = structure_issues(patient)
+    assert (found.error_code, found.expression) == ("YL-3060", ("Patient.name[0].given[1]",))
     assert json_form_issues(patient) == []
 
 

@@ -26,13 +26,13 @@ def test_valid_example_has_no_issues(case: dict) -> None:
 @pytest.mark.parametrize("case", [c for c in INDEX if not c["valid"]], ids=lambda c: c["file"])
 def test_invalid_example_reports_expected_issue(case: dict) -> None:
     found = validate(_load(case["file"]), [case["profile"]])
-    got = {(i.error_code, i.expression, i.severity) for i in found}
+    got = {(i.error_code, i.where, i.severity) for i in found}
     expected = {(i["error_code"], i["expression"], i["severity"]) for i in case["issues"]}
     assert expected <= got
     # no false alarm: every error reported is one the case expects
     assert {g for g in got if g[2] == "error"} <= expected
     for i in found:
-        assert i.message_en and i.message_zh
+        assert i.en and i.zh
 
 
 def test_every_resource_profile_has_valid_and_invalid_examples() -> None:

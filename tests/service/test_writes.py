@@ -92,7 +92,14 @@ def test_after_commit_hook_runs_once_per_committed_request(store: SqlStore) -> N
 
 
 def test_validation_modes(store: SqlStore) -> None:
-    finding = Issue("error", "business-rule", "no prescription category", "缺少处方类别", ("Patient",), "YL-3050")
+    finding = Issue(
+        "error",
+        "business-rule",
+        en="no prescription category",
+        zh="缺少处方类别",
+        expression=("Patient",),
+        error_code="YL-3050",
+    )
 
     def validator(_data: dict[str, Any], _profiles: Any = None) -> list[Issue]:
         return [finding]

@@ -16,7 +16,6 @@ SD = "http://yaolian.org/fhir/StructureDefinition/"
 def test_all_is_pinned() -> None:
     assert sorted(validation.__all__) == [
         "ERROR_CODES",
-        "ValidationIssue",
         "default_profiles",
         "known_profiles",
         "profile_resource_type",
@@ -49,7 +48,7 @@ def test_profiles_for_merges_meta_profile_and_default() -> None:
 
 def test_unknown_profile_is_an_issue_not_an_exception() -> None:
     [found] = validate({"resourceType": "Patient"}, ["http://example.org/StructureDefinition/nope"])
-    assert (found.error_code, found.severity, found.expression) == ("YL-3002", "warning", "Patient")
+    assert (found.error_code, found.severity, found.expression) == ("YL-3002", "warning", ("Patient",))
 
 
 def test_profile_for_another_type() -> None:
@@ -65,7 +64,7 @@ def test_not_a_resource(bad: object) -> None:
 
 def test_unknown_resource_type() -> None:
     [found] = validate({"resourceType": "Prescription"})
-    assert (found.error_code, found.expression) == ("YL-3004", "Prescription")
+    assert (found.error_code, found.expression) == ("YL-3004", ("Prescription",))
 
 
 def test_structure_false_skips_the_base_model() -> None:
@@ -81,7 +80,7 @@ def test_missing_required_element_reported_once() -> None:
         "intent": "order",
         "medication": {"concept": {"text": "x"}},
     }
-    found = [i for i in validate(res, [SD + "yl-prescription"]) if i.expression == "MedicationRequest.subject"]
+    found = [i for i in validate(res, [SD + "yl-prescription"]) if i.expression == ("MedicationRequest.subject",)]
     assert [(i.error_code, i.code) for i in found] == [("YL-3001", "required")]
 
 
@@ -95,7 +94,7 @@ def test_loc_to_fhirpath() -> None:
 
 def test_issue_messages_are_bilingual() -> None:
     [found] = validate({"resourceType": "Patient"}, ["http://example.org/nope"])
-    assert "Unknown profile" in found.message_en and "未知" in found.message_zh
+    assert "Unknown profile" in found.en and "未知" in found.zh
 
 
 def test_profile_resource_type() -> None:
@@ -112,6 +111,11 @@ def test_absent_sliced_element_still_reports_its_required_slices() -> None:
     examples = Path(__file__).resolve().parents[2] / "profiles" / "examples"
     rx = json.loads(next(examples.glob("yl-prescription.valid.*.json")).read_text())
     rx.pop("extension")
-    found = [(i.error_code, i.expression) for i in validate(rx, profiles_for(rx))]
+    found = [(i.error_code, i.where) for i in validate(rx, profiles_for(rx))]
     assert ("YL-3010", "MedicationRequest.extension") in found
-    assert any("category" in i.message_en for i in validate(rx, profiles_for(rx)) if i.error_code == "YL-3010")
+    assert any("category" in i.en for i in validate(rx, profiles_for(rx)) if i.error_code == "YL-3010")
+
+
+def test_an_unknown_contained_type_is_a_finding_not_an_exception() -> None:
+    [found] = validate({"resourceType": "Patient", "contained": [{"resourceType": "Unicorn"}]})
+    assert (found.error_code, found.expression) == ("YL-3001", ("Patient",))

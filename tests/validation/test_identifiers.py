@@ -54,7 +54,7 @@ def _patient(value: str) -> dict:
 )
 def test_validate_reports_resident_id_problems(value: str, code: str) -> None:
     issues = validate(_patient(value))
-    assert [(i.error_code, i.expression) for i in issues] == [(code, "Patient.identifier[0].value")]
+    assert [(i.error_code, i.where) for i in issues] == [(code, "Patient.identifier[0].value")]
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_traceability_code_not_starting_with_8_is_a_warning() -> None:
         "identifier": [{"system": "http://yaolian.org/fhir/sid/drug-trace-code", "value": "61234560012345678901"}],
     }
     [found] = validate(med)
-    assert (found.error_code, found.severity, found.expression) == (
+    assert (found.error_code, found.severity, found.where) == (
         "YL-3043",
         "warning",
         "Medication.identifier[0].value",
