@@ -43,15 +43,20 @@ BEFORE_READ_RESPONSE     (ctx: RequestContext, stored: StoredResource)          
   lower ``total``; nothing is included from a resource it removed. Resources removed here after
   the store has counted them are still in ``total`` unless the hook lowers it: restrict at
   ``BEFORE_SEARCH`` to keep totals and paging exact.
+  A hook removing matches can leave a keyset page with nothing shown: it then has no next link
+  (a link never names a hidden id).
 * ``BEFORE_HISTORY_RESPONSE`` runs on a page of history (system, type or instance level) before
   it is rendered: a hook thins out ``page.entries`` (versions, deletions included) and may lower
-  ``page.total``; raising :class:`Hidden` at instance level answers 404 as if the resource had
-  never existed.
+  ``page.total``; raising :class:`Hidden` answers 404 at instance level, as if the resource had
+  never existed, and an empty page above it.
 * ``BEFORE_READ_RESPONSE`` runs for every single resource read (read, vread, a GET entry of a
-  Bundle, ``$validate`` of a stored resource, each resource ``$hl7v2`` reads). Raising
-  :class:`Hidden` answers exactly the 404 a missing resource (or version) gets, so what the
-  caller may not see cannot be told from what does not exist; a resource ``$hl7v2`` reads by
-  reference is then left out, as a missing one is.
+  Bundle, ``$validate`` of a stored resource, each resource ``$hl7v2`` reads), deleted ones too
+  (``stored.deleted``, ``body`` None) before their 410. Raising :class:`Hidden` answers exactly
+  the 404 a missing resource (or version) gets, so what the caller may not see cannot be told
+  from what does not exist; a resource ``$hl7v2`` reads by reference is then left out, as a
+  missing one is. :class:`Hidden` is for these two points; the others thin out what they get.
+* A GET entry of a Bundle runs with ``ctx.interaction`` of what it does (``read``, ``vread``,
+  ``search-type``), like the same GET over REST.
 
 A pointcut nobody registered for costs one dictionary look-up: callers check
 ``pointcut in hooks`` before building the objects a hook would see.

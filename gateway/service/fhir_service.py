@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -271,15 +271,21 @@ class FhirService:
         )
 
     def get_for_bundle(self, url: str, ctx: RequestContext) -> tuple[bytes, str]:
+        """A GET entry of a batch or transaction: the search, read or vread it names, through the
+        same hook points as over REST, with ``ctx.interaction`` and ``ctx.resource_type`` of
+        that interaction (the rest of ``ctx``, ``extra`` included, is the Bundle request's)."""
         parts = urlsplit(url)
         segments = [s for s in parts.path.strip("/").split("/") if s]
         params = parse_qsl(parts.query, keep_blank_values=True)
         if len(segments) == 1:
-            return self.search(segments[0], params, ctx), "200 OK"
+            search_ctx = replace(ctx, interaction="search-type", resource_type=segments[0])
+            return self.search(segments[0], params, search_ctx), "200 OK"
         if len(segments) == 2:
-            return self.read(segments[0], segments[1], ctx).body or b"{}", "200 OK"
+            read_ctx = replace(ctx, interaction="read", resource_type=segments[0])
+            return self.read(segments[0], segments[1], read_ctx).body or b"{}", "200 OK"
         if len(segments) == 4 and segments[2] == "_history":
-            return self.vread(segments[0], segments[1], segments[3], ctx).body or b"{}", "200 OK"
+            vread_ctx = replace(ctx, interaction="vread", resource_type=segments[0])
+            return self.vread(segments[0], segments[1], segments[3], vread_ctx).body or b"{}", "200 OK"
         raise NotFound("YL-0205", what=f"GET {url} in a Bundle")
 
     def process_bundle(self, raw: bytes | dict[str, Any], ctx: RequestContext, *, tx: Any = None) -> bytes:

@@ -38,6 +38,7 @@ class Hider:
     hidden: set[Key] = field(default_factory=set)
     restrict: bool = True
     seen: list[tuple[str, Any]] = field(default_factory=list)
+    interactions: list[str] = field(default_factory=list)
 
     def install(self, hooks: Hooks) -> None:
         hooks.register(Pointcut.BEFORE_SEARCH, self.before_search)
@@ -57,6 +58,7 @@ class Hider:
 
     def search_results(self, ctx: RequestContext, results: SearchResults) -> None:
         self.seen.append(("search", (results.total, _keys(results.matches), _keys(results.included))))
+        self.interactions.append(ctx.interaction)
         results.matches = [r for r in results.matches if self.visible(r)]
         results.included = [r for r in results.included if self.visible(r)]
 
@@ -67,6 +69,7 @@ class Hider:
 
     def read(self, ctx: RequestContext, stored: StoredResource) -> None:
         self.seen.append(("read", (stored.res_type, stored.res_id)))
+        self.interactions.append(ctx.interaction)
         if not self.visible(stored):
             raise Hidden
 
@@ -109,6 +112,7 @@ def hide(gateway: tuple[TestClient, Hider]) -> Iterator[tuple[TestClient, Hider]
     hider.hidden = {("Patient", "pat-secret"), ("Observation", "obs-secret")}
     hider.restrict = True
     hider.seen.clear()
+    hider.interactions.clear()
     yield client, hider
     hider.hidden = set()
 
@@ -222,11 +226,14 @@ def _bundle(bundle_type: str, urls: list[str]) -> dict[str, Any]:
 
 
 def test_get_entries_of_a_bundle_leave_hidden_resources_out(hide: Any) -> None:
-    client, _ = hide
+    client, hider = hide
     searches = [f"Patient?family={FAMILY}", f"Observation?code={HEART_RATE}&_include=Observation:subject"]
     for bundle_type in ("batch", "transaction"):
+        hider.interactions.clear()
         response = client.post("/fhir", json=_bundle(bundle_type, [*searches, "Patient/pat-shown"]))
         assert response.status_code == 200, response.text
+        # the hooks see each GET as the interaction it is, as over REST
+        assert hider.interactions == ["search-type", "search-type", "search-type", "read"]
         patients, observations, shown = (e["resource"] for e in response.json()["entry"])
         assert ids(patients) == ["Patient/pat-shown"] and patients["total"] == 1
         assert ids(observations, "include") == ["Patient/pat-shown"]
