@@ -49,7 +49,7 @@ class FhirService:
 
     # -- reads -------------------------------------------------------------------------
     # Every read of the gateway comes through here and passes the read hook points
-    # (gateway/hooks.py); nothing in gateway/api reads ``self.store`` (tests/service/test_read_hooks.py).
+    # (gateway/hooks.py); nothing in gateway/api reads ``self.store`` (tests/api/test_read_hooks.py).
     def read(self, resource_type: str, resource_id: str, ctx: RequestContext) -> StoredResource:
         require_type(resource_type)
         stored = self._shown(self.store.read(resource_type, resource_id), ctx)

@@ -333,6 +333,28 @@ def test_gateway_api_never_touches_the_store() -> None:
     assert found == []
 
 
+STORE_READS = {"read", "read_many", "vread", "history", "search", "references_from", "references_to"}
+
+
+def test_nothing_outside_the_service_reads_through_a_service_store() -> None:
+    """``svc.store.read(…)`` and the like appear only in gateway/service (and the store itself):
+    elsewhere a service's store is used to write (``.transaction()``), never to read."""
+    found: list[str] = []
+    for path in sorted((ROOT / "gateway").rglob("*.py")):
+        where = path.relative_to(ROOT)
+        if where.parts[1] in ("service", "store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in STORE_READS
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "store"
+            ):
+                found.append(f"{where}:{node.lineno}: .store.{node.attr}")
+    assert found == []
+
+
 def test_a_hook_of_the_wrong_signature_is_a_type_error(tmp_path: Path) -> None:
     """``Hooks.register`` is typed per pointcut: mypy rejects a hook that does not fit."""
     sample = tmp_path / "hooks_sample.py"
