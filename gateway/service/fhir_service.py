@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
 from gateway.errors import BadRequest, Gone, NotFound, operation_outcome
-from gateway.hooks import Hooks, Pointcut, RequestContext
+from gateway.hooks import Hidden, HistoryPage, Hooks, Pointcut, RequestContext, SearchResults
 from gateway.search.query import SearchQuery, _int, parse_search
 from gateway.search.values import ValueFormatError, date_range
 from gateway.service.bundles import Entry, render_bundle
@@ -23,6 +24,16 @@ from gateway.settings import Settings
 from gateway.store.base import Store, StoredResource, StoreTransaction
 
 T = TypeVar("T")
+
+
+@dataclass
+class _Page:
+    """One page of search matches as shown, with what its links need."""
+
+    results: SearchResults
+    returned: int  # ids the store gave for the page (hooks may show fewer)
+    more: bool | None  # keyset paging: whether a next page exists
+    last: str | None  # keyset paging: the id the next page starts after
 
 
 class FhirService:
@@ -50,24 +61,48 @@ class FhirService:
         return view
 
     # -- reads -------------------------------------------------------------------------
+    # Every read of the gateway comes through here and passes the read hook points
+    # (gateway/hooks.py); nothing in gateway/api reads ``self.store`` (tests/api/test_read_hooks.py).
     def read(self, resource_type: str, resource_id: str, ctx: RequestContext) -> StoredResource:
         require_type(resource_type)
-        stored = self.store.read(resource_type, resource_id)
+        stored = self._shown(self.store.read(resource_type, resource_id), ctx)
         if stored is None:
             raise NotFound("YL-0201", type=resource_type, id=resource_id)
         if stored.deleted:
             raise Gone("YL-0203", type=resource_type, id=resource_id, vid=stored.version)
-        self.hooks.run(Pointcut.BEFORE_READ_RESPONSE, ctx, stored)
         return stored
 
     def vread(self, resource_type: str, resource_id: str, version: str, ctx: RequestContext) -> StoredResource:
         require_type(resource_type)
-        stored = self.store.vread(resource_type, resource_id, int(version)) if version.isdigit() else None
+        found = self.store.vread(resource_type, resource_id, int(version)) if version.isdigit() else None
+        stored = self._shown(found, ctx)
         if stored is None:
             raise NotFound("YL-0202", type=resource_type, id=resource_id, vid=version)
         if stored.deleted:
             raise Gone("YL-0203", type=resource_type, id=resource_id, vid=version)
-        self.hooks.run(Pointcut.BEFORE_READ_RESPONSE, ctx, stored)
+        return stored
+
+    def read_reference(self, reference: str, ctx: RequestContext) -> StoredResource | None:
+        """The resource a relative reference (``Patient/123``) names, or None when it is not
+        there to be read: malformed, of an unknown type, missing, deleted, or hidden by a hook."""
+        resource_type, _, resource_id = reference.partition("/")
+        if not resource_id or "/" in resource_id:
+            return None
+        try:
+            return self.read(resource_type, resource_id, ctx)
+        except (NotFound, Gone):
+            return None
+
+    def _shown(self, stored: StoredResource | None, ctx: RequestContext) -> StoredResource | None:
+        """``stored`` after BEFORE_READ_RESPONSE: None when a hook hides it (the caller gets the
+        404 of a missing resource). Deleted versions pass the hooks too, so a hook can hide that
+        a resource ever existed rather than let a 410 tell."""
+        if stored is None or Pointcut.BEFORE_READ_RESPONSE not in self.hooks:
+            return stored
+        try:
+            self.hooks.run(Pointcut.BEFORE_READ_RESPONSE, ctx, stored)
+        except Hidden:
+            return None
         return stored
 
     def history(
@@ -104,6 +139,16 @@ class FhirService:
         if resource_type and resource_id and self.store.read(resource_type, resource_id) is None:
             raise NotFound("YL-0201", type=resource_type, id=resource_id)
         versions, total = self.store.history(resource_type, resource_id, since=since, at=at, count=count, offset=offset)
+        returned = len(versions)  # the page the store gave, which hooks may thin out
+        if Pointcut.BEFORE_HISTORY_RESPONSE in self.hooks:
+            page = HistoryPage(resource_type, resource_id, versions, total)
+            try:
+                self.hooks.run(Pointcut.BEFORE_HISTORY_RESPONSE, ctx, page)
+            except Hidden:
+                if resource_type and resource_id:
+                    raise NotFound("YL-0201", type=resource_type, id=resource_id) from None
+                page.entries, page.total = [], 0
+            versions, total = page.entries, page.total
         base = ctx.base_url
         entries = []
         for v in versions:
@@ -126,7 +171,7 @@ class FhirService:
             return f"{base}/{path}?{urlencode([*kept, ('_count', str(count)), ('_offset', str(off))])}"
 
         links = [("self", link(offset))]
-        if offset + len(versions) < total and count:
+        if offset + returned < total and count:
             links.append(("next", link(offset + count)))
         if offset > 0:
             links.append(("previous", link(max(0, offset - count))))
@@ -146,25 +191,9 @@ class FhirService:
 
     def search(self, resource_type: str, params: list[tuple[str, str]], ctx: RequestContext) -> bytes:
         query = self.parse_query(resource_type, params, ctx)
-        want_total = query.total != "none"
-        count = 0 if query.summary == "count" else query.count
-        # Results in id order page by keyset (``_after``): a write between two pages cannot
-        # shift them. One extra row tells whether a next page exists.
-        keyset = not query.sort and count > 0
-        page = self.store.search(
-            query,
-            count=count + 1 if keyset else count,
-            offset=query.offset,
-            total=want_total or query.summary == "count",
-            base_url=ctx.base_url,
-        )
-        ids = page.ids[:count]
-        more = len(page.ids) > count if keyset else None
-        total = page.total
-        if keyset and total is not None and query.after is None and query.offset == 0 and not more:
-            total = len(ids)
-        matches = [r for r in self.store.read_many([(resource_type, i) for i in ids]) if not r.deleted]
-        included = run_includes(self.store, query, matches) if (query.includes or query.revincludes) and matches else []
+        page = self._matches(query, ctx)
+        matches = page.results.matches
+        included = self._includes(query, matches, page.results.total, ctx)
         base = ctx.base_url
         entries = [
             Entry(
@@ -178,10 +207,67 @@ class FhirService:
         warnings = query.warnings()
         if warnings:
             entries.append(Entry(resource=orjson.dumps(operation_outcome(warnings)), search_mode="outcome"))
-        links = page_links(
-            base, resource_type, params, query, total, len(ids), more=more, last_id=ids[-1] if ids else None
-        )
+        total = page.results.total
+        links = page_links(base, resource_type, params, query, total, page.returned, more=page.more, last_id=page.last)
         return render_bundle("searchset", entries, total=total, links=links)
+
+    def find(self, resource_type: str, params: list[tuple[str, str]], ctx: RequestContext) -> list[StoredResource]:
+        """The matches of the first page of a search, as resources (no includes): for code that
+        searches to work on what it finds (``$hl7v2``), through the same hook points."""
+        return self._matches(self.parse_query(resource_type, params, ctx), ctx).results.matches
+
+    def _matches(self, query: SearchQuery, ctx: RequestContext) -> _Page:
+        """One page of matches: BEFORE_SEARCH may restrict the query before the store runs it
+        (so totals and paging count only what is shown), BEFORE_SEARCH_RESPONSE thins out what
+        it found."""
+        if Pointcut.BEFORE_SEARCH in self.hooks:
+            self.hooks.run(Pointcut.BEFORE_SEARCH, ctx, query)
+        want_total = query.total != "none"
+        count = 0 if query.summary == "count" else query.count
+        # Results in id order page by keyset (``_after``): a write between two pages cannot
+        # shift them. One extra row tells whether a next page exists.
+        keyset = not query.sort and count > 0
+        found = self.store.search(
+            query,
+            count=count + 1 if keyset else count,
+            offset=query.offset,
+            total=want_total or query.summary == "count",
+            base_url=ctx.base_url,
+        )
+        ids = found.ids[:count]
+        more = len(found.ids) > count if keyset else None
+        total = found.total
+        whole = keyset and total is not None and query.after is None and query.offset == 0 and not more
+        if whole:  # this page is all there is
+            total = len(ids)
+        matches = [r for r in self.store.read_many([(query.resource_type, i) for i in ids]) if not r.deleted]
+        results = SearchResults(query, matches, [], total)
+        last = ids[-1] if ids else None
+        if Pointcut.BEFORE_SEARCH_RESPONSE in self.hooks:
+            self.hooks.run(Pointcut.BEFORE_SEARCH_RESPONSE, ctx, results)
+            shown = {r.res_id for r in results.matches}
+            if whole and results.total is not None:
+                results.total = min(results.total, len(shown))
+            # the next page starts after the last match shown: a link never names a hidden id
+            last = next((i for i in reversed(ids) if i in shown), None)
+        return _Page(results, len(ids), more, last)
+
+    def _includes(
+        self, query: SearchQuery, matches: list[StoredResource], total: int | None, ctx: RequestContext
+    ) -> list[StoredResource]:
+        """``_include``/``_revinclude`` of the matches shown; each round passes
+        BEFORE_SEARCH_RESPONSE before anything is included (or followed) from it."""
+        if not (query.includes or query.revincludes) or not matches:
+            return []
+        if Pointcut.BEFORE_SEARCH_RESPONSE not in self.hooks:
+            return run_includes(self.store, query, matches)
+
+        def screen(found: list[StoredResource]) -> list[StoredResource]:
+            results = SearchResults(query, [], found, total)
+            self.hooks.run(Pointcut.BEFORE_SEARCH_RESPONSE, ctx, results)
+            return results.included
+
+        return run_includes(self.store, query, matches, screen)
 
     # -- bundles -----------------------------------------------------------------------
     def write_entry(self, stored: StoredResource, status: str, ctx: RequestContext) -> Entry:
@@ -198,15 +284,21 @@ class FhirService:
         )
 
     def get_for_bundle(self, url: str, ctx: RequestContext) -> tuple[bytes, str]:
+        """A GET entry of a batch or transaction: the search, read or vread it names, through the
+        same hook points as over REST, with ``ctx.interaction`` and ``ctx.resource_type`` of
+        that interaction (the rest of ``ctx``, ``extra`` included, is the Bundle request's)."""
         parts = urlsplit(url)
         segments = [s for s in parts.path.strip("/").split("/") if s]
         params = parse_qsl(parts.query, keep_blank_values=True)
         if len(segments) == 1:
-            return self.search(segments[0], params, ctx), "200 OK"
+            search_ctx = replace(ctx, interaction="search-type", resource_type=segments[0])
+            return self.search(segments[0], params, search_ctx), "200 OK"
         if len(segments) == 2:
-            return self.read(segments[0], segments[1], ctx).body or b"{}", "200 OK"
+            read_ctx = replace(ctx, interaction="read", resource_type=segments[0])
+            return self.read(segments[0], segments[1], read_ctx).body or b"{}", "200 OK"
         if len(segments) == 4 and segments[2] == "_history":
-            return self.vread(segments[0], segments[1], segments[3], ctx).body or b"{}", "200 OK"
+            vread_ctx = replace(ctx, interaction="vread", resource_type=segments[0])
+            return self.vread(segments[0], segments[1], segments[3], vread_ctx).body or b"{}", "200 OK"
         raise NotFound("YL-0205", what=f"GET {url} in a Bundle")
 
     def read_in(self, tx: StoreTransaction, url: str, ctx: RequestContext) -> tuple[bytes, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from gateway.search.parameters import parameters_for
@@ -13,20 +13,21 @@ MAX_INCLUDE_ROUNDS = 4
 MAX_INCLUDED = 1000
 
 
-@dataclass
-class SearchOutcome:
-    matches: list[StoredResource]
-    included: list[StoredResource]
-    total: int | None
-
-
 def _targets_of(spec: IncludeSpec) -> list[str | None]:
     if spec.param is None or spec.source_type == "*":
         return [None]
     return [spec.param]
 
 
-def run_includes(store: Store, query: SearchQuery, matches: list[StoredResource]) -> list[StoredResource]:
+def run_includes(
+    store: Store,
+    query: SearchQuery,
+    matches: list[StoredResource],
+    screen: Callable[[list[StoredResource]], list[StoredResource]] | None = None,
+) -> list[StoredResource]:
+    """The resources ``_include``/``_revinclude`` add to ``matches``, round by round
+    (``:iterate`` follows from the last round). ``screen`` keeps what the caller may see of each
+    round, before the next round follows references from it."""
     seen = {(m.res_type, m.res_id) for m in matches}
     included: list[StoredResource] = []
     frontier = list(matches)
@@ -55,6 +56,8 @@ def run_includes(store: Store, query: SearchQuery, matches: list[StoredResource]
         if not new_keys:
             break
         fetched = [r for r in store.read_many(new_keys[: MAX_INCLUDED - len(included)]) if not r.deleted]
+        if screen is not None and fetched:
+            fetched = screen(fetched)
         seen.update(new_keys)
         included.extend(fetched)
         frontier = fetched

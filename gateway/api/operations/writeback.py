@@ -3,11 +3,12 @@ approved or extended prescription as HL7 v2.5 RDE^O11 for the member HIS that mu
 
 ``scope=order`` (the default) writes this one MedicationRequest; ``scope=prescription`` writes
 every MedicationRequest of its 处方 (same ``groupIdentifier`` and patient), one ORC group each,
-ordered by placer number. Their Patient, Medications, Practitioners and Encounter are read from
-the store and handed to the HL7 v2 adapter's ``from_fhir`` in one collection Bundle; the adapter
-places them at the positions its own mapping reads, so the message converts back to the same
-prescription. MSH-6 (receiving facility) is the dispensing member of a 延伸处方, else the
-prescribing member.
+ordered by placer number. Their Patient, Medications, Practitioners and Encounter are read
+through the service (the same read hook points as every read: what a hook hides is left out as
+a missing resource is) and handed to the HL7 v2 adapter's ``from_fhir`` in one collection
+Bundle; the adapter places them at the positions its own mapping reads, so the message converts
+back to the same prescription. MSH-6 (receiving facility) is the dispensing member of a 延伸处方,
+else the prescribing member.
 """
 
 from __future__ import annotations
@@ -50,11 +51,10 @@ def prescription_bundle(
     subject = (request.get("subject") or {}).get("reference")
     if scope == "prescription" and group.get("value"):
         token = f"{group.get('system', '')}|{group['value']}"
-        query = svc.parse_query("MedicationRequest", [("group-identifier", token), ("_count", "100")], ctx)
-        ids = svc.store.search(query, count=100, offset=0, total=False).ids
-        for found in svc.store.read_many([("MedicationRequest", i) for i in ids]):
+        params = [("group-identifier", token), ("_count", "100"), ("_total", "none")]
+        for found in svc.find("MedicationRequest", params, ctx):
             other = orjson.loads(found.body or b"{}")
-            if not found.deleted and (other.get("subject") or {}).get("reference") == subject:
+            if (other.get("subject") or {}).get("reference") == subject:
                 requests[found.res_id] = other
     entries = [
         {"fullUrl": f"MedicationRequest/{rid}", "resource": resource}
@@ -67,9 +67,8 @@ def prescription_bundle(
             if target is None or target in seen:
                 continue
             seen.add(target)
-            rtype, rid = target.split("/")
-            referenced = svc.store.read(rtype, rid)
-            if referenced is not None and not referenced.deleted and referenced.body:
+            referenced = svc.read_reference(target, ctx)
+            if referenced is not None and referenced.body:
                 entries.append({"fullUrl": target, "resource": orjson.loads(referenced.body)})
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
