@@ -1,9 +1,8 @@
-"""Server timestamps in the FHIR instant form the store sorts by (UTC, microseconds)."""
+"""Kept for the modules that still import the clock from here: it lives in :mod:`gateway.clock`,
+below the store, which stamps bulk loads with it and must not import the service layer."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from gateway.clock import now_instant
 
-
-def now_instant() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+__all__ = ["now_instant"]

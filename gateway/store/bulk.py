@@ -26,9 +26,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from gateway.clock import now_instant
 from gateway.fhir.json_text import ResourceText
 from gateway.search.extract import extract
-from gateway.service.clock import now_instant
 from gateway.store.schema import INDEX_COLUMNS, INDEX_TABLES, resource_history, resources
 
 RawResource = bytes | str | dict[str, Any]
