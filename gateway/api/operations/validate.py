@@ -24,8 +24,8 @@ def _unwrap_parameters(body: ResourceText) -> tuple[ResourceText, list[str]]:
     for p in body.data.get("parameter") or []:
         if p.get("name") == "resource" and isinstance(p.get("resource"), dict):
             resource = p["resource"]
-        elif (p.get("name") == "profile" and p.get("valueUri")) or p.get("valueCanonical"):
-            profiles.append(p.get("valueUri") or p.get("valueCanonical"))
+        elif p.get("name") == "profile" and isinstance(url := p.get("valueCanonical") or p.get("valueUri"), str):
+            profiles.append(url)
     if resource is None:
         raise BadRequest("YL-0102")
     return ResourceText.parse(orjson.dumps(resource)), profiles
