@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from gateway.search.parameters import parameters_for
@@ -11,13 +10,6 @@ from gateway.store.base import Store, StoredResource
 
 MAX_INCLUDE_ROUNDS = 4
 MAX_INCLUDED = 1000
-
-
-@dataclass
-class SearchOutcome:
-    matches: list[StoredResource]
-    included: list[StoredResource]
-    total: int | None
 
 
 def _targets_of(spec: IncludeSpec) -> list[str | None]:

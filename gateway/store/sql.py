@@ -226,9 +226,6 @@ class SqlStore:
     def create_schema(self) -> None:
         metadata.create_all(self.engine)
 
-    def drop_schema(self) -> None:
-        metadata.drop_all(self.engine)
-
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         with self.write_connection() as conn, conn.begin():
