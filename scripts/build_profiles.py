@@ -7,9 +7,12 @@ turns them into FHIR R5 JSON: StructureDefinitions with a differential *and* a g
 NamingSystems, SearchParameters, expansions of the core value sets our required bindings use, and
 the valid/invalid examples with their expected findings (``profiles/examples/index.json``).
 
-The R5 core package is only needed here, never at run or test time::
+The R5 core package (npm ``hl7.fhir.r5.core@5.0.0``) is only needed here, never at run time::
 
-    python scripts/build_profiles.py [--core /tmp/fhirpkg/hl7.fhir.r5.core-5.0.0/package]
+    python scripts/build_profiles.py [--core /tmp/fhirpkg/hl7.fhir.r5.core-5.0.0/package] [--out DIR]
+
+tests/profiles/test_build_profiles.py runs it on the part of the package it reads
+(tests/fixtures/r5-core-subset, see scripts/core_subset.py) and compares the output with profiles/.
 
 Generated files are committed; rerun after changing anything below.
 """
