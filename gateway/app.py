@@ -15,13 +15,14 @@ from gateway.api import errors
 from gateway.api.routes import ROUTES
 from gateway.hooks import Hooks
 from gateway.service.fhir_service import FhirService
+from gateway.service.ports import Validator
 from gateway.settings import Settings, get_settings
 from gateway.store.sql import open_store
 
 log = logging.getLogger("yaolian")
 
 
-def _profile_validator() -> tuple[Any, dict[str, list[str]]]:
+def _profile_validator() -> tuple[Validator, dict[str, list[str]]]:
     """Structure + alliance profile validation (gateway.validation), and profiles by type."""
     from gateway import validation
     from gateway.errors import Issue
@@ -32,7 +33,7 @@ def _profile_validator() -> tuple[Any, dict[str, list[str]]]:
         if resource_type:
             by_type.setdefault(resource_type, []).append(url)
 
-    def run(data: dict[str, Any], profiles: list[str] | None = None) -> list[Issue]:
+    def run(data: dict[str, Any], profiles: list[str] | None = None, /) -> list[Issue]:
         wanted = tuple(profiles) if profiles else validation.profiles_for(data)
         return validation.validate(data, wanted, structure=True)
 

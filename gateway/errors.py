@@ -1,27 +1,37 @@
 """Errors of the gateway and their single translation to FHIR OperationOutcome.
 
-Hierarchy (every class carries one or more :class:`Issue` values and an HTTP status)::
+Hierarchy (every class carries one or more :class:`Issue` values and the HTTP status the api
+answers with; ``gateway.api.errors`` is the one place that turns them into responses)::
 
     FhirError                    any failure a client should see as an OperationOutcome
-    ├── BadRequest          400  unparseable body, bad search parameter, bad Bundle
-    ├── Unauthorized        401  (security issue; hook point)
-    ├── Forbidden           403
-    ├── NotFound            404  unknown resource type, id or version
-    ├── MethodNotAllowed    405  interaction not supported for the type
-    ├── NotAcceptable       406  no supported format in Accept/_format
-    ├── Conflict            409  id mismatch, conditional match of several resources
-    ├── Gone                410  the resource was deleted
-    ├── PreconditionFailed  412  If-Match names a stale version; conditional update ambiguity
-    ├── UnsupportedMedia    415  body in a format we do not read
-    └── Unprocessable       422  structurally or profile-invalid resource
+    ├── BadRequest          400  unparseable body (YL-0100..0102), resourceType or id not matching the
+    │                            URL or missing (YL-0103..0106), malformed If-Match (YL-0301), bad
+    │                            search or result parameter (YL-040x), bad Bundle (YL-050x)
+    ├── Unauthorized        401  not raised by the core: for security hooks (gateway.hooks)
+    ├── Forbidden           403  not raised by the core: for security and policy hooks
+    ├── NotFound            404  unknown resource type, id or version (YL-0200..0202), unknown
+    │                            operation (YL-0204), unsupported interaction (YL-0205), unknown
+    │                            adapter (YL-0206)
+    ├── MethodNotAllowed    405  not raised by the core: a method a route does not take is answered
+    │                            405 by the router (YL-0205, with its Allow header)
+    ├── NotAcceptable       406  no supported format in Accept/_format (YL-0111)
+    ├── Conflict            409  a concurrent write changed the resource first; retry (YL-0303)
+    ├── Gone                410  the resource (or the version read) was deleted (YL-0203)
+    ├── PreconditionFailed  412  If-Match names a stale version (YL-0300); a conditional create,
+    │                            update or delete matched more than one resource (YL-0302)
+    ├── UnsupportedMedia    415  body in a format we do not read (YL-0110), PATCH not JSON Patch (YL-0601)
+    └── Unprocessable       422  structurally invalid resource (YL-0108, 0109, 0112, YL-070x) or
+                                 profile-invalid one (the validator's YL-3xxx), a JSON Patch that
+                                 cannot be applied (YL-0600)
 
 Issues are :class:`adapters.issues.Issue` (re-exported here) and become an OperationOutcome
 through :func:`adapters.issues.operation_outcome`, the one builder of all boundaries: Chinese in
 ``details.text``, English in ``diagnostics``, the code in ``details.coding``.
 
-Each issue carries a stable error code (``YL-0xxx`` for the REST core) from :data:`CODES`, so
-operators can search logs and documentation by code; a test checks the table has no duplicates
-and that every code raised in the code base is declared here.
+Each issue of the REST core carries a stable error code (``YL-0xxx``) from :data:`CODES`, so
+operators can search logs and documentation by code (the validator's are ``YL-3xxx``, the
+adapters' ``YL-2xxx``); tests/test_error_codes.py checks the table has no duplicates and that
+every ``YL-0xxx`` code raised in the gateway is declared here with the parameters its messages need.
 """
 
 from __future__ import annotations

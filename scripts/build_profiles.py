@@ -7,9 +7,12 @@ turns them into FHIR R5 JSON: StructureDefinitions with a differential *and* a g
 NamingSystems, SearchParameters, expansions of the core value sets our required bindings use, and
 the valid/invalid examples with their expected findings (``profiles/examples/index.json``).
 
-The R5 core package is only needed here, never at run or test time::
+The R5 core package (npm ``hl7.fhir.r5.core@5.0.0``) is only needed here, never at run time::
 
-    python scripts/build_profiles.py [--core /tmp/fhirpkg/hl7.fhir.r5.core-5.0.0/package]
+    python scripts/build_profiles.py [--core /tmp/fhirpkg/hl7.fhir.r5.core-5.0.0/package] [--out DIR]
+
+tests/profiles/test_build_profiles.py runs it on the part of the package it reads
+(tests/fixtures/r5-core-subset, see scripts/core_subset.py) and compares the output with profiles/.
 
 Generated files are committed; rerun after changing anything below.
 """
@@ -1917,8 +1920,8 @@ def invalid_examples() -> list[tuple[str, str, dict, list[tuple[str, str, str]]]
     ]
 
 
-def write_examples() -> None:
-    folder = OUT / "examples"
+def write_examples(out: Path = OUT) -> None:
+    folder = out / "examples"
     folder.mkdir(exist_ok=True)
     for old in folder.glob("*.json"):
         old.unlink()
@@ -1952,22 +1955,32 @@ def dump(path: Path, resource: Any) -> None:
     path.write_text(json.dumps(resource, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--core", type=Path, default=CORE_DEFAULT, help="unpacked hl7.fhir.r5.core package folder")
-    args = parser.parse_args()
-    core_pkg = Core(args.core)
+GENERATED_KINDS = ("StructureDefinition", "CodeSystem", "ValueSet", "NamingSystem", "SearchParameter")
+
+
+def build(core_folder: Path, out: Path = OUT) -> int:
+    """Write every generated file into ``out``; returns how many conformance resources."""
+    core_pkg = Core(core_folder)
     # Only the kinds generated here: profiles/ also holds hand-kept files (CapabilityStatement-*).
-    for kind in ("StructureDefinition", "CodeSystem", "ValueSet", "NamingSystem", "SearchParameter"):
-        for old in OUT.glob(f"{kind}-*.json"):
+    for kind in GENERATED_KINDS:
+        for old in out.glob(f"{kind}-*.json"):
             old.unlink()
     sds = [finish_sd(sd, core_pkg) for sd in [*resource_profiles(), *extensions()]]
     resources = [*sds, *terminology(), *naming_systems(), *search_parameters()]
     for res in resources:
-        dump(OUT / f"{res['resourceType']}-{res['id']}.json", res)
-    dump(OUT / "core-expansions.json", core_expansions(sds, core_pkg))
-    write_examples()
-    print(f"wrote {len(resources)} resources and the examples to {OUT}")
+        dump(out / f"{res['resourceType']}-{res['id']}.json", res)
+    dump(out / "core-expansions.json", core_expansions(sds, core_pkg))
+    write_examples(out)
+    return len(resources)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--core", type=Path, default=CORE_DEFAULT, help="unpacked hl7.fhir.r5.core package folder")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder to write into (default: profiles/)")
+    args = parser.parse_args()
+    count = build(args.core, args.out)
+    print(f"wrote {count} resources and the examples to {args.out}")
 
 
 if __name__ == "__main__":

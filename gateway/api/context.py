@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -43,6 +44,11 @@ def context(request: Request, interaction: str, resource_type: str | None = None
     return ctx
 
 
-async def in_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Database and validation work runs in the thread pool, never on the event loop."""
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def in_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Database and validation work runs in the thread pool, never on the event loop (typed as
+    ``func`` itself: its arguments are checked and its result keeps its type)."""
     return await run_in_threadpool(func, *args, **kwargs)

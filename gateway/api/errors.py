@@ -11,13 +11,13 @@ import uuid
 
 import orjson
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.formats import JSON, XML, render
 from gateway.errors import FhirError, Issue, issue, operation_outcome
+from gateway.store.errors import InvalidSearchValue
 
 log = logging.getLogger("yaolian.http")
 
@@ -74,8 +74,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    return outcome_response(request, [Issue("error", "invalid", en=str(exc), zh=str(exc))], 400)
+async def _invalid_search_value(request: Request, exc: Exception) -> Response:
+    """The store's own error for a value it cannot compare (the query parser normally reports it first)."""
+    assert isinstance(exc, InvalidSearchValue)
+    found = issue("YL-0401", value=exc.value, name=exc.name, reason=exc.reason, expression=[exc.name])
+    log.info("%s %s -> 400 %s", request.method, request.url.path, found.en)
+    return outcome_response(request, [found], 400)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -87,5 +91,5 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _fhir_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(InvalidSearchValue, _invalid_search_value)
     app.add_exception_handler(Exception, _unexpected)

@@ -228,11 +228,3 @@ def _replace_in(node: Any, mapping: dict[str, str]) -> Any:
     if isinstance(node, list):
         return [_replace_in(v, mapping) for v in node]
     return node
-
-
-def select_members(raw: bytes, keep: Callable[[str], bool]) -> bytes:
-    """Keep only top-level members for which ``keep(name)`` holds, texts untouched."""
-    text = raw.decode("utf-8")
-    members, _ = object_members(text, 0)
-    parts = [f"{orjson.dumps(k).decode()}:{text[s.start : s.end]}" for k, s in members if keep(k)]
-    return ("{" + ",".join(parts) + "}").encode()

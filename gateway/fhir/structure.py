@@ -1,8 +1,7 @@
 """The FHIR JSON form of a resource, which the R5 models do not check (:func:`json_form_issues`).
 
 The base structure itself (the R5 models, ele-1) has one check, in
-:mod:`gateway.validation._structure`; :func:`structure_issues` is re-exported here for the write
-path and ``$validate``.
+:mod:`gateway.validation._structure` (``gateway.validation.structure_issues``).
 """
 
 from __future__ import annotations
@@ -12,9 +11,8 @@ from typing import Any
 from gateway.errors import Issue, issue
 from gateway.fhir import definitions
 from gateway.fhir.xml_format import FhirFormatError, parse_narrative
-from gateway.validation._structure import structure_issues
 
-__all__ = ["json_form_issues", "structure_issues"]
+__all__ = ["json_form_issues"]
 
 
 _JSON_KINDS: dict[str, tuple[type, ...]] = {

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
 
+from adapters.contract import Adapter
 from gateway.errors import FhirError, Issue, NotFound, issue, operation_outcome
 from gateway.hooks import RequestContext
 from gateway.ingest.journal import ACCEPTED, REJECTED, Journal, MessageFields
@@ -49,7 +51,7 @@ class Prepared(NamedTuple):
     write: PreparedWrite[bytes] | None = None
 
 
-def get_adapter(name: str) -> Any:
+def get_adapter(name: str) -> Adapter:
     try:
         from adapters import registry
     except ImportError:  # pragma: no cover - adapters ship with the gateway
@@ -60,7 +62,7 @@ def get_adapter(name: str) -> Any:
         raise NotFound("YL-0206", adapter=name, known=", ".join(registry.names())) from None
 
 
-def message_id(adapter: Any, raw: bytes) -> str:
+def message_id(adapter: Adapter, raw: bytes) -> str:
     """The sender's message id when the format has one (MSH-10), else a content hash."""
     finder = getattr(adapter, "message_id", None)
     if callable(finder):
@@ -125,8 +127,11 @@ class IngestPipeline:
         return Prepared(raw, message_id(get_adapter(adapter_name), raw), bundle, issues, write)
 
     def _prepare_write(self, bundle: dict[str, Any], ctx: RequestContext) -> PreparedWrite[bytes]:
+        return self.service.writes.prepare(self._bundle_work(bundle, ctx))
+
+    def _bundle_work(self, bundle: dict[str, Any], ctx: RequestContext) -> Callable[[StoreTransaction], bytes]:
         service = self.service
-        return service.writes.prepare(lambda tx: service.process_bundle(bundle, ctx, tx=tx))
+        return lambda tx: service.process_bundle(bundle, ctx, tx=tx)
 
     def ingest_many(
         self, adapter_name: str, raws: list[bytes], *, channel: str, ctx: RequestContext, reply: ReplyBuilder
@@ -197,8 +202,8 @@ class IngestPipeline:
         result = IngestResult(REJECTED, issues)
         with tx.savepoint() as savepoint:
             if bundle is not None:
-                if write is None:
-                    write = self._prepare_write(bundle, ctx)
+                if write is None:  # not prepared beforehand: it runs inside the transaction
+                    write = PreparedWrite(self._bundle_work(bundle, ctx))
                 try:
                     result.response = self.service.writes.apply(write, tx)
                 except FhirError as exc:

@@ -5,16 +5,26 @@ Its own module so the listener and the pipeline both use it without importing ea
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from gateway.ingest.pipeline import IngestResult
-
-ReplyBuilder = Callable[[bytes, "IngestResult"], bytes]
+from gateway.errors import Issue
 
 
-def hl7_reply(raw: bytes, result: IngestResult) -> bytes:
+class Outcome(Protocol):
+    """What a reply says of a processed message (:class:`~gateway.ingest.pipeline.IngestResult`)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def issues(self) -> Sequence[Issue]: ...
+
+
+ReplyBuilder = Callable[[bytes, Outcome], bytes]
+
+
+def hl7_reply(raw: bytes, result: Outcome) -> bytes:
     """The ACK for a processed message: AA, or AE/AR with ERR segments naming the place."""
     from adapters.hl7v2 import build_ack
 

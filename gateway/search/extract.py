@@ -8,8 +8,11 @@ composite query is a join on ``grp``.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,6 +24,15 @@ _REF_RE = re.compile(
     r"^(?:(?P<base>https?://.+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
     r"(?:/_history/[A-Za-z0-9\-.]+)?$"
 )
+log = logging.getLogger("yaolian.search.extract")
+
+#: How often each search parameter's expression failed to evaluate, by ``Type.code`` (a composite's
+#: component as ``Type.code#k``). Such a failure does not block the write, but the resource then has
+#: no index rows for that parameter and searches on it miss the resource: the first failure of each
+#: parameter is logged as a warning, and every one is counted here (per process).
+EVALUATION_FAILURES: Counter[str] = Counter()
+_failures_lock = threading.Lock()
+
 _CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
 _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
 _ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
@@ -206,11 +218,11 @@ def extract(resource: dict[str, Any]) -> IndexRows:
             for branch in param.branches:
                 if branch.first is not None and branch.first not in resource:
                     continue
-                for item in _safe_eval(branch.evaluate, resource):
+                for item in _safe_eval(branch.evaluate, resource, param):
                     grp += 1
                     for k, component in enumerate(param.components):
                         assert component.param is not None
-                        values = _safe_eval(component.evaluate, item)
+                        values = _safe_eval(component.evaluate, item, param, f"#{k}")
                         _rows_for(
                             param,
                             component.param.type,
@@ -224,14 +236,32 @@ def extract(resource: dict[str, Any]) -> IndexRows:
         for branch in param.branches:
             if branch.first is not None and branch.first not in resource:
                 continue  # most of a type's parameters read elements this resource does not have
-            values = _safe_eval(branch.evaluate, resource)
+            values = _safe_eval(branch.evaluate, resource, param)
             _rows_for(param, param.type, param.code, values, None, rows, branch.target_types)
     return rows
 
 
-def _safe_eval(evaluate: Any, node: Any) -> list[Any]:
+def _safe_eval(evaluate: Callable[[Any], list[Any]], node: Any, param: SearchParam, part: str = "") -> list[Any]:
     try:
         result = evaluate(node)
-    except Exception:  # a definition fhirpathpy cannot evaluate must not block a write
+    except Exception as exc:  # a definition fhirpathpy cannot evaluate must not block a write...
+        _failed(f"{param.resource_type}.{param.code}{part}", param.expression, exc)  # ...nor go unseen
         return []
     return [v for v in result if v is not None]
+
+
+def _failed(key: str, expression: str, exc: Exception) -> None:
+    with _failures_lock:
+        EVALUATION_FAILURES[key] += 1
+        first = EVALUATION_FAILURES[key] == 1
+    if first:
+        log.warning(
+            "search parameter %s: %r could not be evaluated (%s: %s); resources get no index rows for it "
+            "(counted in gateway.search.extract.EVALUATION_FAILURES, logged once per parameter)",
+            key,
+            expression,
+            type(exc).__name__,
+            exc,
+        )
+    else:
+        log.debug("search parameter %s could not be evaluated again: %s", key, exc)

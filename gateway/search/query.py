@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from gateway.errors import BadRequest, Issue, issue
 from gateway.fhir.registry import resource_types
 from gateway.search.parameters import SearchParam, parameters_for
-from gateway.search.values import split_values
+from gateway.search.values import ValueFormatError, check_value, split_values
 
-PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 RESULT_PARAMS = frozenset(
     {
         "_count",
@@ -133,7 +132,27 @@ def parse_criterion(resource_type: str, key: str, value: str) -> Criterion | Non
             raise BadRequest("YL-0402", modifier=mod, name=name, kind=param.type, expression=[key])
         if mod == "missing" and value not in ("true", "false"):
             raise BadRequest("YL-0401", value=value, name=key, reason="use true or false")
+    if mod != "missing":
+        for item in values:
+            _check(param, item, key)
     return Criterion(param, values, mod, None, key)
+
+
+def _check(param: SearchParam, value: str, key: str) -> None:
+    """A value the index cannot compare is the client's error, reported here: the store below
+    raises only its own errors and must not be the one to tell a client what it sent wrong."""
+    try:
+        if param.type != "composite":
+            check_value(param.type, value)
+            return
+        parts = split_values(value, "$")
+        if len(parts) != len(param.components):
+            raise ValueFormatError(f"expected {len(param.components)} components separated by $")
+        for component, part in zip(param.components, parts, strict=True):
+            if component.param is not None:
+                check_value(component.param.type, part)
+    except ValueFormatError as exc:
+        raise BadRequest("YL-0401", value=value, name=key, reason=str(exc), expression=[key]) from None
 
 
 def _int(name: str, value: str, low: int, high: int) -> int:

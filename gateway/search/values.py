@@ -22,8 +22,34 @@ MAX_DATE = "9999-12-31T23:59:59.999999"
 _FMT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+# Parameter types the index tables can compare (composite: by its components).
+SEARCHABLE_TYPES = frozenset({"token", "string", "date", "reference", "number", "quantity", "uri", "composite"})
+
+
 class ValueFormatError(ValueError):
     """A search value or stored value that cannot be understood."""
+
+
+def split_prefix(value: str) -> tuple[str, str]:
+    """``ge2020`` -> ("ge", "2020"); a value without a comparison prefix compares with ``eq``."""
+    if len(value) > 2 and value[:2] in PREFIXES and not value[2].isalpha():
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def check_value(kind: str, value: str) -> None:
+    """Raise :class:`ValueFormatError` for a value of a ``kind`` parameter that no stored value can be
+    compared with (the query parser reports it to the client; the store then meets only good values).
+    Composite values are checked by their components (``gateway.search.query``)."""
+    if kind not in SEARCHABLE_TYPES:
+        raise ValueFormatError(f"parameter type {kind} is not searchable")
+    if kind == "date":
+        date_range(split_prefix(value)[1])
+    elif kind == "number":
+        number_range(split_prefix(value)[1])
+    elif kind == "quantity":
+        number_range(split_prefix(unescape(split_values(value, "|")[0]))[1])
 
 
 def normalise_string(value: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from gateway.service.clock import now_instant
+from gateway.clock import now_instant
 
 
 @dataclass

@@ -15,6 +15,7 @@ from gateway.hooks import Hidden, HistoryPage, Hooks, Pointcut, RequestContext, 
 from gateway.search.query import SearchQuery, _int, parse_search
 from gateway.search.values import ValueFormatError, date_range
 from gateway.service.bundles import Entry, render_bundle
+from gateway.service.ports import Validator
 from gateway.service.projection import project
 from gateway.service.searching import page_links, run_includes
 from gateway.service.transactions import BundleProcessor
@@ -42,7 +43,7 @@ class FhirService:
         store: Store,
         settings: Settings,
         hooks: Hooks | None = None,
-        validator: Any = None,
+        validator: Validator | None = None,
         *,
         stage_writes: bool = True,
     ) -> None:

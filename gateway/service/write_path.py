@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from gateway.errors import FhirError
+from gateway.errors import FhirError, Issue
 from gateway.store.base import NotStaged, StagedWrites, Store, StoreTransaction
 
 log = logging.getLogger("yaolian.writes")
@@ -48,7 +48,7 @@ class _Memory:
     """What the runs of one piece of work share: ids handed out, findings of validations."""
 
     ids: list[str] = field(default_factory=list)
-    findings: dict[bytes, list[Any]] = field(default_factory=dict)
+    findings: dict[bytes, list[Issue]] = field(default_factory=dict)
     next_id: int = 0
 
     @contextmanager
@@ -83,7 +83,7 @@ def findings_key(data: dict[str, Any]) -> bytes:
     return _REFERENCE_ID.sub(rb'\1"', orjson.dumps(data))
 
 
-def remembered_findings(data: dict[str, Any], validate: Callable[[dict[str, Any]], list[Any]]) -> list[Any]:
+def remembered_findings(data: dict[str, Any], validate: Callable[[dict[str, Any]], list[Issue]]) -> list[Issue]:
     """``validate(data)``, once per content for the runs of one piece of work (validation is
     a pure function of the resource, blind to the ids its references carry)."""
     memory = _MEMORY.get()

@@ -16,25 +16,28 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from gateway.clock import now_instant
 from gateway.errors import (
     BadRequest,
     Conflict,
     FhirError,
     Gone,
+    Issue,
     NotFound,
     PreconditionFailed,
     Unprocessable,
 )
 from gateway.fhir.json_text import ResourceText, dumps_exact, loads_exact
 from gateway.fhir.registry import is_supported
-from gateway.fhir.structure import json_form_issues, structure_issues
+from gateway.fhir.structure import json_form_issues
 from gateway.hooks import Hooks, Pointcut, RequestContext
 from gateway.search.extract import IndexRows, extract
-from gateway.search.query import RESULT_PARAMS, parse_search
+from gateway.search.query import RESULT_PARAMS, SearchQuery, parse_search
 from gateway.search.values import split_token
-from gateway.service.clock import now_instant
+from gateway.service.ports import Validator
 from gateway.service.write_path import new_resource_id, remembered_findings
 from gateway.store.base import StoredResource, StoreTransaction, VersionConflict
+from gateway.validation import structure_issues
 
 # Findings that mean "not a valid R5 resource" (as opposed to "not conformant to a profile").
 STRUCTURAL_CODES = frozenset({"YL-0700", "YL-3001", "YL-3004"})
@@ -46,7 +49,7 @@ ETAG_RE = re.compile(r'^(?:W/)?"?([^"]+)"?$')
 class WriteResult:
     stored: StoredResource
     created: bool
-    issues: list[Any]
+    issues: list[Issue]
     changed: bool = True
 
 
@@ -62,7 +65,7 @@ def parse_etag(value: str) -> int:
     return int(match.group(1))
 
 
-def _single_token(query: Any) -> tuple[str, str, str] | None:
+def _single_token(query: SearchQuery) -> tuple[str, str, str] | None:
     """``(param, system, code)`` when the query is one ``param=system|code`` token criterion."""
     if len(query.criteria) != 1:
         return None
@@ -80,7 +83,7 @@ def _single_token(query: Any) -> tuple[str, str, str] | None:
 class Writer:
     """The write interactions, given a store transaction; used by REST and by Bundles alike."""
 
-    def __init__(self, hooks: Hooks, validation_mode: str, validator: Any = None) -> None:
+    def __init__(self, hooks: Hooks, validation_mode: str, validator: Validator | None = None) -> None:
         self.hooks = hooks
         self.validation_mode = validation_mode
         self.validator = validator
@@ -93,11 +96,11 @@ class Writer:
         if found != resource_type:
             raise BadRequest("YL-0103", found=found, expected=resource_type, expression=["resourceType"])
 
-    def _validate(self, data: dict[str, Any]) -> list[Any]:
+    def _validate(self, data: dict[str, Any]) -> list[Issue]:
         """Structure always (a malformed resource is never stored); profiles per the mode."""
         validator = self.validator
-        use_profiles = validator is not None and self.validation_mode != "off"
-        issues = remembered_findings(data, validator if use_profiles else structure_issues)
+        check = validator if validator is not None and self.validation_mode != "off" else structure_issues
+        issues = remembered_findings(data, check)
         errors = [i for i in issues if i.severity in ("error", "fatal")]
         structural = any(i.error_code in STRUCTURAL_CODES for i in errors)
         if errors and (structural or self.validation_mode == "strict"):

@@ -26,10 +26,11 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from gateway.clock import now_instant
 from gateway.fhir.json_text import ResourceText
 from gateway.search.extract import extract
-from gateway.service.clock import now_instant
 from gateway.store.schema import INDEX_COLUMNS, INDEX_TABLES, resource_history, resources
+from gateway.store.sql import SqlStore
 
 RawResource = bytes | str | dict[str, Any]
 
@@ -99,9 +100,9 @@ def _insert(conn: Connection, batch: PreparedBatch) -> None:
             conn.execute(insert(INDEX_TABLES[name]), [dict(zip(index_cols[name], r, strict=True)) for r in rows])
 
 
-def bulk_load(store: Any, items: Iterable[RawResource], *, batch: int = 1000, workers: int = 1) -> int:
+def bulk_load(store: SqlStore, items: Iterable[RawResource], *, batch: int = 1000, workers: int = 1) -> int:
     """Create every resource of ``items`` (dicts, or JSON texts whose member texts are kept);
-    returns how many were stored. ``store`` is a :class:`gateway.store.sql.SqlStore`."""
+    returns how many were stored."""
     count = 0
     chunks = _chunks(items, batch)
     if workers > 1:

@@ -36,9 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
+from gateway.clock import now_instant
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
-from gateway.service.clock import now_instant
 from gateway.store import sql_journal
 from gateway.store.base import (
     ChangeEvent,
@@ -319,9 +319,6 @@ class SqlStore:
                 yield conn
             finally:
                 driver.autocommit = False  # type: ignore[union-attr]
-
-    def drop_schema(self) -> None:
-        metadata.drop_all(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:

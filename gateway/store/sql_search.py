@@ -16,18 +16,19 @@ from sqlalchemy.sql.elements import ColumnElement as _Col
 from sqlalchemy.sql.expression import FromClause
 from sqlalchemy.sql.selectable import NamedFromClause
 
-from gateway.errors import BadRequest
 from gateway.search.parameters import SearchParam
-from gateway.search.query import PREFIXES, Criterion, SearchQuery, SortKey
+from gateway.search.query import Criterion, SearchQuery, SortKey
 from gateway.search.values import (
     ValueFormatError,
     date_range,
     normalise_string,
     number_range,
+    split_prefix,
     split_token,
     split_values,
     unescape,
 )
+from gateway.store.errors import InvalidSearchValue
 from gateway.store.schema import INDEX_TABLES, resources
 
 Clause = ColumnElement[bool]
@@ -37,20 +38,10 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _prefixed(value: str, allow: bool = True) -> tuple[str, str]:
-    if allow and len(value) > 2 and value[:2] in PREFIXES and not value[2].isalpha():
-        return value[:2], value[2:]
-    return "eq", value
-
-
-def _bad(criterion: Criterion, value: str, reason: str) -> BadRequest:
-    return BadRequest(
-        "YL-0401",
-        value=value,
-        name=criterion.name or criterion.param.code,
-        reason=reason,
-        expression=[criterion.name],
-    )
+def _bad(criterion: Criterion, value: str, reason: str) -> InvalidSearchValue:
+    """The query parser (:func:`gateway.search.query.parse_criterion`) rejects such values before
+    they get here; a query built some other way meets this store-level error instead."""
+    return InvalidSearchValue(criterion.name or criterion.param.code, value, reason)
 
 
 def _token_clause(t: FromClause, value: str, modifier: str | None) -> Clause:
@@ -82,7 +73,7 @@ def _string_clause(t: FromClause, value: str, modifier: str | None) -> Clause:
 
 
 def _date_clause(t: FromClause, value: str, criterion: Criterion) -> Clause:
-    prefix, text = _prefixed(value)
+    prefix, text = split_prefix(value)
     try:
         low, high = date_range(text)
     except ValueFormatError as exc:
@@ -135,7 +126,7 @@ def _number_compare(
 
 
 def _number_clause(t: FromClause, value: str, criterion: Criterion) -> Clause:
-    prefix, text = _prefixed(value)
+    prefix, text = split_prefix(value)
     try:
         number, low, high = number_range(text)
     except ValueFormatError as exc:
@@ -145,7 +136,7 @@ def _number_clause(t: FromClause, value: str, criterion: Criterion) -> Clause:
 
 def _quantity_clause(t: FromClause, value: str, criterion: Criterion) -> Clause:
     parts = [unescape(p) for p in split_values(value, "|")]
-    prefix, text = _prefixed(parts[0])
+    prefix, text = split_prefix(parts[0])
     try:
         number, low, high = number_range(text)
     except ValueFormatError as exc:
@@ -234,7 +225,7 @@ def _column_criterion(criterion: Criterion, resource_type: str) -> Clause:
         if code == "_id":
             clauses.append(resources.c.res_id == unescape(value))
         else:  # _lastUpdated: an instant, so the stored range is one point
-            prefix, text = _prefixed(value)
+            prefix, text = split_prefix(value)
             try:
                 low, high = date_range(text)
             except ValueFormatError as exc:

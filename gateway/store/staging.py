@@ -18,10 +18,10 @@ same transaction already wrote.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast
 
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
@@ -34,13 +34,24 @@ from gateway.store.base import (
     StoreTransaction,
 )
 
-if TYPE_CHECKING:
-    from gateway.store.sql import SqlTransaction
+__all__ = ["NotStaged", "Question", "SqlReads", "StagedTransaction"]
 
-__all__ = ["NotStaged", "Question", "StagedTransaction"]
-
-#: A read to ask again under the write lock (see :meth:`SqlTransaction.answers`).
+#: A read to ask again under the write lock (see :meth:`SqlReads.answers`).
 Question = tuple[Any, ...]
+
+
+class SqlReads(Protocol):
+    """What staging needs of an SQL transaction (:class:`gateway.store.sql.SqlTransaction`)."""
+
+    def current(self, res_type: str, res_id: str, *, for_update: bool = True) -> StoredResource | None: ...
+
+    def match_token(self, res_type: str, param: str, system: str, code: str, *, limit: int) -> list[str]: ...
+
+    def search_ids(self, query: SearchQuery, limit: int) -> list[str]: ...
+
+    def lock_all(self, keys: Sequence[str]) -> None: ...
+
+    def answers(self, questions: Sequence[Question]) -> list[Any]: ...
 
 
 def _answer(found: StoredResource | None) -> tuple[int, bool] | None:
@@ -60,9 +71,9 @@ Step = _Write | Callable[[StoreTransaction], None]
 class StagedTransaction:
     """A :class:`~gateway.store.base.StoreTransaction` that reads committed data and records."""
 
-    def __init__(self, open_snapshot: Callable[[], SqlTransaction]) -> None:
+    def __init__(self, open_snapshot: Callable[[], SqlReads]) -> None:
         self._open_snapshot = open_snapshot
-        self._snapshot: SqlTransaction | None = None
+        self._snapshot: SqlReads | None = None
         self.checks: list[tuple[Question, Any]] = []  # (read, its answer then)
         self.locks: list[str] = []
         self.steps: list[Step] = []  # writes and deferred actions, in order
@@ -74,7 +85,7 @@ class StagedTransaction:
         return [step for step in self.steps if isinstance(step, _Write)]
 
     @property
-    def snapshot(self) -> SqlTransaction:
+    def snapshot(self) -> SqlReads:
         if self._snapshot is None:
             self._snapshot = self._open_snapshot()
         return self._snapshot
@@ -136,7 +147,7 @@ class StagedTransaction:
     def holds(self, tx: StoreTransaction) -> bool:
         """Locks first, in the order staging took them, so a check sees what a run inside the
         transaction would have seen; then every read asked again (one round trip on PostgreSQL)."""
-        sql_tx: SqlTransaction = tx  # type: ignore[assignment]  # staging is the SQL store's
+        sql_tx = cast(SqlReads, tx)  # staging is the SQL store's: its transactions answer these
         sql_tx.lock_all(self.locks)
         if not self.checks:
             return True

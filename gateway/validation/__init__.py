@@ -26,6 +26,7 @@ __all__ = [
     "known_profiles",
     "profile_resource_type",
     "profiles_for",
+    "structure_issues",
     "validate",
 ]
 

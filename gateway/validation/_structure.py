@@ -1,7 +1,7 @@
 """Base structure of a resource through the fhir.resources R5 models: the one structure check.
 
 :func:`structure_issues` serves every caller - the write path in every validation mode
-(``gateway.fhir.structure`` re-exports it), ``$validate`` and :func:`gateway.validation.validate`
+(``gateway.validation.structure_issues``), ``$validate`` and :func:`gateway.validation.validate`
 - so a resource gets the same findings wherever it is judged. The models are used only to judge
 the input; their serialisation is never stored (it is lossy).
 

@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from gateway.fhir.structure import structure_issues
 from gateway.fhir.xml_format import json_to_xml, xml_to_json
+from gateway.validation import structure_issues
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "fixtures" / "r5-examples").glob("*.json"))
 REQUIRED_TYPES = {

@@ -94,3 +94,27 @@ def test_validate_with_unknown_profile_is_an_error(client: TestClient) -> None:
     resource = json.loads(next(EXAMPLES.glob("yl-patient.valid.*.json")).read_text())
     outcome = client.post("/fhir/Patient/$validate?profile=http://example.org/nope", json=resource).json()
     assert any(i["severity"] == "error" for i in outcome["issue"])
+
+
+def _error_codes(outcome: dict) -> set[str]:
+    return {c["code"] for i in outcome["issue"] for c in i.get("details", {}).get("coding", [])}
+
+
+def test_validate_takes_profiles_only_from_parameters_named_profile(client: TestClient) -> None:
+    """A canonical in some other parameter is not a profile to validate against (``name ==
+    "profile" and valueUri or valueCanonical`` once took every valueCanonical)."""
+    resource = json.loads(next(EXAMPLES.glob("yl-patient.valid.*.json")).read_text())
+    nope = "http://example.org/StructureDefinition/nope"
+    other = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "resource", "resource": resource}, {"name": "usageContext", "valueCanonical": nope}],
+    }
+    outcome = client.post("/fhir/Patient/$validate", json=other).json()
+    assert "YL-3002" not in _error_codes(outcome), outcome
+    for value in ("valueCanonical", "valueUri"):
+        named = {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "resource", "resource": resource}, {"name": "profile", value: nope}],
+        }
+        outcome = client.post("/fhir/Patient/$validate", json=named).json()
+        assert "YL-3002" in _error_codes(outcome), (value, outcome)

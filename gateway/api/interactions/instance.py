@@ -22,6 +22,7 @@ async def read(request: Request) -> Response:
     if summary or elements:
         from gateway.service.projection import project
 
+        assert stored.body is not None, "read() answers a deleted resource with 410 Gone"
         body = project(
             stored.body,
             rtype,

@@ -16,8 +16,8 @@ async def metadata(request: Request) -> Response:
     cached = request.app.state.capability_cache.get(base_url(request))
     if cached is None:
         from gateway.api.operations import OPERATIONS
-        from gateway.fhir.capability import capability_statement
-        from gateway.service.clock import now_instant
+        from gateway.clock import now_instant
+        from gateway.service.capability import capability_statement
 
         statement = capability_statement(
             base_url(request),

@@ -11,7 +11,8 @@ from gateway.api.formats import parse_resource, request_format
 from gateway.api.responses import fhir_response
 from gateway.errors import BadRequest, Issue, operation_outcome
 from gateway.fhir.json_text import ResourceText
-from gateway.fhir.structure import structure_issues
+from gateway.service.ports import Validator
+from gateway.validation import structure_issues
 
 
 def _unwrap_parameters(body: ResourceText) -> tuple[ResourceText, list[str]]:
@@ -23,8 +24,8 @@ def _unwrap_parameters(body: ResourceText) -> tuple[ResourceText, list[str]]:
     for p in body.data.get("parameter") or []:
         if p.get("name") == "resource" and isinstance(p.get("resource"), dict):
             resource = p["resource"]
-        elif (p.get("name") == "profile" and p.get("valueUri")) or p.get("valueCanonical"):
-            profiles.append(p.get("valueUri") or p.get("valueCanonical"))
+        elif p.get("name") == "profile" and isinstance(url := p.get("valueCanonical") or p.get("valueUri"), str):
+            profiles.append(url)
     if resource is None:
         raise BadRequest("YL-0102")
     return ResourceText.parse(orjson.dumps(resource)), profiles
@@ -40,6 +41,7 @@ async def handle(request: Request) -> Response:
         body, profiles = _unwrap_parameters(parse_resource(raw, request_format(request)))
     elif rid:
         stored = await in_thread(svc.read, rtype, rid, ctx)
+        assert stored.body is not None, "read() answers a deleted resource with 410 Gone"
         body, profiles = ResourceText.parse(stored.body), []
     else:
         raise BadRequest("YL-0102")
@@ -48,10 +50,10 @@ async def handle(request: Request) -> Response:
         raise BadRequest("YL-0103", found=body.resource_type, expected=rtype)
 
     def run() -> list[Issue]:
-        validator = request.app.state.profile_validator
+        validator: Validator | None = request.app.state.profile_validator
         if validator is None:
             return structure_issues(body.data)
-        issues: list[Issue] = validator(body.data, profiles or None)
+        issues = validator(body.data, profiles or None)
         for found in issues:  # a profile the caller asked for by name must exist
             if profiles and found.error_code == "YL-3002":
                 found.severity = "error"

@@ -19,6 +19,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.contract import Adapter
 from gateway.api.context import context, in_thread, service
 from gateway.errors import BadRequest, Issue, Unprocessable
 from gateway.hooks import RequestContext
@@ -78,7 +79,8 @@ def render(svc: FhirService, resource_id: str, ctx: RequestContext, scope: str =
 
     bundle = prescription_bundle(svc, resource_id, ctx, scope)
     try:
-        return bytes(get_adapter("hl7v2").from_fhir(bundle))
+        adapter: Adapter = get_adapter("hl7v2")
+        return adapter.from_fhir(bundle)
     except WriteBackError as exc:
         raise Unprocessable(
             [Issue(severity="error", code="processing", en=exc.message, zh=exc.message_zh, error_code=exc.code)]
