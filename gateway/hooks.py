@@ -70,6 +70,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
+from gateway.principal import Principal
+
 if TYPE_CHECKING:
     from gateway.search.query import SearchQuery
     from gateway.store.base import StoredResource, StoreTransaction
@@ -98,7 +100,8 @@ class RequestContext:
     base_url: str
     interaction: str = ""
     resource_type: str | None = None
-    user: Any = None
+    #: who is asking (None: nobody authenticated it - a hook that guards data refuses then)
+    principal: Principal | None = None
     strict_handling: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
