@@ -46,6 +46,10 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     store.create_schema()
     validator, profiles_by_type = _profile_validator()
     service = FhirService(store, settings, hooks, validator if settings.validation_mode != "off" else None)
+    if not settings.insecure_dev:
+        from gateway.security.policy import Policy
+
+        Policy(store).install(service)
 
     from gateway.ingest.journal import Journal
     from gateway.ingest.pipeline import IngestPipeline
@@ -65,7 +69,14 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
             from gateway.ingest.mllp import MllpServer
 
             base = settings.base_url or f"http://{settings.host}:{settings.port}/fhir"
-            mllp = MllpServer(pipeline, base)
+            binding = None
+            if not settings.insecure_dev:
+                from gateway.security.senders import SenderBinding
+
+                binding = SenderBinding.from_settings(
+                    settings.mllp_senders, settings.mllp_tls_cert, settings.mllp_tls_key, settings.mllp_client_ca
+                )
+            mllp = MllpServer(pipeline, base, binding=binding)
             await mllp.start(settings.host, settings.mllp_port)
         # What exists now (models, definitions, routes) lives as long as the process: frozen, the
         # collector stops re-scanning it (the MLLP listener freezes again after its first group).

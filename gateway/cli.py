@@ -38,11 +38,22 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes [env YAOLIAN_WORKERS; 1]")] = None,
     mllp_port: Annotated[int | None, typer.Option(help="Also accept HL7 v2 over MLLP on this port")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Load the demo alliance first (idempotent)")] = False,
+    mllp_senders: Annotated[
+        str | None, typer.Option(help='Members and the addresses they send from: "CODE=IP[,CIDR];CODE=..."')
+    ] = None,
+    mllp_tls_cert: Annotated[str | None, typer.Option(help="MLLP over TLS: the server certificate (PEM)")] = None,
+    mllp_tls_key: Annotated[str | None, typer.Option(help="MLLP over TLS: its private key (PEM)")] = None,
+    mllp_client_ca: Annotated[
+        str | None, typer.Option(help="MLLP over TLS: CA of client certificates (CN = member code)")
+    ] = None,
 ) -> None:
     """Start the gateway; the FHIR base is http://HOST:PORT/fhir."""
     import uvicorn
 
     _apply_env(host=host, port=port, database=database, redis=redis, workers=workers, mllp_port=mllp_port)
+    _apply_env(
+        mllp_senders=mllp_senders, mllp_tls_cert=mllp_tls_cert, mllp_tls_key=mllp_tls_key, mllp_client_ca=mllp_client_ca
+    )
     from gateway.settings import get_settings
 
     settings = get_settings()

@@ -192,6 +192,37 @@ CODES: dict[str, Code] = _table(
         "没有名为 {adapter} 的适配器；已有的适配器：{known}。",
     ),
     Code(
+        "YL-0270",
+        "forbidden",
+        "A {role} client may not {interaction} {type}: its role and scopes do not permit it.",
+        "{role} 角色的客户端无权对 {type} 执行 {interaction}：其角色与授权范围不允许。",
+    ),
+    Code(
+        "YL-0271",
+        "forbidden",
+        "A member writes only its own data: {path} names member {claimed}, not {member}.",
+        "成员机构只能写入本机构的数据：{path} 指向成员 {claimed}，而不是 {member}。",
+    ),
+    Code(
+        "YL-0272",
+        "forbidden",
+        "The history of all {type} resources is not open to member clients: "
+        "read one resource's history, or search with a patient.",
+        "成员机构客户端不能查看全部 {type} 资源的历史：请查看单个资源的历史，或按患者检索。",
+    ),
+    Code(
+        "YL-0273",
+        "security",
+        "The sending facility (MSH-4) {facility} is not a member this connection is bound to ({bound}).",
+        "发送机构（MSH-4）{facility} 不是本连接绑定的成员机构（{bound}）。",
+    ),
+    Code(
+        "YL-0274",
+        "security",
+        "An order claims member {claimed} (ORC-2.2) in a message sent by {facility}.",
+        "由 {facility} 发送的消息中，有医嘱声明属于成员机构 {claimed}（ORC-2.2）。",
+    ),
+    Code(
         "YL-0207",
         "exception",
         "The adapter failed to convert the message: {reason}.",

@@ -38,7 +38,16 @@ class Settings(BaseSettings):
     search_handling: Literal["strict", "lenient"] = "lenient"
     validation_mode: Literal["strict", "lenient", "off"] = "lenient"
     demo: bool = False
+    insecure_dev: bool = Field(
+        default=False,
+        description="No authentication and no access control: every call runs as an admin (development only).",
+    )
     mllp_port: int | None = None
+    # MLLP senders bound to members (gateway.security.senders)
+    mllp_senders: str | None = Field(default=None, description='"CODE=IP[,CIDR];CODE=..."')
+    mllp_tls_cert: str | None = None
+    mllp_tls_key: str | None = None
+    mllp_client_ca: str | None = None
     require_services: bool = False
 
 

@@ -21,6 +21,9 @@ from sqlalchemy import create_engine, text
 POSTGRES_URL = os.environ.get("YAOLIAN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("YAOLIAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("YAOLIAN_REQUIRE_SERVICES") == "1"
+# Functional tests run the gateway as `--insecure-dev` does (no tokens, no access policy); the
+# security tests pass Settings(insecure_dev=False) themselves.
+os.environ.setdefault("YAOLIAN_INSECURE_DEV", "1")
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -23,6 +23,8 @@ from typing import Any
 from gateway.hooks import RequestContext
 from gateway.ingest.pipeline import IngestPipeline, Prepared
 from gateway.ingest.replies import hl7_reply
+from gateway.principal import Principal
+from gateway.security.senders import Sender, SenderBinding, message_claims, refusals, sender_principal
 
 log = logging.getLogger("yaolian.mllp")
 
@@ -35,10 +37,16 @@ __all__ = ["MllpServer", "hl7_reply"]
 
 
 class MllpServer:
-    def __init__(self, pipeline: IngestPipeline, base_url: str, adapter: str = ADAPTER) -> None:
+    def __init__(
+        self, pipeline: IngestPipeline, base_url: str, adapter: str = ADAPTER, *, binding: SenderBinding | None = None
+    ) -> None:
+        """``binding`` None accepts every sender for any member (``--insecure-dev``); else a
+        connection is bound to members (:mod:`gateway.security.senders`) and each message
+        runs for the member it comes from, or is refused with AR."""
         self.pipeline = pipeline
         self.base_url = base_url
         self.adapter = adapter
+        self.binding = binding
         self.server: asyncio.base_events.Server | None = None
         self._queue: asyncio.Queue[tuple[Prepared, asyncio.Future[bytes]]] = asyncio.Queue()
         # One conversion at a time per process: each is CPU-bound Python, and every extra one
@@ -51,8 +59,13 @@ class MllpServer:
 
     async def start(self, host: str, port: int) -> None:
         self._writer = asyncio.create_task(self._write_groups())
-        self.server = await asyncio.start_server(self._connection, host, port, reuse_port=True, limit=MAX_MESSAGE)
-        log.info("MLLP listening on %s:%s", host, port)
+        tls = self.binding.tls if self.binding is not None else None
+        self.server = await asyncio.start_server(
+            self._connection, host, port, reuse_port=True, limit=MAX_MESSAGE, ssl=tls
+        )
+        log.info("MLLP listening on %s:%s%s", host, port, " (TLS)" if tls else "")
+        if self.binding is not None and not self.binding.configured:
+            log.error("MLLP: no sender is bound to a member (--mllp-senders or --mllp-client-ca): all are refused")
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -65,11 +78,23 @@ class MllpServer:
         self._converter.shutdown(wait=True)
         self._storer.shutdown(wait=True)
 
-    def context(self) -> RequestContext:
-        return RequestContext(base_url=self.base_url, interaction="mllp")
+    def context(self, principal: Principal | None = None) -> RequestContext:
+        return RequestContext(base_url=self.base_url, interaction="mllp", principal=principal)
 
-    def prepare(self, raw: bytes) -> Prepared:
-        return self.pipeline.prepare(self.adapter, raw, self.context())
+    def prepare(self, raw: bytes, sender: Sender | None = None) -> Prepared:
+        """Convert and prepare a message for the member it comes from; one its connection may
+        not send is refused (AR, kept as a dead letter) without being converted."""
+        if self.binding is None:
+            return self.pipeline.prepare(self.adapter, raw, self.context())
+        bound = sender.members if sender is not None else frozenset()
+        refused = refusals(raw, bound)
+        if refused:
+            return self.pipeline.refuse(self.adapter, raw, refused)
+        member, _ = message_claims(raw)
+        assert member is not None, "refusals() checked MSH-4"
+        return self.pipeline.prepare(
+            self.adapter, raw, self.context(sender_principal(member, sender.peer if sender else None))
+        )
 
     def handle_group(self, raws: list[bytes]) -> list[bytes]:
         """ACKs for messages converted and stored together (one commit)."""
@@ -104,6 +129,13 @@ class MllpServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer: Any = writer.get_extra_info("peername")
         loop = asyncio.get_running_loop()
+        sender = None
+        if self.binding is not None:
+            sender = self.binding.sender(peer[0] if peer else None, writer.get_extra_info("peercert"))
+            if not sender.members:
+                log.warning("MLLP connection from %s is bound to no member; closing", peer)
+                writer.close()
+                return
         try:
             while True:
                 try:
@@ -115,7 +147,7 @@ class MllpServer:
                     log.warning("MLLP frame over %s bytes from %s; closing", MAX_MESSAGE, peer)
                     break
                 try:
-                    prepared = await loop.run_in_executor(self._converter, self.prepare, frame[: -len(END)])
+                    prepared = await loop.run_in_executor(self._converter, self.prepare, frame[: -len(END)], sender)
                 except Exception:  # not journalled: no ACK, the sender sends again
                     log.exception("MLLP message from %s could not be converted", peer)
                     continue

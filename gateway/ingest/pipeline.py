@@ -49,6 +49,8 @@ class Prepared(NamedTuple):
     bundle: dict[str, Any] | None
     issues: list[Issue]
     write: PreparedWrite[bytes] | None = None
+    ctx: RequestContext | None = None  # whom the message runs for (its sender's member)
+    refused: bool = False  # refused before conversion: never run, whatever happens
 
 
 def get_adapter(name: str) -> Adapter:
@@ -124,7 +126,12 @@ class IngestPipeline:
         written, in this process or in another worker."""
         bundle, issues = _convert_safely(adapter_name, raw)
         write = self._prepare_write(bundle, ctx) if bundle is not None and ctx is not None else None
-        return Prepared(raw, message_id(get_adapter(adapter_name), raw), bundle, issues, write)
+        return Prepared(raw, message_id(get_adapter(adapter_name), raw), bundle, issues, write, ctx)
+
+    def refuse(self, adapter_name: str, raw: bytes, issues: list[Issue]) -> Prepared:
+        """A message refused before conversion (a sender that may not send it): it is journalled
+        as rejected with these issues, and answered like any rejected message."""
+        return Prepared(raw, message_id(get_adapter(adapter_name), raw), None, issues, refused=True)
 
     def _prepare_write(self, bundle: dict[str, Any], ctx: RequestContext) -> PreparedWrite[bytes]:
         return self.service.writes.prepare(self._bundle_work(bundle, ctx))
@@ -161,7 +168,7 @@ class IngestPipeline:
         committed = False
         alone: list[int] = []
         with self.service.store.transaction() as tx:
-            for n, (raw, control_id, bundle, issues, write) in enumerate(prepared):
+            for n, (raw, control_id, bundle, issues, write, own_ctx, _) in enumerate(prepared):
                 previous = tx.journal_find(adapter_name, control_id)
                 if previous is not None and previous.status == ACCEPTED:
                     results[n] = self._duplicate(previous, raw, channel, reply)
@@ -170,7 +177,7 @@ class IngestPipeline:
                     adapter=adapter_name, channel=channel, control_id=control_id, raw=raw, previous=previous
                 )
                 try:
-                    results[n] = self._write(tx, bundle, issues, fields, ctx, reply, write)
+                    results[n] = self._write(tx, bundle, issues, fields, own_ctx or ctx, reply, write)
                 except Exception:  # incl. DuplicateMessage: another process saved it first (PostgreSQL)
                     alone.append(n)  # its savepoint was rolled back
                 else:
@@ -179,7 +186,13 @@ class IngestPipeline:
             self.service.after_commit(ctx)
         for n in alone:
             try:
-                results[n] = self.ingest(adapter_name, prepared[n].raw, channel=channel, ctx=ctx, reply=reply)
+                again = prepared[n]
+                if again.refused:  # its journal row failed (a copy saved first): answer, never run it
+                    refusal = IngestResult(REJECTED, again.issues)
+                    refusal.reply = reply(again.raw, refusal)
+                    results[n] = refusal
+                    continue
+                results[n] = self.ingest(adapter_name, again.raw, channel=channel, ctx=again.ctx or ctx, reply=reply)
             except Exception:  # not journalled, so no reply: the sender sends it again
                 log.exception("%s message %s could not be processed", adapter_name, prepared[n].control_id)
                 results[n] = IngestResult(REJECTED, [issue("YL-0207", reason="internal error")])

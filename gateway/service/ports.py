@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from gateway.errors import Issue
+from gateway.hooks import RequestContext
 
 
 class Validator(Protocol):
@@ -22,4 +23,12 @@ class Validator(Protocol):
     def __call__(self, data: dict[str, Any], profiles: list[str] | None = None, /) -> list[Issue]: ...
 
 
-__all__ = ["Validator"]
+class OwnerTag(Protocol):
+    """The ``meta.tag`` coding (``{"system", "code"}``) that marks who owns a record being
+    written, or None; the write path stamps it, replacing a tag of the same system. The access
+    policy (:func:`gateway.security.policy.owner_of`) is one."""
+
+    def __call__(self, ctx: RequestContext, resource_type: str, data: dict[str, Any], /) -> dict[str, str] | None: ...
+
+
+__all__ = ["OwnerTag", "Validator"]

@@ -20,7 +20,7 @@ import orjson
 from gateway.errors import BadRequest, FhirError, NotFound, issue, operation_outcome
 from gateway.fhir.json_text import ResourceText, array_items, decode_utf8, object_members
 from gateway.fhir.structure import json_form_issues
-from gateway.hooks import RequestContext
+from gateway.hooks import Pointcut, RequestContext
 from gateway.search.query import parse_search
 from gateway.service.bundles import Entry, render_bundle
 from gateway.service.write_path import WritePath, new_resource_id
@@ -172,7 +172,7 @@ class BundleProcessor:
             if e.method == "POST" and e.resource is not None:
                 rtype = e.resource.resource_type or ""
                 if e.if_none_exist:
-                    found = service.writer.matching_ids(tx, rtype, e.if_none_exist)
+                    found = service.writer.matching_ids(tx, ctx, rtype, e.if_none_exist)
                     if len(found) == 1:
                         existing[e.index] = found[0]
                         if e.full_url:
@@ -190,7 +190,7 @@ class BundleProcessor:
         for e in sorted(entries, key=lambda x: (ORDER[x.method], x.index)):
             with _naming(e):
                 if e.resource is not None:
-                    self._rewrite(e.resource, mapping, tx)
+                    self._rewrite(e.resource, mapping, tx, ctx)
                 if e.index in existing:
                     rtype = (e.resource.resource_type or "") if e.resource is not None else ""
                     current = tx.current(rtype, existing[e.index], for_update=False)
@@ -202,7 +202,9 @@ class BundleProcessor:
                 )
         return render_bundle("transaction-response", (results[i] for i in sorted(results)))
 
-    def _rewrite(self, resource: ResourceText, mapping: dict[str, str], tx: StoreTransaction) -> None:
+    def _rewrite(
+        self, resource: ResourceText, mapping: dict[str, str], tx: StoreTransaction, ctx: RequestContext
+    ) -> None:
         text = "".join(resource.members.values())
         if '"reference"' not in text:  # nothing to rewrite; skips two walks of the resource
             return
@@ -210,6 +212,9 @@ class BundleProcessor:
         for ref in _conditional_references(resource.data) if "?" in text else ():
             rtype, _, criteria = ref.partition("?")
             query = parse_search(rtype, parse_qsl(criteria), strict=True, default_count=2, max_count=2)
+            hooks = self.service.writer.hooks
+            if Pointcut.BEFORE_SEARCH in hooks:  # a conditional reference finds only what the caller may see
+                hooks.run(Pointcut.BEFORE_SEARCH, ctx, query)
             found = tx.search_ids(query, 2)
             if len(found) != 1:
                 raise BadRequest("YL-0503", reference=ref)
@@ -273,7 +278,7 @@ class BundleProcessor:
         """The work of one batch entry, in a transaction of its own."""
         e = entry.fresh()
         if e.resource is not None:
-            self._rewrite(e.resource, {}, tx)
+            self._rewrite(e.resource, {}, tx, ctx)
         return self._run(e, tx, ctx, None)
 
 

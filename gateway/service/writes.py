@@ -34,7 +34,7 @@ from gateway.hooks import Hooks, Pointcut, RequestContext
 from gateway.search.extract import IndexRows, extract
 from gateway.search.query import RESULT_PARAMS, SearchQuery, parse_search
 from gateway.search.values import split_token
-from gateway.service.ports import Validator
+from gateway.service.ports import OwnerTag, Validator
 from gateway.service.write_path import new_resource_id, remembered_findings
 from gateway.store.base import StoredResource, StoreTransaction, VersionConflict
 from gateway.validation import structure_issues
@@ -87,6 +87,8 @@ class Writer:
         self.hooks = hooks
         self.validation_mode = validation_mode
         self.validator = validator
+        #: stamps the owning member on what is written (set by the access policy)
+        self.owner_tag: OwnerTag | None = None
 
     # -- helpers ----------------------------------------------------------------------
     def _check_body(self, body: ResourceText, resource_type: str) -> None:
@@ -107,10 +109,17 @@ class Writer:
             raise Unprocessable(issues)
         return issues
 
-    def _meta(self, body: ResourceText, version: int, last_updated: str) -> dict[str, Any]:
+    def _meta(
+        self, ctx: RequestContext, resource_type: str, body: ResourceText, version: int, last_updated: str
+    ) -> dict[str, Any]:
         meta = dict(body.data.get("meta") or {})
         meta.pop("versionId", None)
         meta.pop("lastUpdated", None)
+        owner = self.owner_tag(ctx, resource_type, body.data) if self.owner_tag is not None else None
+        if owner is not None:
+            system = owner["system"]
+            others = [t for t in meta.get("tag") or () if not (isinstance(t, dict) and t.get("system") == system)]
+            meta["tag"] = [*others, owner]
         return {"versionId": str(version), "lastUpdated": last_updated, **meta}
 
     def _store(
@@ -129,7 +138,7 @@ class Writer:
         issues = self._validate(body.data)
         version = (existing.version + 1) if existing else 1
         last_updated = now_instant()
-        meta = self._meta(body, version, last_updated)
+        meta = self._meta(ctx, resource_type, body, version, last_updated)
         raw = body.render(resource_id=resource_id, meta=meta)
         data = dict(body.data)
         data["id"] = resource_id
@@ -159,9 +168,10 @@ class Writer:
         if Pointcut.AFTER_WRITE_IN_TX in hooks:
             tx.defer(lambda in_tx: hooks.run(Pointcut.AFTER_WRITE_IN_TX, ctx, in_tx, stored))
 
-    def matching_ids(self, tx: StoreTransaction, resource_type: str, criteria: str) -> list[str]:
+    def matching_ids(self, tx: StoreTransaction, ctx: RequestContext, resource_type: str, criteria: str) -> list[str]:
         """Ids matching a conditional interaction's criteria (at most two: one is all that
-        counts), under a lock on what the criteria mean."""
+        counts), under a lock on what the criteria mean. The criteria pass ``BEFORE_SEARCH``
+        like any search: a conditional create never matches what the caller may not see."""
         params = parse_qsl(criteria, keep_blank_values=True)
         if not params:
             raise BadRequest(
@@ -174,6 +184,8 @@ class Writer:
         # one lock per meaning, not per spelling: decoded, without result parameters, in order
         meaning = sorted((k, v) for k, v in params if k.split(":", 1)[0] not in RESULT_PARAMS)
         tx.lock(f"{resource_type}?{meaning}")
+        if Pointcut.BEFORE_SEARCH in self.hooks:
+            self.hooks.run(Pointcut.BEFORE_SEARCH, ctx, query)
         token = _single_token(query)
         if token is not None:  # the common identifier=system|value match, on a prebuilt statement
             return tx.match_token(resource_type, *token, limit=2)
@@ -193,7 +205,7 @@ class Writer:
         require_type(resource_type)
         self._check_body(body, resource_type)
         if if_none_exist:
-            found = self.matching_ids(tx, resource_type, if_none_exist)
+            found = self.matching_ids(tx, ctx, resource_type, if_none_exist)
             if len(found) > 1:
                 raise PreconditionFailed("YL-0302", what="create", count="more than one")
             if found:
@@ -247,7 +259,7 @@ class Writer:
     ) -> WriteResult:
         require_type(resource_type)
         self._check_body(body, resource_type)
-        found = self.matching_ids(tx, resource_type, criteria)
+        found = self.matching_ids(tx, ctx, resource_type, criteria)
         if len(found) > 1:
             raise PreconditionFailed("YL-0302", what="update", count="more than one")
         body_id = body.data.get("id")
@@ -321,7 +333,7 @@ class Writer:
     def conditional_delete(
         self, tx: StoreTransaction, ctx: RequestContext, resource_type: str, criteria: str
     ) -> StoredResource | None:
-        found = self.matching_ids(tx, resource_type, criteria)
+        found = self.matching_ids(tx, ctx, resource_type, criteria)
         if len(found) > 1:
             raise PreconditionFailed("YL-0302", what="delete", count="more than one")
         return self.delete(tx, ctx, resource_type, found[0]) if found else None

@@ -317,7 +317,8 @@ def test_reads_call_no_hook_machinery_when_none_is_registered(
 
 def test_gateway_api_never_touches_the_store() -> None:
     """Reads from gateway/api go through FhirService methods (and so through the hook points):
-    no ``.store`` attribute and no store module but the type definitions."""
+    no ``.store`` attribute and no store module but the type definitions and the store's own
+    errors (which the HTTP boundary maps to OperationOutcomes)."""
     found: list[str] = []
     for path in sorted((ROOT / "gateway" / "api").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -326,6 +327,8 @@ def test_gateway_api_never_touches_the_store() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "store":
                 found.append(f"{where}:{node.lineno}: .{node.attr}")
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gateway.store"):
+                if node.module == "gateway.store.errors":
+                    continue
                 if node.module != "gateway.store.base" or any(a.name != "StoredResource" for a in node.names):
                     found.append(f"{where}:{node.lineno}: from {node.module} import …")
             if isinstance(node, ast.Import) and any(a.name.startswith("gateway.store") for a in node.names):
@@ -342,7 +345,9 @@ def test_nothing_outside_the_service_reads_through_a_service_store() -> None:
     found: list[str] = []
     for path in sorted((ROOT / "gateway").rglob("*.py")):
         where = path.relative_to(ROOT)
-        if where.parts[1] in ("service", "store"):
+        # the access policy is itself the read hook: what it looks up (does this member serve the
+        # patient? who owned a deleted record?) decides, and is never shown
+        if where.parts[1] in ("service", "store") or where.parts[1:] == ("security", "policy.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
