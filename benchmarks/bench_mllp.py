@@ -126,8 +126,16 @@ def listeners(port: int) -> int:
     return count
 
 
+#: The member the benchmark's messages come from (MSH-4 and ORC-2.2 of the template), bound to
+#: this machine's address: access control runs as in production unless --insecure-dev.
+SENDER = "XHZXWSY"
+INSECURE = False
+
+
 def serve(database: str, mllp_port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "YAOLIAN_VALIDATION_MODE": "lenient", "YAOLIAN_LOG_LEVEL": "warning"}
+    env["YAOLIAN_INSECURE_DEV"] = "1" if INSECURE else "0"
+    env["YAOLIAN_MLLP_SENDERS"] = f"{SENDER}=127.0.0.1"
     cmd = [
         sys.executable, "-m", "gateway.cli", "serve",
         "--port", str(free_port()), "--database", database, "--mllp-port", str(mllp_port), "--workers", str(workers),
@@ -246,8 +254,15 @@ def in_process_profile(total: int, group: int) -> None:
     from gateway.settings import Settings
 
     folder = Path(tempfile.mkdtemp(prefix="bench-mllp-prof-"))
-    app = create_app(Settings(database=f"sqlite:///{folder / 'p.sqlite'}", validation_mode="lenient"))
-    server = MllpServer(app.state.ingest, "http://bench/fhir")
+    from gateway.security.senders import Sender, SenderAllowList, SenderBinding
+
+    settings = Settings(database=f"sqlite:///{folder / 'p.sqlite'}", validation_mode="lenient", insecure_dev=INSECURE)
+    app = create_app(settings)
+    binding = None if INSECURE else SenderBinding(SenderAllowList.parse(f"{SENDER}=127.0.0.1"))
+    server = MllpServer(app.state.ingest, "http://bench/fhir", binding=binding)
+    sender = Sender("127.0.0.1", frozenset({SENDER}))
+    server.handle_group = lambda raws: server.store_group([server.prepare(r, sender) for r in raws])  # type: ignore[method-assign]
+    server.prepare_one = lambda raw: server.prepare(raw, sender)  # type: ignore[attr-defined]
     warm = [message(n, "W") for n in range(48)]
     for start in range(0, len(warm), group):
         server.handle_group(warm[start : start + group])
@@ -309,7 +324,7 @@ def phase_table(app: Any, server: Any, total: int, group: int) -> None:
     timed("  index extraction of them", lambda: [extract(r) for r in written], total)
     timed("  JSON-form check of them", lambda: [json_form_issues(r) for r in written], total)
     prepared: list[Any] = []
-    timed("prepare (convert + stage)", lambda: prepared.extend(server.prepare(r) for r in raws), total)
+    timed("prepare (convert + stage)", lambda: prepared.extend(server.prepare_one(r) for r in raws), total)
     timed(
         "store_group, under the write lock",
         lambda: [server.store_group(prepared[i : i + group]) for i in range(0, total, group)],
@@ -331,8 +346,16 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="also profile in-process with cProfile")
     parser.add_argument("--py-spy", action="store_true", help="record the server with py-spy")
+    parser.add_argument(
+        "--insecure-dev", action="store_true", help="access control off (default: on, the sender bound by address)"
+    )
     args = parser.parse_args()
+    global INSECURE
+    INSECURE = args.insecure_dev
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(
+        "access control off (--insecure-dev)" if INSECURE else f"access control on, sender {SENDER} bound to 127.0.0.1"
+    )
     end_to_end(args.messages, args.senders, args.workers, args.py_spy, args.backend, args.postgres)
     if args.profile:
         in_process_profile(min(args.messages, 500), args.senders)

@@ -32,7 +32,7 @@ from gateway.fhir.registry import is_supported
 from gateway.fhir.structure import json_form_issues
 from gateway.hooks import Hooks, Pointcut, RequestContext
 from gateway.search.extract import IndexRows, extract
-from gateway.search.query import RESULT_PARAMS, SearchQuery, parse_search
+from gateway.search.query import RESULT_PARAMS, Criterion, SearchQuery, parse_search
 from gateway.search.values import split_token
 from gateway.service.ports import OwnerTag, Validator
 from gateway.service.write_path import new_resource_id, remembered_findings
@@ -65,11 +65,8 @@ def parse_etag(value: str) -> int:
     return int(match.group(1))
 
 
-def _single_token(query: SearchQuery) -> tuple[str, str, str] | None:
-    """``(param, system, code)`` when the query is one ``param=system|code`` token criterion."""
-    if len(query.criteria) != 1:
-        return None
-    criterion = query.criteria[0]
+def _system_code(criterion: Criterion) -> tuple[str, str] | None:
+    """``(system, code)`` of a plain one-value ``param=system|code`` token criterion."""
     if criterion.param.type != "token" or criterion.modifier or criterion.chain or len(criterion.values) != 1:
         return None
     if criterion.param.code in ("_id", "_lastUpdated"):
@@ -77,7 +74,23 @@ def _single_token(query: SearchQuery) -> tuple[str, str, str] | None:
     system, code = split_token(criterion.values[0])
     if not system or code is None:
         return None
-    return criterion.param.code, system, code
+    return system, code
+
+
+def _single_token(query: SearchQuery) -> tuple[str, str, str, tuple[str, str] | None] | None:
+    """``(param, system, code, tag)`` when the query is one ``param=system|code`` token
+    criterion, optionally with one ``_tag=system|code`` (an owner restriction) beside it."""
+    criteria = query.criteria
+    if len(criteria) == 2 and criteria[1].param.code == "_tag" and criteria[0].param.code != "_tag":
+        tag = _system_code(criteria[1])
+        if tag is None:
+            return None
+    elif len(criteria) == 1:
+        tag = None
+    else:
+        return None
+    found = _system_code(criteria[0])
+    return None if found is None else (criteria[0].param.code, *found, tag)
 
 
 class Writer:
@@ -188,7 +201,8 @@ class Writer:
             self.hooks.run(Pointcut.BEFORE_SEARCH, ctx, query)
         token = _single_token(query)
         if token is not None:  # the common identifier=system|value match, on a prebuilt statement
-            return tx.match_token(resource_type, *token, limit=2)
+            param, system, code, tag = token
+            return tx.match_token(resource_type, param, system, code, limit=2, tag=tag)
         return tx.search_ids(query, 2)
 
     # -- interactions ----------------------------------------------------------------

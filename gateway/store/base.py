@@ -114,7 +114,12 @@ class StoreTransaction(Protocol):
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]: ...
 
-    def match_token(self, res_type: str, param: str, system: str, code: str, *, limit: int) -> list[str]: ...
+    def match_token(
+        self, res_type: str, param: str, system: str, code: str, *, limit: int, tag: tuple[str, str] | None = None
+    ) -> list[str]:
+        """Ids of current resources with ``param=system|code`` (and, given ``tag``, that
+        ``meta.tag``): the conditional create's common match, on a prebuilt statement."""
+        ...
 
     def lock(self, key: str) -> None: ...
 

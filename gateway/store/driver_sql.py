@@ -87,6 +87,13 @@ class DriverSql:
             f"(SELECT res_id FROM {token} WHERE res_type = {m} AND param = {m} AND system = {m} AND code = {m} "
             f"AND grp IS NULL) ORDER BY res_id LIMIT {m}"
         )
+        #: the same, for resources that also carry one meta.tag (``_tag=system|code``): the
+        #: conditional create of a member's record, restricted to that member's own
+        self.match_token_tagged = self.match_token.replace(
+            " ORDER BY",
+            f" AND res_id IN (SELECT res_id FROM {token} WHERE res_type = {m} AND param = '_tag' AND system = {m} "
+            f"AND code = {m} AND grp IS NULL) ORDER BY",
+        )
         self.false = _processors(resources, ("deleted",), _DIALECTS[dialect])[0]
         self.journal_find = (
             f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM {ingest_messages.name} WHERE adapter = {m} AND control_id = {m}"

@@ -45,7 +45,9 @@ class SqlReads(Protocol):
 
     def current(self, res_type: str, res_id: str, *, for_update: bool = True) -> StoredResource | None: ...
 
-    def match_token(self, res_type: str, param: str, system: str, code: str, *, limit: int) -> list[str]: ...
+    def match_token(
+        self, res_type: str, param: str, system: str, code: str, *, limit: int, tag: tuple[str, str] | None = None
+    ) -> list[str]: ...
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]: ...
 
@@ -98,10 +100,12 @@ class StagedTransaction:
         self.checks.append((("current", res_type, res_id, for_update), _answer(found)))
         return found
 
-    def match_token(self, res_type: str, param: str, system: str, code: str, *, limit: int) -> list[str]:
+    def match_token(
+        self, res_type: str, param: str, system: str, code: str, *, limit: int, tag: tuple[str, str] | None = None
+    ) -> list[str]:
         self._searchable(res_type)
-        found = self.snapshot.match_token(res_type, param, system, code, limit=limit)
-        self.checks.append((("match", res_type, param, system, code, limit), found))
+        found = self.snapshot.match_token(res_type, param, system, code, limit=limit, tag=tag)
+        self.checks.append((("match", res_type, param, system, code, limit, tag), found))
         return found
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:

@@ -165,3 +165,33 @@ def test_tokens_without_a_system_are_left_to_the_general_search(
             assert _fast_path(query) is None, value
             assert tx.search_ids(query, LIMIT) == expected, value
         assert tx.match_token("Patient", "identifier", "", "nosys", limit=LIMIT) == []  # why it must not
+
+
+def test_match_token_with_an_owner_tag_answers_what_the_general_search_answers(
+    loaded: tuple[SqlStore, set[tuple[str, str, str, str]]],
+) -> None:
+    """The conditional create of a member's record (``identifier=S|V&_tag=member|CODE``, the
+    access policy's restriction) on the prebuilt statement, against the general search."""
+    from gateway.service.writes import _single_token
+
+    store, tokens = loaded
+    tags = sorted({(rtype, system, code) for rtype, param, system, code in tokens if param == "_tag"})
+    plain = sorted(t for t in tokens if t[1] not in ("_tag", "_id") and t[2] not in ("\0", ""))
+    assert len(tags) > 3
+    compared = matched = 0
+    with store.transaction() as tx:
+        for n, (rtype, param, system, code) in enumerate(plain[::2]):
+            candidates = [t for t in tags if t[0] == rtype] + [(rtype, "urn:none", "nobody")]
+            _, tag_system, tag_code = candidates[n % len(candidates)]
+            params = [
+                (param, f"{_escape(system)}|{_escape(code)}"),
+                ("_tag", f"{_escape(tag_system)}|{_escape(tag_code)}"),
+            ]
+            query = parse_search(rtype, params, strict=True, default_count=LIMIT, max_count=LIMIT)
+            token = _single_token(query)
+            assert token is not None and token[3] == (tag_system, tag_code), params
+            found = tx.match_token(rtype, token[0], token[1], token[2], limit=LIMIT, tag=token[3])
+            assert found == tx.search_ids(query, LIMIT), (rtype, params)
+            compared += 1
+            matched += bool(found)
+    assert compared > 80 and matched > 30, (compared, matched)

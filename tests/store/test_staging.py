@@ -102,9 +102,9 @@ def test_the_reads_asked_again_together_answer_as_asked_one_by_one(store: SqlSto
         )
     questions = [
         ("current", "Patient", "p1", True),
-        ("match", "Patient", "identifier", "urn:x", "1", 2),
+        ("match", "Patient", "identifier", "urn:x", "1", 2, None),
         ("current", "Patient", "nobody", False),
-        ("match", "Patient", "identifier", "urn:x", "2", 2),
+        ("match", "Patient", "identifier", "urn:x", "2", 2, None),
     ]
     with store.transaction() as tx:
         tx.lock_all(["Patient?identifier=urn:x|1", "Patient?identifier=urn:x|2"])
