@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("var")
@@ -40,6 +40,20 @@ class Settings(BaseSettings):
     demo: bool = False
     mllp_port: int | None = None
     require_services: bool = False
+    # --- Authentication (issue 11, docs/security.md) ---
+    insecure_dev: bool = Field(
+        default=False,
+        description="Turn authentication OFF (every call runs as an admin); development only. --demo implies it.",
+    )
+    rate_limit_per_second: float = Field(default=50.0, gt=0, description="Requests per second per client.")
+    rate_limit_burst: int = Field(default=100, ge=1, description="Requests a client may make at once.")
+
+    @model_validator(mode="after")
+    def _demo_is_insecure(self) -> Settings:
+        """The demo answers without tokens (``pip install . && yaolian serve --demo``)."""
+        if self.demo:
+            self.insecure_dev = True
+        return self
 
 
 @cache
