@@ -80,10 +80,13 @@ def set_jwks(conn: Connection, client_id: str, jwks: str) -> bool:
 
 def use_jti(conn: Connection, client_id: str, jti: str, expires: int) -> bool:
     conn.execute(delete(auth_jti).where(auth_jti.c.expires < int(time.time())))
-    result = conn.execute(
-        _insert_ignoring_duplicates(conn, auth_jti, {"client_id": client_id, "jti": jti, "expires": expires})
-    )
-    return bool(result.rowcount)
+    # RETURNING, not rowcount: psycopg reports 1 for an INSERT that ON CONFLICT skipped
+    inserted = conn.execute(
+        _insert_ignoring_duplicates(conn, auth_jti, {"client_id": client_id, "jti": jti, "expires": expires}).returning(
+            auth_jti.c.jti
+        )
+    ).first()
+    return inserted is not None
 
 
 def read_key(conn: Connection, name: str) -> str | None:
