@@ -233,3 +233,20 @@ def test_malformed_token_requests_get_oauth_errors(tmp_path: Path, form: dict[st
         assert response.status_code in (400, 401) and response.json()["error"] == error
         json_body = client.post("/auth/token", json=form)
         assert json_body.status_code == 400 and json_body.json()["error"] == "invalid_request"
+
+
+@pytest.mark.redis
+def test_with_redis_a_replayed_assertion_is_refused_across_processes(
+    tmp_path: Path, rsa_keys: Keys, redis_url: str
+) -> None:
+    from .conftest import secure_client
+
+    database = f"sqlite:///{tmp_path / 'y.sqlite'}"
+    client_id = add_jwt_client(database, tmp_path, rsa_keys)
+    signed = assertion(rsa_keys, client_id)
+    for first in secure_client(database, redis=redis_url):
+        assert first.post("/auth/token", data=token_form(signed)).status_code == 200
+    for second in secure_client(database, redis=redis_url):  # another gateway process, same Redis
+        again = second.post("/auth/token", data=token_form(signed))
+        assert again.status_code == 401 and "replay" in again.json()["error_description"]
+        assert second.post("/auth/token", data=token_form(assertion(rsa_keys, client_id))).status_code == 200
