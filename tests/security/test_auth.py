@@ -250,3 +250,29 @@ def test_with_redis_a_replayed_assertion_is_refused_across_processes(
         again = second.post("/auth/token", data=token_form(signed))
         assert again.status_code == 401 and "replay" in again.json()["error_description"]
         assert second.post("/auth/token", data=token_form(assertion(rsa_keys, client_id))).status_code == 200
+
+
+def test_a_token_from_one_gateway_process_works_at_another(database_url: str, tmp_path: Path, ec_keys: Keys) -> None:
+    """The server key is in the database: every process signs and verifies with the same one."""
+    from .conftest import secure_client
+
+    client_id = add_jwt_client(database_url, tmp_path, ec_keys)
+    for first in secure_client(database_url):
+        headers = bearer(first, ec_keys, client_id)
+        for second in secure_client(database_url):
+            assert second.get("/fhir/Patient", headers=headers).status_code == 200
+
+
+def test_the_configured_public_base_names_the_token_endpoint_and_the_aud(tmp_path: Path, rsa_keys: Keys) -> None:
+    from .conftest import secure_client
+
+    database = f"sqlite:///{tmp_path / 'y.sqlite'}"
+    client_id = add_jwt_client(database, tmp_path, rsa_keys)
+    public = "https://gw.alliance.example/auth/token"
+    for client in secure_client(database, base_url="https://gw.alliance.example/fhir"):
+        assert client.get("/fhir/.well-known/smart-configuration").json()["token_endpoint"] == public
+        internal = client.post("/auth/token", data=token_form(assertion(rsa_keys, client_id)))
+        assert internal.status_code == 401 and "aud" in internal.json()["error_description"]
+        assert (
+            client.post("/auth/token", data=token_form(assertion(rsa_keys, client_id, aud=public))).status_code == 200
+        )
