@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 
 from gateway.clock import now_instant
-from gateway.principal import Role, parse_scopes
+from gateway.principal import Principal, Role, parse_scopes
 from gateway.security.passwords import hash_secret, new_secret
 from gateway.store.base import ClientRecord, Store
 
@@ -169,3 +169,16 @@ def revoke(store: Store, client_id: str) -> bool:
 def set_jwks(store: Store, client_id: str, jwks: str) -> bool:
     """Key rotation: replace a private_key_jwt client's public keys."""
     return store.client_set_jwks(client_id, parse_jwks(jwks))
+
+
+def principal_of(client: ClientRecord, source_ip: str | None = None) -> Principal:
+    """The principal a registered client acts as with all its registered scopes (for callers
+    that authenticate it otherwise than by token, e.g. a bound MLLP connection)."""
+    return Principal(
+        client_id=client.client_id,
+        name=client.name,
+        role=Role(client.role),
+        member=client.member,
+        scopes=parse_scopes(client.scopes),
+        source_ip=source_ip,
+    )

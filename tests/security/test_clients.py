@@ -134,3 +134,24 @@ def test_the_store_keeps_clients_jti_and_one_shared_server_key(database_url: str
     finally:
         first.dispose()
         second.dispose()
+
+
+def test_the_principal_of_a_registered_client(database_url: str) -> None:
+    from gateway.security.clients import principal_of
+    from gateway.store.sql import open_store
+
+    client_id, _secret = add_secret_client(database_url, role="member", extra=("--member", "VC-3"))
+    store = open_store(database_url)
+    try:
+        record = store.client_get(client_id)
+    finally:
+        store.dispose()
+    assert record is not None
+    principal = principal_of(record, "10.0.0.7")
+    assert (principal.client_id, principal.role, principal.member, principal.source_ip) == (
+        client_id,
+        Role.MEMBER,
+        "VC-3",
+        "10.0.0.7",
+    )
+    assert principal.scopes == parse_scopes(DEFAULT_SCOPES[Role.MEMBER])
