@@ -237,7 +237,9 @@ def server(target: str, db: Database, args: argparse.Namespace, probe: str) -> I
     cmd += ["--workers", str(args.workers), "--no-access-log", "--log-level", "warning"]
     if app_dir:
         cmd += ["--app-dir", str(app_dir)]
+    # No tokens: the servers compared here run without authentication too (docs/security.md).
     env = {**os.environ, "YAOLIAN_DATABASE": db.gateway_url, **db.bench_env, "PYTHONWARNINGS": "ignore"}
+    env["YAOLIAN_INSECURE_DEV"] = "1"
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

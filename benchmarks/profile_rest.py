@@ -79,7 +79,7 @@ def main() -> None:
     from gateway.hooks import RequestContext
     from gateway.settings import Settings
 
-    app = create_app(Settings(database=args.database))
+    app = create_app(Settings(database=args.database, insecure_dev=True))  # the FHIR work, not token checks
     service, store = app.state.service, app.state.store
     ctx = RequestContext(base_url="http://bench/fhir", interaction="read", resource_type="MedicationRequest")
     with store.engine.connect() as conn:

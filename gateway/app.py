@@ -11,9 +11,11 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.responses import RedirectResponse, Response
 
-from gateway.api import errors
+from gateway.api import auth, errors
 from gateway.api.routes import ROUTES
 from gateway.hooks import Hooks
+from gateway.security import redact
+from gateway.security.authn import Authenticator
 from gateway.service.fhir_service import FhirService
 from gateway.service.ports import Validator
 from gateway.settings import Settings, get_settings
@@ -42,6 +44,7 @@ def _profile_validator() -> tuple[Validator, dict[str, list[str]]]:
 
 def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) -> FastAPI:
     settings = settings or get_settings()
+    redact.install()  # no token, assertion, secret or Authorization header in any log record
     store = open_store(settings.database)
     store.create_schema()
     validator, profiles_by_type = _profile_validator()
@@ -103,7 +106,9 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.capability_cache = {}
     app.state.profile_validator = validator
     app.state.profiles_by_type = profiles_by_type
+    app.state.authenticator = Authenticator(store, settings)
     errors.install(app)
+    app.router.routes.extend(auth.ROUTES)
     app.router.routes.extend(ROUTES)
 
     @app.get("/", include_in_schema=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,7 +37,16 @@ def serve(
     redis: Annotated[str | None, typer.Option(help="redis://host:6379/0 for events [env YAOLIAN_REDIS]")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes [env YAOLIAN_WORKERS; 1]")] = None,
     mllp_port: Annotated[int | None, typer.Option(help="Also accept HL7 v2 over MLLP on this port")] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Load the demo alliance first (idempotent)")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the demo alliance first (idempotent); implies --insecure-dev")
+    ] = False,
+    insecure_dev: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-dev",
+            help="Authentication OFF: every call runs as an admin. Development only [env YAOLIAN_INSECURE_DEV]",
+        ),
+    ] = False,
     mllp_senders: Annotated[
         str | None, typer.Option(help='Members and the addresses they send from: "CODE=IP[,CIDR];CODE=..."')
     ] = None,
@@ -54,11 +63,20 @@ def serve(
     _apply_env(
         mllp_senders=mllp_senders, mllp_tls_cert=mllp_tls_cert, mllp_tls_key=mllp_tls_key, mllp_client_ca=mllp_client_ca
     )
+    if demo:
+        _apply_env(demo=True)
+    if insecure_dev:
+        _apply_env(insecure_dev=True)
     from gateway.settings import get_settings
 
     settings = get_settings()
-    if demo or settings.demo:
+    if settings.demo:
         _load_demo(settings.database)
+        console.print("[bold yellow]--demo implies --insecure-dev:[/] the demo answers without tokens.")
+    if settings.insecure_dev:
+        from gateway.security.authn import INSECURE_WARNING
+
+        console.print(f"[bold red]WARNING: {INSECURE_WARNING}[/]")
     console.print(
         f"[bold green]Yaolian[/] FHIR base [cyan]http://{settings.host}:{settings.port}/fhir[/] "
         f"(store: {settings.database.split('://')[0]}, workers: {settings.workers})"
@@ -189,6 +207,146 @@ def reindex(
         done = run_reindex(store, resource_type, progress=lambda n: progress.advance(task, n))
     store.dispose()
     console.print(f"reindexed {done} resources")
+
+
+clients_app = typer.Typer(
+    help="Clients allowed to call the gateway (SMART Backend Services; docs/security.md).", no_args_is_help=True
+)
+app.add_typer(clients_app, name="clients")
+
+
+def _open_store(database: str | None) -> Any:
+    _apply_env(database=database)
+    from gateway.settings import get_settings
+    from gateway.store.sql import open_store
+
+    store = open_store(get_settings().database)
+    store.create_schema()
+    return store
+
+
+@clients_app.command("add")
+def clients_add(
+    name: Annotated[str, typer.Argument(help="What the client is, e.g. 'Township centre A HIS'")],
+    role: Annotated[
+        str, typer.Option(help="member | county-pharmacy | insurance | regulator | admin", show_default=False)
+    ],
+    member: Annotated[str | None, typer.Option(help="Member code (required for role member)")] = None,
+    scope: Annotated[
+        str | None,
+        typer.Option(help='SMART v2 system scopes, e.g. "system/MedicationRequest.rs" (default: the role\'s)'),
+    ] = None,
+    jwks: Annotated[
+        Path | None,
+        typer.Option(help="The client's PUBLIC JWKS (private_key_jwt, RS384/ES384)", exists=True, dir_okay=False),
+    ] = None,
+    secret: Annotated[
+        bool, typer.Option("--secret", help="Issue a client secret instead (HTTP Basic, weaker)")
+    ] = False,
+    database: Annotated[str | None, typer.Option(help="Database URL [env YAOLIAN_DATABASE]")] = None,
+) -> None:
+    """Register a client and print its client_id (and its secret, ONCE)."""
+    from gateway.principal import Role
+    from gateway.security.clients import register
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        console.print(f"[red]unknown role {role!r}[/]: one of {', '.join(r.value for r in Role)}")
+        raise typer.Exit(2) from None
+    store = _open_store(database)
+    try:
+        done = register(
+            store,
+            name,
+            chosen,
+            member=member,
+            scopes=scope,
+            jwks=jwks.read_text(encoding="utf-8") if jwks is not None else None,
+            secret=secret,
+        )
+    except ValueError as exc:
+        console.print(f"[red]not registered:[/] {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        store.dispose()
+    typer.echo(f"client_id: {done.client.client_id}")
+    typer.echo(f"scopes: {done.client.scopes}")
+    if done.secret is not None:
+        typer.echo(f"client_secret: {done.secret}")
+        console.print("[bold yellow]Store the secret now: it is not shown again (only its hash is kept).[/]")
+
+
+@clients_app.command("list")
+def clients_list(
+    database: Annotated[str | None, typer.Option(help="Database URL [env YAOLIAN_DATABASE]")] = None,
+) -> None:
+    """Every registered client, revoked ones too."""
+    from rich.table import Table
+
+    store = _open_store(database)
+    try:
+        found = store.clients_list()
+    finally:
+        store.dispose()
+    table = Table(title=f"{len(found)} clients")
+    for column in ("id", "name", "member", "role", "scopes", "auth", "created", "revoked"):
+        table.add_column(column, overflow="fold")
+    for c in found:
+        auth = "private_key_jwt" if c.auth_kind == "private_key_jwt" else "secret (Basic)"
+        table.add_row(
+            c.client_id,
+            c.name,
+            c.member or "",
+            c.role,
+            c.scopes.replace(" ", "\n"),
+            auth,
+            c.created[:19],
+            c.revoked or "",
+        )
+    Console().print(table)
+
+
+@clients_app.command("revoke")
+def clients_revoke(
+    client_id: Annotated[str, typer.Argument(help="The client_id to revoke")],
+    database: Annotated[str | None, typer.Option(help="Database URL [env YAOLIAN_DATABASE]")] = None,
+) -> None:
+    """Revoke a client: no new tokens; its current tokens stop working within seconds."""
+    from gateway.security.clients import revoke
+
+    store = _open_store(database)
+    try:
+        done = revoke(store, client_id)
+    finally:
+        store.dispose()
+    if not done:
+        console.print(f"[red]no active client {client_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"client {client_id} revoked")
+
+
+@clients_app.command("set-jwks")
+def clients_set_jwks(
+    client_id: Annotated[str, typer.Argument(help="A private_key_jwt client")],
+    jwks: Annotated[Path, typer.Argument(help="Its new PUBLIC JWKS (keep the old kid during rotation)", exists=True)],
+    database: Annotated[str | None, typer.Option(help="Database URL [env YAOLIAN_DATABASE]")] = None,
+) -> None:
+    """Key rotation: replace a client's public keys."""
+    from gateway.security.clients import set_jwks
+
+    store = _open_store(database)
+    try:
+        done = set_jwks(store, client_id, jwks.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        console.print(f"[red]not changed:[/] {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        store.dispose()
+    if not done:
+        console.print(f"[red]no private_key_jwt client {client_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"client {client_id}: JWKS replaced")
 
 
 profiles_app = typer.Typer(help="Alliance profiles: readable documentation.", no_args_is_help=True)

@@ -7,7 +7,8 @@ answers with; ``gateway.api.errors`` is the one place that turns them into respo
     ├── BadRequest          400  unparseable body (YL-0100..0102), resourceType or id not matching the
     │                            URL or missing (YL-0103..0106), malformed If-Match (YL-0301), bad
     │                            search or result parameter (YL-040x), bad Bundle (YL-050x)
-    ├── Unauthorized        401  not raised by the core: for security hooks (gateway.hooks)
+    ├── Unauthorized        401  no, an invalid or an expired access token, or a revoked client
+    │                            (YL-0900..0903; answered with WWW-Authenticate: Bearer)
     ├── Forbidden           403  not raised by the core: for security and policy hooks
     ├── NotFound            404  unknown resource type, id or version (YL-0200..0202), unknown
     │                            operation (YL-0204), unsupported interaction (YL-0205), unknown
@@ -20,9 +21,10 @@ answers with; ``gateway.api.errors`` is the one place that turns them into respo
     ├── PreconditionFailed  412  If-Match names a stale version (YL-0300); a conditional create,
     │                            update or delete matched more than one resource (YL-0302)
     ├── UnsupportedMedia    415  body in a format we do not read (YL-0110), PATCH not JSON Patch (YL-0601)
-    └── Unprocessable       422  structurally invalid resource (YL-0108, 0109, 0112, YL-070x) or
-                                 profile-invalid one (the validator's YL-3xxx), a JSON Patch that
-                                 cannot be applied (YL-0600)
+    ├── Unprocessable       422  structurally invalid resource (YL-0108, 0109, 0112, YL-070x) or
+    │                            profile-invalid one (the validator's YL-3xxx), a JSON Patch that
+    │                            cannot be applied (YL-0600)
+    └── TooManyRequests     429  a client over its rate limit (YL-0904; with Retry-After)
 
 Issues are :class:`adapters.issues.Issue` (re-exported here) and become an OperationOutcome
 through :func:`adapters.issues.operation_outcome`, the one builder of all boundaries: Chinese in
@@ -57,6 +59,7 @@ __all__ = [
     "NotAcceptable",
     "NotFound",
     "PreconditionFailed",
+    "TooManyRequests",
     "Unauthorized",
     "Unprocessable",
     "UnsupportedMedia",
@@ -327,6 +330,37 @@ CODES: dict[str, Code] = _table(
     ),
     Code("YL-0700", "structure", "{reason}", "{reason}"),
     Code("YL-0701", "invariant", "{reason}", "{reason}"),
+    # Authentication and rate limits (gateway.security; answered with WWW-Authenticate / Retry-After)
+    Code(
+        "YL-0900",
+        "login",
+        "Authentication required: send Authorization: Bearer <access token> (get one at {token_url}).",
+        "需要身份认证：请携带 Authorization: Bearer <访问令牌>（在 {token_url} 获取）。",
+    ),
+    Code(
+        "YL-0901",
+        "login",
+        "The access token is not valid: {reason}.",
+        "访问令牌无效：{reason}。",
+    ),
+    Code(
+        "YL-0902",
+        "expired",
+        "The access token has expired; request a new one.",
+        "访问令牌已过期，请重新获取。",
+    ),
+    Code(
+        "YL-0903",
+        "login",
+        "Client {client_id} has been revoked.",
+        "客户端 {client_id} 已被吊销。",
+    ),
+    Code(
+        "YL-0904",
+        "throttled",
+        "Too many requests from client {client_id} (at most {rate}/s, bursts of {burst}); retry after {retry} s.",
+        "客户端 {client_id} 请求过多（每秒最多 {rate} 次，突发 {burst} 次），请 {retry} 秒后重试。",
+    ),
 )
 
 
@@ -407,3 +441,10 @@ class UnsupportedMedia(FhirError):
 
 class Unprocessable(FhirError):
     status = 422
+
+
+class TooManyRequests(FhirError):
+    """A client over its rate limit; ``retry_after`` (seconds) becomes the Retry-After header."""
+
+    status = 429
+    retry_after: int = 1

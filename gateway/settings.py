@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("var")
@@ -38,10 +38,6 @@ class Settings(BaseSettings):
     search_handling: Literal["strict", "lenient"] = "lenient"
     validation_mode: Literal["strict", "lenient", "off"] = "lenient"
     demo: bool = False
-    insecure_dev: bool = Field(
-        default=False,
-        description="No authentication and no access control: every call runs as an admin (development only).",
-    )
     mllp_port: int | None = None
     # MLLP senders bound to members (gateway.security.senders)
     mllp_senders: str | None = Field(default=None, description='"CODE=IP[,CIDR];CODE=..."')
@@ -49,6 +45,21 @@ class Settings(BaseSettings):
     mllp_tls_key: str | None = None
     mllp_client_ca: str | None = None
     require_services: bool = False
+    # --- Authentication (issue 11, docs/security.md) ---
+    insecure_dev: bool = Field(
+        default=False,
+        description="Authentication and access control OFF (every call runs as an admin); development only. "
+        "--demo implies it.",
+    )
+    rate_limit_per_second: float = Field(default=50.0, gt=0, description="Requests per second per client.")
+    rate_limit_burst: int = Field(default=100, ge=1, description="Requests a client may make at once.")
+
+    @model_validator(mode="after")
+    def _demo_is_insecure(self) -> Settings:
+        """The demo answers without tokens (``pip install . && yaolian serve --demo``)."""
+        if self.demo:
+            self.insecure_dev = True
+        return self
 
 
 @cache

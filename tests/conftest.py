@@ -18,12 +18,15 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+# The gateway requires a bearer token on every FHIR call (gateway.security). The suite's ~3500
+# API tests predate that and call without one: they run in insecure development mode unless a
+# test says otherwise (tests/security pass Settings(..., insecure_dev=False)). Set before any
+# Settings is built; the environment fixture below restores it after every test.
+os.environ.setdefault("YAOLIAN_INSECURE_DEV", "1")
+
 POSTGRES_URL = os.environ.get("YAOLIAN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("YAOLIAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("YAOLIAN_REQUIRE_SERVICES") == "1"
-# Functional tests run the gateway as `--insecure-dev` does (no tokens, no access policy); the
-# security tests pass Settings(insecure_dev=False) themselves.
-os.environ.setdefault("YAOLIAN_INSECURE_DEV", "1")
 
 
 def _reachable(host: str, port: int) -> bool:

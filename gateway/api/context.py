@@ -9,6 +9,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from gateway.hooks import Pointcut, RequestContext
+from gateway.principal import Principal
+from gateway.security.authn import Authenticator
 from gateway.service.fhir_service import FhirService
 
 
@@ -23,7 +25,24 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
+def token_url(request: Request) -> str:
+    from gateway.security.smart import token_url as beside
+
+    return beside(base_url(request))
+
+
+def authenticate(request: Request) -> Principal:
+    """Who is asking (the bearer token's client), or Unauthorized (401) / TooManyRequests (429);
+    ``insecure_dev``: the INSECURE_DEV principal."""
+    authenticator: Authenticator = request.app.state.authenticator
+    source_ip = request.client.host if request.client else None
+    return authenticator.authenticate(request.headers.get("authorization"), source_ip, token_url(request))
+
+
 def context(request: Request, interaction: str, resource_type: str | None = None) -> RequestContext:
+    """The one place every FHIR interaction builds its context; it authenticates first, so a
+    call without a valid token goes no further."""
+    principal = authenticate(request)
     prefer = request.headers.get("prefer", "")
     strict: bool | None = None
     if "handling=strict" in prefer:
@@ -34,6 +53,7 @@ def context(request: Request, interaction: str, resource_type: str | None = None
         base_url=base_url(request),
         interaction=interaction,
         resource_type=resource_type,
+        principal=principal,
         strict_handling=strict if strict is not None else request.app.state.settings.search_handling == "strict",
         extra={"headers": request.headers},
     )

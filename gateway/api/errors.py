@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.formats import JSON, XML, render
-from gateway.errors import FhirError, Issue, issue, operation_outcome
+from gateway.errors import FhirError, Issue, TooManyRequests, Unauthorized, issue, operation_outcome
 from gateway.store.errors import InvalidSearchValue
 
 log = logging.getLogger("yaolian.http")
@@ -57,7 +57,19 @@ async def _fhir_error(request: Request, exc: Exception) -> Response:
         exc.status,
         exc.issues[0].en if exc.issues else "",
     )
-    return outcome_response(request, exc.issues, exc.status)
+    return outcome_response(request, exc.issues, exc.status, _headers(exc))
+
+
+#: RFC 6750 section 3: what a 401 of the FHIR API tells the client to do.
+WWW_AUTHENTICATE = 'Bearer realm="yaolian", error="invalid_token"'
+
+
+def _headers(exc: FhirError) -> dict[str, str] | None:
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": WWW_AUTHENTICATE}
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

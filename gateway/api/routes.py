@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.context import authenticate
 from gateway.api.interactions import instance, system, type_level
 from gateway.api.operations import OPERATIONS
 from gateway.errors import NotFound
@@ -40,6 +41,7 @@ async def _operation(request: Request) -> Response:
     level = "instance" if "id" in request.path_params else ("type" if "type" in request.path_params else "system")
     wrong_type = level != "system" and op is not None and op.types and request.path_params["type"] not in op.types
     if op is None or level not in op.levels or wrong_type:
+        authenticate(request)  # a caller without a token learns nothing, not even which operations exist
         raise NotFound("YL-0204", op=f"${name}")
     return await op.handler(request)
 

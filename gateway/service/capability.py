@@ -32,7 +32,9 @@ def capability_statement(
     profiles_by_type: dict[str, list[str]] | None = None,
     software_version: str = "0.1.0",
     date: str,
+    security: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``security``: ``rest.security`` when the gateway requires tokens (SMART-on-FHIR)."""
     profiles_by_type = profiles_by_type or {}
     ops = list(operations)
     rest_resources = []
@@ -103,6 +105,7 @@ def capability_statement(
         "rest": [
             {
                 "mode": "server",
+                **({"security": security} if security else {}),
                 "resource": rest_resources,
                 "interaction": [
                     {"code": "transaction"},

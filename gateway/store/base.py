@@ -90,6 +90,33 @@ class ChangeEvent:
         }
 
 
+# --- Authentication: registered clients, used assertion ids, server keys (issue 11) ---------
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """A registered client (``yaolian clients add``): who it is, how it authenticates, and the
+    SMART scopes it may be granted. Only a slow hash of a client secret is ever stored."""
+
+    client_id: str
+    name: str
+    role: str  # a gateway.principal.Role value
+    member: str | None
+    scopes: str  # space-separated SMART v2 system scopes
+    auth_kind: str  # "private_key_jwt" | "client_secret_basic"
+    jwks: str | None  # the client's public JWKS (JSON text), for private_key_jwt
+    secret_hash: str | None  # for client_secret_basic
+    created: str
+    revoked: str | None = None
+
+
+class DuplicateClient(Exception):
+    """A client with this id is already registered."""
+
+
+# --- end authentication -------------------------------------------------------------------
+
+
 class Savepoint(Protocol):
     def rollback(self) -> None:
         """Undo what ran since the savepoint and stay inside it (a rejected message is rolled
@@ -235,5 +262,38 @@ class Store(Protocol):
         ...
 
     def journal_counts(self) -> dict[str, int]: ...
+
+    # --- Authentication (issue 11): clients, used assertion ids, server keys ------------------
+
+    def client_add(self, client: ClientRecord) -> None:
+        """Register a client; :class:`DuplicateClient` if its id is taken."""
+        ...
+
+    def client_get(self, client_id: str) -> ClientRecord | None: ...
+
+    def clients_list(self) -> list[ClientRecord]:
+        """Every client, revoked ones too, oldest first."""
+        ...
+
+    def client_revoke(self, client_id: str, when: str) -> bool:
+        """Mark a client revoked at ``when``; False if there is no such (unrevoked) client."""
+        ...
+
+    def client_set_jwks(self, client_id: str, jwks: str) -> bool:
+        """Replace a private_key_jwt client's JWKS (key rotation); False if no such client."""
+        ...
+
+    def jti_use(self, client_id: str, jti: str, expires: int) -> bool:
+        """Record that ``client_id`` used assertion id ``jti`` (valid until the epoch second
+        ``expires``): True the first time, False if it was seen before and has not expired.
+        Expired entries are forgotten."""
+        ...
+
+    def server_key(self, name: str, make: Callable[[], str]) -> str:
+        """The server secret called ``name``, created with ``make()`` on first use; every
+        process sharing the database gets the same one (the first insert wins)."""
+        ...
+
+    # --- end authentication ---------------------------------------------------------------
 
     def dispose(self) -> None: ...

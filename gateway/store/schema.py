@@ -183,3 +183,42 @@ ingest_messages = Table(
     Index("ux_ingest_control", "adapter", "control_id", unique=True),
     Index("ix_ingest_status", "status", "seq"),
 )
+
+
+# --- Authentication (issue 11): registered clients, used assertion ids, server keys ---------
+
+auth_clients = Table(
+    "auth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("member", String(64), nullable=True),
+    Column("scopes", Text, nullable=False),
+    Column("auth_kind", String(32), nullable=False),
+    Column("jwks", Text, nullable=True),
+    Column("secret_hash", String(512), nullable=True),
+    Column("created", String(32), nullable=False),
+    Column("revoked", String(32), nullable=True),
+)
+
+#: Assertion ids (``jti``) already used, kept until their assertion expires (replay refused).
+auth_jti = Table(
+    "auth_jti",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("jti", String(255), primary_key=True),
+    Column("expires", BigInteger, nullable=False),
+    Index("ix_auth_jti_expires", "expires"),
+)
+
+#: Server secrets shared by every gateway process (the access-token signing key).
+auth_keys = Table(
+    "auth_keys",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created", String(32), nullable=False),
+)
+
+# --- end authentication ---------------------------------------------------------------------

@@ -39,9 +39,10 @@ from sqlalchemy.pool import NullPool
 from gateway.clock import now_instant
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
-from gateway.store import sql_journal
+from gateway.store import sql_clients, sql_journal
 from gateway.store.base import (
     ChangeEvent,
+    ClientRecord,
     DuplicateMessage,
     JournalEntry,
     SearchPage,
@@ -545,6 +546,45 @@ class SqlStore:
     def journal_counts(self) -> dict[str, int]:
         with self._reading() as conn:
             return sql_journal.counts(conn)
+
+    # --- Authentication (issue 11): delegated to gateway.store.sql_clients -----------------
+
+    def client_add(self, client: ClientRecord) -> None:
+        with self.write_connection() as conn, conn.begin():
+            sql_clients.add(conn, client)
+
+    def client_get(self, client_id: str) -> ClientRecord | None:
+        with self._reading() as conn:
+            return sql_clients.get(conn, client_id)
+
+    def clients_list(self) -> list[ClientRecord]:
+        with self._reading() as conn:
+            return sql_clients.list_all(conn)
+
+    def client_revoke(self, client_id: str, when: str) -> bool:
+        with self.write_connection() as conn, conn.begin():
+            return sql_clients.revoke(conn, client_id, when)
+
+    def client_set_jwks(self, client_id: str, jwks: str) -> bool:
+        with self.write_connection() as conn, conn.begin():
+            return sql_clients.set_jwks(conn, client_id, jwks)
+
+    def jti_use(self, client_id: str, jti: str, expires: int) -> bool:
+        with self.write_connection() as conn, conn.begin():
+            return sql_clients.use_jti(conn, client_id, jti, expires)
+
+    def server_key(self, name: str, make: Callable[[], str]) -> str:
+        with self._reading() as conn:
+            found = sql_clients.read_key(conn, name)
+        if found is not None:
+            return found
+        with self.write_connection() as conn, conn.begin():
+            sql_clients.create_key(conn, name, make)
+            created = sql_clients.read_key(conn, name)
+        assert created is not None
+        return created
+
+    # --- end authentication ---------------------------------------------------------------
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -19,8 +19,14 @@ async def metadata(request: Request) -> Response:
         from gateway.clock import now_instant
         from gateway.service.capability import capability_statement
 
+        security = None
+        if not request.app.state.settings.insecure_dev:
+            from gateway.security.smart import capability_security
+
+            security = capability_security(base_url(request))
         statement = capability_statement(
             base_url(request),
+            security=security,
             operations=[(op.name, op.definition, level, op.types) for op in OPERATIONS.values() for level in op.levels],
             profiles_by_type=request.app.state.profiles_by_type,
             date=now_instant()[:10],

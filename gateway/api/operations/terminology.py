@@ -47,9 +47,9 @@ async def validate_code(request: Request) -> Response:
     from gateway.validation.terminology import validate_code as check
 
     rtype = request.path_params.get("type")
+    context(request, "operation", rtype)
     if rtype not in ("CodeSystem", "ValueSet"):
         raise NotFound("YL-0204", op="$validate-code")
-    context(request, "operation", rtype)
     values = await _params(request)
     code = _need(values, "code")
     system = values.get("system") or (values.get("url") if rtype == "CodeSystem" else None) or ""
@@ -66,9 +66,9 @@ async def validate_code(request: Request) -> Response:
 async def lookup(request: Request) -> Response:
     from gateway.validation.terminology import lookup as find
 
+    context(request, "operation", "CodeSystem")
     if request.path_params.get("type") != "CodeSystem":
         raise NotFound("YL-0204", op="$lookup")
-    context(request, "operation", "CodeSystem")
     values = await _params(request)
     system, code = _need(values, "system"), _need(values, "code")
     found = find(system, code)
@@ -92,9 +92,9 @@ async def lookup(request: Request) -> Response:
 async def translate(request: Request) -> Response:
     from gateway.validation.terminology import translate as run
 
+    context(request, "operation", "ConceptMap")
     if request.path_params.get("type") != "ConceptMap":
         raise NotFound("YL-0204", op="$translate")
-    context(request, "operation", "ConceptMap")
     values = await _params(request)
     url = _need(values, "url", "conceptMap")
     code = _need(values, "sourceCode", "code")
