@@ -18,6 +18,7 @@ import jwt
 from gateway.clock import now_instant
 from gateway.principal import Principal, Role, parse_scopes
 from gateway.security.passwords import hash_secret, new_secret
+from gateway.security.policy import ROLE_ACCESS
 from gateway.store.base import ClientRecord, Store
 
 PRIVATE_KEY_JWT = "private_key_jwt"
@@ -27,49 +28,15 @@ CLIENT_SECRET_BASIC = "client_secret_basic"
 ASSERTION_ALGORITHMS = ("RS384", "ES384")
 _KEY_TYPES = {"RS384": "RSA", "ES384": "EC"}
 
-#: Scopes a client of each role is registered with when ``--scope`` is not given. What a role
-#: may do in the end is also limited by the access policy (gateway.security.policy).
-DEFAULT_SCOPES: dict[Role, str] = {
-    Role.MEMBER: " ".join(
-        [
-            "system/Patient.cruds",
-            "system/MedicationRequest.cruds",
-            "system/MedicationDispense.rs",
-            "system/Medication.rs",
-            "system/Organization.rs",
-            "system/Practitioner.rs",
-            "system/PractitionerRole.rs",
-            "system/Location.rs",
-            "system/SupplyRequest.cruds",
-            "system/InventoryReport.cruds",
-        ]
-    ),
-    Role.COUNTY_PHARMACY: " ".join(
-        [
-            "system/MedicationRequest.rs",
-            "system/MedicationDispense.cruds",
-            "system/Medication.cruds",
-            "system/Patient.rs",
-            "system/Organization.rs",
-            "system/Practitioner.rs",
-            "system/PractitionerRole.rs",
-            "system/Location.rs",
-            "system/SupplyRequest.rs",
-            "system/InventoryReport.cruds",
-        ]
-    ),
-    Role.INSURANCE: " ".join(
-        [
-            "system/MedicationRequest.rs",
-            "system/MedicationDispense.rs",
-            "system/Medication.rs",
-            "system/Patient.rs",
-            "system/Organization.rs",
-        ]
-    ),
-    Role.REGULATOR: "system/*.rs",
-    Role.ADMIN: "system/*.cruds",
-}
+
+def _role_scopes(role: Role) -> str:
+    """Everything the role may do (:data:`gateway.security.policy.ROLE_ACCESS`), as scopes."""
+    return " ".join(f"system/{rtype}.{letters}" for rtype, letters in sorted(ROLE_ACCESS[role].items()))
+
+
+#: Scopes a client of each role is registered with when ``--scope`` is not given: all its role
+#: permits (one table, ROLE_ACCESS, says what a role may do; ``--scope`` narrows it).
+DEFAULT_SCOPES: dict[Role, str] = {role: _role_scopes(role) for role in Role}
 
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 

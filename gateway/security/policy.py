@@ -129,6 +129,9 @@ _REST_INTERACTIONS = {
 }
 
 
+_VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+
+
 def role_allows(principal: Principal, resource_type: str, interaction: str) -> bool:
     """The role's own limits, intersected with the client's scopes."""
     table = ROLE_ACCESS[principal.role]
@@ -249,7 +252,8 @@ class Policy:
     def _require(self, ctx: RequestContext, resource_type: str, interaction: str) -> Principal:
         principal = self._principal(ctx)
         if not role_allows(principal, resource_type, interaction):
-            raise Forbidden("YL-0270", role=principal.role.value, interaction=interaction, type=resource_type)
+            verb = _VERBS.get(interaction, interaction)
+            raise Forbidden("YL-0270", role=principal.role.value, interaction=verb, type=resource_type)
         return principal
 
     def request_received(self, ctx: RequestContext) -> None:

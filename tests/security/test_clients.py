@@ -27,7 +27,7 @@ def test_list_shows_every_client_with_its_member_role_scopes_and_revocation(
     assert "2 clients" in listing
     for expected in (jwt_id, secret_id, "THC-07", "member", "regulator", "private_key_jwt", "secret (Basic)"):
         assert expected in listing
-    assert "system/*.rs" in listing and "system/MedicationRequest.cruds" in listing
+    assert "system/MeasureReport.rs" in listing and "system/MedicationRequest.cruds" in listing
     assert cli_fails("clients", "revoke", secret_id, "--database", database_url)  # already revoked
     assert cli_fails("clients", "revoke", "yl-nobody", "--database", database_url)
 
@@ -54,7 +54,8 @@ def test_default_scopes_are_data_and_valid_for_every_role() -> None:
     assert set(DEFAULT_SCOPES) == set(Role)
     for scopes in DEFAULT_SCOPES.values():
         assert parse_scopes(scopes)
-    assert DEFAULT_SCOPES[Role.REGULATOR] == "system/*.rs"
+    assert "system/MeasureReport.rs" in DEFAULT_SCOPES[Role.REGULATOR].split()
+    assert DEFAULT_SCOPES[Role.ADMIN] == "system/*.cruds"
 
 
 @pytest.mark.parametrize(
