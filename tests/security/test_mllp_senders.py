@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -110,3 +111,104 @@ def test_a_connection_bound_to_no_member_is_closed(database_url: str) -> None:
         finally:
             client.close()
         assert gateway.http.app.state.ingest.journal.find("hl7v2", "NOBODY1") is None  # type: ignore[attr-defined]
+
+
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A CA, the gateway's certificate for 127.0.0.1 and a client certificate for member A."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def issue_cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, Any] | None, **ext: Any) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer[0] if issuer else subject))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+        )
+        if "san" in ext:
+            builder = builder.add_extension(x509.SubjectAlternativeName(ext["san"]), critical=False)
+        return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+    files: dict[str, Path] = {}
+
+    def save(label: str, cert: Any, key: ec.EllipticCurvePrivateKey) -> None:
+        files[f"{label}.crt"] = folder / f"{label}.crt"
+        files[f"{label}.crt"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{label}.key"] = folder / f"{label}.key"
+        files[f"{label}.key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = issue_cert("Yaolian test CA", ca_key, None)
+    save("ca", ca, ca_key)
+    server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    save(
+        "server",
+        issue_cert(
+            "127.0.0.1",
+            server_key,
+            ("Yaolian test CA", ca_key),
+            san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        ),
+        server_key,
+    )
+    save("client", issue_cert(A, client_key, ("Yaolian test CA", ca_key)), client_key)
+    return files
+
+
+def _send_tls(port: int, context: Any, message: bytes) -> bytes:
+    import socket
+
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=20) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(b"\x0b" + message + b"\x1c\r")
+        reply = b""
+        while b"\x1c\r" not in reply:
+            chunk = tls.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            reply += chunk
+        return bytes(reply[1 : reply.index(b"\x1c\r")])
+
+
+def test_over_tls_the_client_certificate_names_the_member(database_url: str, tmp_path: Path) -> None:
+    import ssl
+
+    files = _certificates(tmp_path)
+    settings = {
+        "insecure_dev": False,
+        "mllp_tls_cert": str(files["server.crt"]),
+        "mllp_tls_key": str(files["server.key"]),
+        "mllp_client_ca": str(files["ca.crt"]),
+    }
+    for gateway in start_gateway(database_url, **settings):
+        port = gateway.mllp_port
+
+        trusted = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        with_cert = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        with_cert.load_cert_chain(str(files["client.crt"]), str(files["client.key"]))
+        assert code(_send_tls(port, with_cert, as_sender(MESSAGE, A, "TLS1"))) == "AA"
+        assert code(_send_tls(port, with_cert, as_sender(MESSAGE, B, "TLS2"))) == "AR"  # the certificate names A
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            _send_tls(port, trusted, as_sender(MESSAGE, A, "TLS3"))  # no client certificate: no connection
+        journal = gateway.http.app.state.ingest.journal  # type: ignore[attr-defined]
+        assert journal.find("hl7v2", "TLS3") is None
