@@ -16,7 +16,7 @@ import pytest
 
 from gateway.search.extract import extract
 from gateway.search.query import SearchQuery, parse_search
-from gateway.search.values import split_token
+from gateway.service.writes import _single_token
 from gateway.store.base import StoredResource
 from gateway.store.sql import SqlStore, open_store
 
@@ -49,19 +49,12 @@ def _escape(text: str) -> str:
 
 
 def _fast_path(query: SearchQuery) -> tuple[str, str, str] | None:
-    """When the writer's conditional match takes ``match_token`` (gateway/service/writes.py,
-    ``Writer._matches``): one plain token criterion with one value naming a system and a code."""
-    if len(query.criteria) != 1:
+    """When the writer's conditional match takes ``match_token`` without an owner tag (the
+    writer's own test, ``gateway.service.writes._single_token``)."""
+    token = _single_token(query)
+    if token is None or token[3] is not None:
         return None
-    criterion = query.criteria[0]
-    if criterion.param.type != "token" or criterion.modifier or criterion.chain or len(criterion.values) != 1:
-        return None
-    if criterion.param.code in ("_id", "_lastUpdated"):
-        return None
-    system, code = split_token(criterion.values[0])
-    if not system or code is None:
-        return None
-    return criterion.param.code, system, code
+    return token[0], token[1], token[2]
 
 
 def _resources() -> list[dict[str, Any]]:
@@ -172,8 +165,6 @@ def test_match_token_with_an_owner_tag_answers_what_the_general_search_answers(
 ) -> None:
     """The conditional create of a member's record (``identifier=S|V&_tag=member|CODE``, the
     access policy's restriction) on the prebuilt statement, against the general search."""
-    from gateway.service.writes import _single_token
-
     store, tokens = loaded
     tags = sorted({(rtype, system, code) for rtype, param, system, code in tokens if param == "_tag"})
     plain = sorted(t for t in tokens if t[1] not in ("_tag", "_id") and t[2] not in ("\0", ""))
