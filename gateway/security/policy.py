@@ -94,6 +94,7 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
         "Practitioner": "rs",
     },
     Role.REGULATOR: {
+        "AuditEvent": "rs",  # auditors search the audit trail (gateway.security.audit)
         "MeasureReport": "rs",
         "InventoryReport": "rs",
         "SupplyRequest": "rs",
