@@ -39,8 +39,12 @@ from sqlalchemy.pool import NullPool
 from gateway.clock import now_instant
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
-from gateway.store import sql_journal
+from gateway.store import sql_audit, sql_journal
 from gateway.store.base import (
+    AuditAnchor,
+    AuditCriteria,
+    AuditRecord,
+    AuditRow,
     ChangeEvent,
     DuplicateMessage,
     JournalEntry,
@@ -273,6 +277,13 @@ class SqlTransaction:
         except self.store.engine.dialect.loaded_dbapi.IntegrityError:
             raise DuplicateMessage(adapter, control_id) from None
         return int(cursor.fetchone()[0])
+
+    # -- audit trail (delegated to .sql_audit) -------------------------------------------
+    def audit_append(self, records: Sequence[AuditRecord]) -> list[int]:
+        if not records:
+            return []
+        self.lock_all([sql_audit.AUDIT_LOCK])
+        return sql_audit.append(self.conn, records)
 
     def lock(self, key: str) -> None:
         self.lock_all([key])
@@ -540,6 +551,24 @@ class SqlStore:
     def journal_counts(self) -> dict[str, int]:
         with self._reading() as conn:
             return sql_journal.counts(conn)
+
+    # -- audit trail (delegated to .sql_audit) -------------------------------------------
+    def audit_rows(self, after: int, limit: int) -> list[AuditRow]:
+        with self._reading() as conn:
+            return sql_audit.rows_after(conn, after, limit)
+
+    def audit_anchor(self) -> AuditAnchor | None:
+        with self._reading() as conn:
+            return sql_audit.get_anchor(conn)
+
+    def audit_search(self, criteria: AuditCriteria, *, count: int, offset: int) -> tuple[list[AuditRow], int]:
+        with self._snapshot() as conn:
+            return sql_audit.search(conn, criteria, count, offset)
+
+    def audit_prune(self, before: str) -> AuditAnchor | None:
+        with self.transaction() as tx:
+            tx.lock_all([sql_audit.AUDIT_LOCK])
+            return sql_audit.prune(tx.conn, before)
 
     def dispose(self) -> None:
         self.engine.dispose()

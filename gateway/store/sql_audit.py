@@ -1,0 +1,145 @@
+"""The audit trail's tables on the SQL store (:mod:`gateway.security.audit` says what goes in).
+
+Appending reads the last record's ``seq`` and ``hash`` and chains the new records to it, so
+appends must not interleave: the caller holds the audit lock (PostgreSQL: a transaction-level
+advisory lock taken by :meth:`~gateway.store.sql.SqlTransaction.audit_append`; SQLite: the
+writer lock every write transaction holds). ``seq`` is last + 1, not a sequence: a
+rolled-back append burns no number, so a gap in ``seq`` always means a deleted record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
+
+from gateway.clock import now_instant
+from gateway.store.base import (
+    AUDIT_GENESIS,
+    AuditAnchor,
+    AuditCriteria,
+    AuditRecord,
+    AuditRow,
+    audit_hash,
+)
+from gateway.store.schema import audit_anchor, audit_log, audit_patient
+
+#: The advisory lock key appends and prunes take on PostgreSQL.
+AUDIT_LOCK = "yaolian:audit_log"
+
+_COLUMNS = (
+    audit_log.c.recorded,
+    audit_log.c.client_id,
+    audit_log.c.member,
+    audit_log.c.action,
+    audit_log.c.outcome,
+    audit_log.c.patients,
+    audit_log.c.event,
+    audit_log.c.seq,
+    audit_log.c.prev_hash,
+    audit_log.c.hash,
+)
+
+
+def _row(r: Sequence[Any]) -> AuditRow:
+    return AuditRow(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        tuple(r[5].split()) if r[5] else (),
+        bytes(r[6]),
+        int(r[7]),
+        r[8],
+        r[9],
+    )
+
+
+def _head(conn: Connection) -> tuple[int, str]:
+    """The last record's seq and hash, else the anchor's, else the genesis."""
+    last = conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
+    if last is not None:
+        return int(last[0]), last[1]
+    anchor = get_anchor(conn)
+    return (anchor.seq, anchor.hash) if anchor else (0, AUDIT_GENESIS)
+
+
+def append(conn: Connection, records: Sequence[AuditRecord]) -> list[int]:
+    """Chain ``records`` after the last one (the caller holds the audit lock)."""
+    if not records:
+        return []
+    seq, prev = _head(conn)
+    rows: list[dict[str, Any]] = []
+    patients: list[dict[str, Any]] = []
+    for record in records:
+        seq += 1
+        digest = audit_hash(prev, seq, record)
+        rows.append(
+            {
+                "seq": seq,
+                "recorded": record.recorded,
+                "client_id": record.client_id,
+                "member": record.member,
+                "action": record.action,
+                "outcome": record.outcome,
+                "patients": " ".join(record.patients),
+                "event": record.event,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        patients.extend({"seq": seq, "patient": p} for p in dict.fromkeys(record.patients))
+        prev = digest
+    conn.execute(insert(audit_log), rows)
+    if patients:
+        conn.execute(insert(audit_patient), patients)
+    return [r["seq"] for r in rows]
+
+
+def rows_after(conn: Connection, after: int, limit: int) -> list[AuditRow]:
+    found = conn.execute(select(*_COLUMNS).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(limit))
+    return [_row(r) for r in found]
+
+
+def get_anchor(conn: Connection) -> AuditAnchor | None:
+    a = audit_anchor.c
+    r = conn.execute(select(a.seq, a.hash, a.pruned_at, a.pruned).where(a.id == 1)).first()
+    return AuditAnchor(int(r[0]), r[1], r[2], int(r[3])) if r else None
+
+
+def search(conn: Connection, criteria: AuditCriteria, count: int, offset: int) -> tuple[list[AuditRow], int]:
+    c = audit_log.c
+    clauses: list[ColumnElement[bool]] = []
+    if criteria.patient:
+        clauses.append(c.seq.in_(select(audit_patient.c.seq).where(audit_patient.c.patient == criteria.patient)))
+    if criteria.client_id:
+        clauses.append(c.client_id == criteria.client_id)
+    if criteria.since:
+        clauses.append(c.recorded >= criteria.since)
+    if criteria.before:
+        clauses.append(c.recorded < criteria.before)
+    total = int(conn.execute(select(func.count()).select_from(audit_log).where(*clauses)).scalar_one())
+    rows = conn.execute(select(*_COLUMNS).where(*clauses).order_by(c.seq.desc()).limit(count).offset(offset))
+    return [_row(r) for r in rows], total
+
+
+def prune(conn: Connection, before: str) -> AuditAnchor | None:
+    """Delete what was recorded before ``before`` (the caller holds the audit lock)."""
+    c = audit_log.c
+    last = conn.execute(select(c.seq, c.hash).where(c.recorded < before).order_by(c.seq.desc()).limit(1)).first()
+    if last is None:
+        return None
+    seq, digest = int(last[0]), last[1]
+    previous = get_anchor(conn)
+    count = int(conn.execute(select(func.count()).select_from(audit_log).where(c.seq <= seq)).scalar_one())
+    conn.execute(delete(audit_patient).where(audit_patient.c.seq <= seq))
+    conn.execute(delete(audit_log).where(c.seq <= seq))
+    anchor = AuditAnchor(seq, digest, now_instant(), (previous.pruned if previous else 0) + count)
+    values = {"seq": anchor.seq, "hash": anchor.hash, "pruned_at": anchor.pruned_at, "pruned": anchor.pruned}
+    if previous is None:
+        conn.execute(insert(audit_anchor).values(id=1, **values))
+    else:
+        conn.execute(update(audit_anchor).where(audit_anchor.c.id == 1).values(**values))
+    return anchor
