@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     demo: bool = False
     mllp_port: int | None = None
     require_services: bool = False
+    audit: bool = Field(
+        default=True,
+        description="Record an AuditEvent for every read, search, write, operation and MLLP message (off: benchmarks).",
+    )
+    audit_retention_days: int = Field(default=183, description="`yaolian audit prune` keeps at least this many days.")
 
 
 @cache

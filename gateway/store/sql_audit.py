@@ -50,7 +50,7 @@ def _row(r: Sequence[Any]) -> AuditRow:
         r[3],
         r[4],
         tuple(r[5].split()) if r[5] else (),
-        bytes(r[6]),
+        r[6].encode() if isinstance(r[6], str) else bytes(r[6]),  # edited to text: still checked
         int(r[7]),
         r[8],
         r[9],
