@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.fhir.structure import json_form_issues, structure_issues
+from gateway.fhir.structure import json_form_issues
+from gateway.validation import structure_issues
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 

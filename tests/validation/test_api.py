@@ -20,6 +20,7 @@ def test_all_is_pinned() -> None:
         "known_profiles",
         "profile_resource_type",
         "profiles_for",
+        "structure_issues",
         "validate",
     ]
 
