@@ -249,6 +249,9 @@ def audit_event(
     return event
 
 
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
 def _record(
     interaction: str,
     outcome: str,
@@ -257,6 +260,7 @@ def _record(
     patients: list[str],
     **event: Any,
 ) -> AuditRecord:
+    patients = [p for p in patients if _ID.match(p)]  # what a client typed may be no id at all
     recorded = now_instant()
     body = audit_event(
         interaction=interaction,
@@ -286,13 +290,13 @@ class GroupCommitter:
     def __init__(self, store: Store, *, max_batch: int = 256) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[AuditRecord, Future[int]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[AuditRecord, Future[None]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.commits = 0  # transactions committed (the batches), for the benchmark
 
-    def submit(self, record: AuditRecord) -> Future[int]:
-        future: Future[int] = Future()
+    def submit(self, record: AuditRecord) -> Future[None]:
+        future: Future[None] = Future()
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -301,8 +305,8 @@ class GroupCommitter:
         self._queue.put((record, future))
         return future
 
-    def commit(self, record: AuditRecord) -> int:
-        return self.submit(record).result()
+    def commit(self, record: AuditRecord) -> None:
+        self.submit(record).result()
 
     def _run(self) -> None:
         while True:
@@ -320,19 +324,26 @@ class GroupCommitter:
                     stop = True
                     break
                 batch.append(more)
-            try:
-                with self.store.transaction() as tx:
-                    seqs = tx.audit_append([record for record, _ in batch])
-            except Exception as exc:
-                log.exception("audit batch of %d records failed", len(batch))
-                for _, future in batch:
-                    future.set_exception(exc)
-            else:
-                self.commits += 1
-                for (_, future), seq in zip(batch, seqs, strict=True):
-                    future.set_result(seq)
+            self._append(batch, retry_alone=len(batch) > 1)
             if stop:
                 return
+
+    def _append(self, batch: list[tuple[AuditRecord, Future[None]]], *, retry_alone: bool) -> None:
+        try:
+            with self.store.transaction() as tx:
+                tx.audit_append([record for record, _ in batch])
+        except Exception as exc:
+            if retry_alone:  # one bad record must not fail the requests it was batched with
+                for item in batch:
+                    self._append([item], retry_alone=False)
+                return
+            log.exception("audit record could not be stored")
+            for _, future in batch:
+                future.set_exception(exc)
+        else:
+            self.commits += 1
+            for _, future in batch:
+                future.set_result(None)
 
     def close(self) -> None:
         with self._lock:

@@ -224,10 +224,12 @@ class StoreTransaction(Protocol):
         ...
 
     # -- audit trail ---------------------------------------------------------------------
-    def audit_append(self, records: Sequence[AuditRecord]) -> list[int]:
-        """Append ``records`` to the audit chain in this transaction, in order; returns their
-        ``seq``. Appends are serialised (PostgreSQL: an advisory lock held to the commit;
-        SQLite: the writer lock), so the chain stays linear and ``seq`` has no gaps."""
+    def audit_append(self, records: Sequence[AuditRecord]) -> None:
+        """Append ``records`` to the audit chain in this transaction, in order: they commit
+        with it, or are rolled back with it (or with the savepoint they were appended in).
+        Appends are serialised (PostgreSQL: an advisory lock taken at the commit, the last lock
+        of the transaction; SQLite: the writer lock), so the chain stays linear and ``seq``
+        has no gaps."""
         ...
 
 

@@ -99,12 +99,15 @@ def _row(row: Any, method: str = "") -> StoredResource:
 
 
 class _SqlSavepoint:
-    def __init__(self, cursor: Any, name: str) -> None:
+    def __init__(self, cursor: Any, name: str, audit: list[AuditRecord]) -> None:
         self._cursor = cursor
         self.name = name
+        self._audit = audit  # the transaction's pending audit records
+        self._audit_mark = len(audit)
 
     def rollback(self) -> None:
         self._cursor.execute(f"ROLLBACK TO SAVEPOINT {self.name}")
+        del self._audit[self._audit_mark :]  # audit records appended since go with it
 
 
 class SqlTransaction:
@@ -114,6 +117,7 @@ class SqlTransaction:
         self.sql = STATEMENTS[store.dialect]
         self._cursor: Any = None
         self._savepoints = 0
+        self._audit: list[AuditRecord] = []
 
     @property
     def cursor(self) -> Any:
@@ -234,7 +238,7 @@ class SqlTransaction:
     @contextmanager
     def savepoint(self) -> Iterator[_SqlSavepoint]:
         """``SAVEPOINT`` on the transaction's own cursor (one per message of an MLLP group)."""
-        savepoint = _SqlSavepoint(self.cursor, f"yl_sp{self._savepoints}")
+        savepoint = _SqlSavepoint(self.cursor, f"yl_sp{self._savepoints}", self._audit)
         self._savepoints += 1
         self.cursor.execute(f"SAVEPOINT {savepoint.name}")
         try:
@@ -279,11 +283,20 @@ class SqlTransaction:
         return int(cursor.fetchone()[0])
 
     # -- audit trail (delegated to .sql_audit) -------------------------------------------
-    def audit_append(self, records: Sequence[AuditRecord]) -> list[int]:
-        if not records:
+    def audit_append(self, records: Sequence[AuditRecord]) -> None:
+        """Kept until the commit (:meth:`flush_audit`): the audit lock is then the last lock
+        the transaction takes and is held only for the commit (no lock-order deadlock with the
+        row and advisory locks of the writes, and writers queue on it as briefly as possible)."""
+        self._audit.extend(records)
+
+    def flush_audit(self) -> list[int]:
+        """Chain the pending audit records (just before the commit); their ``seq``."""
+        if not self._audit:
             return []
         self.lock_all([sql_audit.AUDIT_LOCK])
-        return sql_audit.append(self.conn, records)
+        seqs = sql_audit.append(self.conn, self._audit)
+        self._audit.clear()
+        return seqs
 
     def lock(self, key: str) -> None:
         self.lock_all([key])
@@ -334,7 +347,9 @@ class SqlStore:
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         with self.write_connection() as conn, conn.begin():
-            yield SqlTransaction(self, conn)
+            tx = SqlTransaction(self, conn)
+            yield tx
+            tx.flush_audit()
 
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:

@@ -132,7 +132,7 @@ class StagedTransaction:
     def journal_save(self, **_fields: Any) -> int:
         raise NotStaged("the ingest journal")
 
-    def audit_append(self, records: Sequence[AuditRecord]) -> list[int]:
+    def audit_append(self, records: Sequence[AuditRecord]) -> None:
         raise NotStaged("the audit trail (appended by hooks deferred to the transaction)")
 
     # -- writes, deferred actions and locks: recorded
