@@ -13,7 +13,6 @@ The auditors' search is :mod:`gateway.api.interactions.audit`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 
@@ -55,7 +54,7 @@ class AuditMiddleware:
                 record = self.trail.request_record(seen, int(message["status"]))
                 if record is not None:
                     try:
-                        await asyncio.wrap_future(self.trail.committer.submit(record))
+                        await self.trail.async_committer.commit(record)
                     except Exception:
                         withheld = True
                         reference = uuid.uuid4().hex[:12]

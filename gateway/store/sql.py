@@ -294,7 +294,7 @@ class SqlTransaction:
         if not self._audit:
             return []
         self.lock_all([sql_audit.AUDIT_LOCK])
-        seqs = sql_audit.append(self.conn, self._audit)
+        seqs = sql_audit.append(self.cursor, self.store.dialect, self._audit)
         self._audit.clear()
         return seqs
 

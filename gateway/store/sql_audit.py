@@ -57,45 +57,59 @@ def _row(r: Sequence[Any]) -> AuditRow:
     )
 
 
-def _head(conn: Connection) -> tuple[int, str]:
-    """The last record's seq and hash, else the anchor's, else the genesis."""
-    last = conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
-    if last is not None:
-        return int(last[0]), last[1]
-    anchor = get_anchor(conn)
-    return (anchor.seq, anchor.hash) if anchor else (0, AUDIT_GENESIS)
+_COLUMN_NAMES = "seq, recorded, client_id, member, action, outcome, patients, event, prev_hash, hash"
+_HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+_ANCHOR = "SELECT seq, hash FROM audit_anchor WHERE id = 1"
+_INSERT = {
+    "sqlite": (
+        f"INSERT INTO audit_log ({_COLUMN_NAMES}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_patient (seq, patient) VALUES (?, ?)",
+    ),
+    "postgresql": (
+        f"INSERT INTO audit_log ({_COLUMN_NAMES}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "INSERT INTO audit_patient (seq, patient) VALUES (%s, %s)",
+    ),
+}
 
 
-def append(conn: Connection, records: Sequence[AuditRecord]) -> list[int]:
-    """Chain ``records`` after the last one (the caller holds the audit lock)."""
+def append(cursor: Any, dialect: str, records: Sequence[AuditRecord]) -> list[int]:
+    """Chain ``records`` after the last one, on the transaction's DBAPI cursor (prebuilt
+    statements: through SQLAlchemy Core an append cost 0.6 ms of CPU, most of it compiling).
+    The caller holds the audit lock."""
     if not records:
         return []
-    seq, prev = _head(conn)
-    rows: list[dict[str, Any]] = []
-    patients: list[dict[str, Any]] = []
+    cursor.execute(_HEAD)
+    last = cursor.fetchone()
+    if last is None:
+        cursor.execute(_ANCHOR)
+        last = cursor.fetchone()
+    seq, prev = (int(last[0]), str(last[1])) if last else (0, AUDIT_GENESIS)
+    rows: list[tuple[Any, ...]] = []
+    patients: list[tuple[int, str]] = []
     for record in records:
         seq += 1
         digest = audit_hash(prev, seq, record)
         rows.append(
-            {
-                "seq": seq,
-                "recorded": record.recorded,
-                "client_id": record.client_id,
-                "member": record.member,
-                "action": record.action,
-                "outcome": record.outcome,
-                "patients": " ".join(record.patients),
-                "event": record.event,
-                "prev_hash": prev,
-                "hash": digest,
-            }
+            (
+                seq,
+                record.recorded,
+                record.client_id,
+                record.member,
+                record.action,
+                record.outcome,
+                " ".join(record.patients),
+                record.event,
+                prev,
+                digest,
+            )
         )
-        patients.extend({"seq": seq, "patient": p} for p in dict.fromkeys(record.patients))
+        patients.extend((seq, p) for p in dict.fromkeys(record.patients))
         prev = digest
-    conn.execute(insert(audit_log), rows)
+    insert_log, insert_patient = _INSERT[dialect]
+    cursor.executemany(insert_log, rows)
     if patients:
-        conn.execute(insert(audit_patient), patients)
-    return [r["seq"] for r in rows]
+        cursor.executemany(insert_patient, patients)
+    return [r[0] for r in rows]
 
 
 def rows_after(conn: Connection, after: int, limit: int) -> list[AuditRow]:
