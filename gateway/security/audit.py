@@ -739,7 +739,9 @@ def verify(
     * a gap in ``seq``: the missing records were deleted;
     * ``prev_hash`` not the previous record's hash: records were re-ordered, or the previous
       record was replaced with a recomputed hash;
-    * ``hash`` not the hash of the record's content: the record was edited.
+    * ``hash`` not the hash of the record's content: the record was edited;
+    * its rows in the patient index differ from its (hashed) patients: hidden from, or
+      planted in, auditors' searches by patient.
 
     The chain cannot tell that its newest records were removed (nothing follows them): keep
     the head (``head_seq``/``head_hash``, printed by ``yaolian audit verify``) elsewhere.
@@ -767,6 +769,11 @@ def verify(
                 )
             elif audit_hash(row.prev_hash, row.seq, row) != row.hash:
                 problem = "its hash does not match its content: the record was edited"
+            elif row.indexed is not None and sorted(row.indexed) != sorted(set(row.patients)):
+                problem = (
+                    f"its patient index rows {sorted(row.indexed)} are not its patients {sorted(set(row.patients))}: "
+                    "the index auditors search by was edited"
+                )
             if problem is not None:
                 report.problems.append(Problem(row.seq, problem))
             if row.seq > start:

@@ -118,6 +118,9 @@ class AuditRow(AuditRecord):
     seq: int = 0
     prev_hash: str = AUDIT_GENESIS
     hash: str = ""
+    #: the record's rows in the patient index auditors search by (``audit_rows`` fills it, so
+    #: verify finds a record hidden from a patient search by deleting its index rows)
+    indexed: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ rolled-back append burns no number, so a gap in ``seq`` always means a deleted r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
@@ -113,8 +114,16 @@ def append(cursor: Any, dialect: str, records: Sequence[AuditRecord]) -> list[in
 
 
 def rows_after(conn: Connection, after: int, limit: int) -> list[AuditRow]:
+    """With each record's patient index rows (``indexed``), for verify."""
     found = conn.execute(select(*_COLUMNS).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(limit))
-    return [_row(r) for r in found]
+    rows = [_row(r) for r in found]
+    if not rows:
+        return rows
+    p = audit_patient.c
+    indexed: dict[int, list[str]] = {}
+    for seq, patient in conn.execute(select(p.seq, p.patient).where(p.seq > after, p.seq <= rows[-1].seq)):
+        indexed.setdefault(int(seq), []).append(patient)
+    return [replace(row, indexed=tuple(indexed.get(row.seq, ()))) for row in rows]
 
 
 def get_anchor(conn: Connection) -> AuditAnchor | None:

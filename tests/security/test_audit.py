@@ -196,6 +196,13 @@ def test_verify_names_an_edited_event_even_with_its_hash_recomputed(database_url
     assert [p.seq for p in problems] == [6] and "record 5 was replaced" in problems[0].reason
 
 
+def test_verify_names_a_record_hidden_from_the_patient_search(database_url: str) -> None:
+    _fill(database_url)
+    execute(database_url, "DELETE FROM audit_patient WHERE seq = 8")
+    problems = _verify(database_url).problems
+    assert [p.seq for p in problems] == [8] and "patient index" in problems[0].reason
+
+
 def test_verify_names_a_deleted_record(database_url: str) -> None:
     _fill(database_url)
     execute(database_url, "DELETE FROM audit_log WHERE seq = 4")
