@@ -353,3 +353,34 @@ def test_audit_off_records_nothing(database_url: str) -> None:
         client.get(f"/fhir/Patient/{pid}")
         assert client.get("/fhir/AuditEvent").status_code == 404
     assert rows(database_url) == []
+
+
+def test_a_savepoint_rolled_back_drops_the_records_appended_in_it(sql_store: Any) -> None:
+    record = audit._record("mllp", "0", None, None, ["p1"])
+    with sql_store.transaction() as tx:
+        tx.audit_append([record])
+        with tx.savepoint() as savepoint:
+            tx.audit_append([record, record])
+            savepoint.rollback()
+            tx.audit_append([audit._record("mllp", "4", None, None, ["p2"])])
+        with pytest.raises(RuntimeError), tx.savepoint():
+            tx.audit_append([record])
+            raise RuntimeError("a bug in one message of the group")
+    kept = sql_store.audit_rows(0, 10)
+    assert [(r.seq, r.outcome, r.patients) for r in kept] == [(1, "0", ("p1",)), (2, "4", ("p2",))]
+    assert audit.verify(sql_store).ok
+
+
+def test_a_rejected_mllp_message_is_recorded_as_a_failure(database_url: str) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "ingest"))
+    from ingest_support import GOLDEN, start_gateway
+
+    message = (GOLDEN / "RDE_O11" / "escapes.hl7").read_bytes().replace(b"|||6|BX", b"|||six|BX")
+    for gateway in start_gateway(database_url):
+        ack = gateway.send(message)
+        assert b"MSA|AE" in ack, ack
+    found = rows(database_url)
+    assert [(r["action"], r["outcome"]) for r in found] == [("mllp", "4")]
+    assert found[0]["event"]["outcome"]["detail"] == [{"text": "rejected"}]
+    written = [e for e in found[0]["event"].get("entity", []) if "/_history/" in e.get("what", {}).get("reference", "")]
+    assert written == []  # its writes were undone
