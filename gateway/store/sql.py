@@ -110,6 +110,11 @@ class _SqlSavepoint:
         del self._audit[self._audit_mark :]  # audit records appended since go with it
 
 
+def _lock_number(key: str) -> int:
+    """The bigint of an advisory lock named ``key``."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
 class SqlTransaction:
     def __init__(self, store: SqlStore, conn: Connection) -> None:
         self.store = store
@@ -293,8 +298,10 @@ class SqlTransaction:
         """Chain the pending audit records (just before the commit); their ``seq``."""
         if not self._audit:
             return []
-        self.lock_all([sql_audit.AUDIT_LOCK])
-        seqs = sql_audit.append(self.cursor, self.store.dialect, self._audit)
+        if self.store.dialect == "postgresql":
+            seqs = sql_audit.append_pipelined(self.cursor.connection, _lock_number(sql_audit.AUDIT_LOCK), self._audit)
+        else:
+            seqs = sql_audit.append(self.cursor, self._audit)
         self._audit.clear()
         return seqs
 
@@ -305,7 +312,7 @@ class SqlTransaction:
         """Advisory locks in the order given, in one statement (a select list is evaluated left
         to right). SQLite: BEGIN IMMEDIATE already serialises all writers."""
         if self.store.dialect == "postgresql" and keys:
-            numbers = [int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], "big", signed=True) for k in keys]
+            numbers = [_lock_number(k) for k in keys]
             self.cursor.execute("SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * len(numbers)), numbers)
 
 

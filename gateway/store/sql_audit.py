@@ -73,17 +73,10 @@ _INSERT = {
 }
 
 
-def append(cursor: Any, dialect: str, records: Sequence[AuditRecord]) -> list[int]:
-    """Chain ``records`` after the last one, on the transaction's DBAPI cursor (prebuilt
-    statements: through SQLAlchemy Core an append cost 0.6 ms of CPU, most of it compiling).
-    The caller holds the audit lock."""
-    if not records:
-        return []
-    cursor.execute(_HEAD)
-    last = cursor.fetchone()
-    if last is None:
-        cursor.execute(_ANCHOR)
-        last = cursor.fetchone()
+def _chain(
+    last: Sequence[Any] | None, records: Sequence[AuditRecord]
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]]]:
+    """The rows of ``records`` chained after ``last`` (seq, hash; None: the genesis)."""
     seq, prev = (int(last[0]), str(last[1])) if last else (0, AUDIT_GENESIS)
     rows: list[tuple[Any, ...]] = []
     patients: list[tuple[int, str]] = []
@@ -106,10 +99,45 @@ def append(cursor: Any, dialect: str, records: Sequence[AuditRecord]) -> list[in
         )
         patients.extend((seq, p) for p in dict.fromkeys(record.patients))
         prev = digest
-    insert_log, insert_patient = _INSERT[dialect]
+    return rows, patients
+
+
+def append(cursor: Any, records: Sequence[AuditRecord]) -> list[int]:
+    """SQLite: chain ``records`` after the last one on the transaction's DBAPI cursor (prebuilt
+    statements: through SQLAlchemy Core an append cost 0.6 ms of CPU, most of it compiling).
+    The writer lock every SQLite write transaction holds serialises appends."""
+    cursor.execute(_HEAD)
+    last = cursor.fetchone()
+    if last is None:
+        cursor.execute(_ANCHOR)
+        last = cursor.fetchone()
+    rows, patients = _chain(last, records)
+    insert_log, insert_patient = _INSERT["sqlite"]
     cursor.executemany(insert_log, rows)
     if patients:
         cursor.executemany(insert_patient, patients)
+    return [r[0] for r in rows]
+
+
+def append_pipelined(connection: Any, lock: int, records: Sequence[AuditRecord]) -> list[int]:
+    """PostgreSQL: the advisory lock, then the head read after it (its own statement, so its
+    snapshot is taken once the lock is held), in one round trip; the inserts in a second. Under
+    load every round trip waits for the server to be scheduled: one statement each made an
+    audit commit 5 ms instead of 1."""
+    with connection.pipeline():
+        connection.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        head = connection.cursor()
+        head.execute(_HEAD)
+        anchor = connection.cursor()
+        anchor.execute(_ANCHOR)
+    last = head.fetchone() or anchor.fetchone()
+    rows, patients = _chain(last, records)
+    insert_log, insert_patient = _INSERT["postgresql"]
+    with connection.pipeline():
+        cursor = connection.cursor()
+        cursor.executemany(insert_log, rows)
+        if patients:
+            cursor.executemany(insert_patient, patients)
     return [r[0] for r in rows]
 
 
