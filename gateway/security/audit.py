@@ -366,7 +366,7 @@ class AsyncGroupCommitter:
         self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
         self._draining = False
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="yaolian-audit")
+        self._executor: ThreadPoolExecutor | None = None
         self.commits = 0
 
     async def commit(self, record: AuditRecord) -> None:
@@ -380,6 +380,8 @@ class AsyncGroupCommitter:
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._executor is None:  # started again after close() (a second lifespan of the app)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="yaolian-audit")
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
@@ -411,7 +413,9 @@ class AsyncGroupCommitter:
         self.commits += 1
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
 # -- the trail: hooks, request records, message records, search ----------------------------

@@ -384,3 +384,11 @@ def test_a_rejected_mllp_message_is_recorded_as_a_failure(database_url: str) -> 
     assert found[0]["event"]["outcome"]["detail"] == [{"text": "rejected"}]
     written = [e for e in found[0]["event"].get("entity", []) if "/_history/" in e.get("what", {}).get("reference", "")]
     assert written == []  # its writes were undone
+
+
+def test_the_gateway_audits_again_after_a_restart_of_its_lifespan(database_url: str) -> None:
+    app = create_app(Settings(database=database_url))
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert client.get("/fhir/Patient/nobody").status_code == 404
+    assert [r["outcome"] for r in rows(database_url)] == ["4", "4"]
