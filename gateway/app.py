@@ -64,6 +64,16 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     relay = OutboxRelay(store, settings.redis)
     service.hooks.register(Pointcut.AFTER_COMMIT, relay.notify)
 
+    # The audit trail registers last, after any access-control hooks at the same points, so it
+    # records what was shown (gateway/security/audit.py).
+    audit = None
+    if settings.audit:
+        from gateway.security.audit import AuditTrail
+
+        audit = AuditTrail(store, retention_days=settings.audit_retention_days)
+        audit.install(service.hooks)
+        pipeline.audit = audit
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         relay.start()
@@ -89,6 +99,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
         if mllp is not None:
             await mllp.stop()
         relay.stop()
+        if audit is not None:
+            audit.close()
         store.dispose()
 
     app = FastAPI(
@@ -107,9 +119,15 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.profile_validator = validator
     app.state.profiles_by_type = profiles_by_type
     app.state.authenticator = Authenticator(store, settings)
+
+    app.state.audit = audit
     errors.install(app)
     app.router.routes.extend(auth.ROUTES)
     app.router.routes.extend(ROUTES)
+    if audit is not None:
+        from gateway.api.audit import AuditMiddleware
+
+        app.add_middleware(AuditMiddleware, trail=audit)
 
     @app.get("/", include_in_schema=False)
     async def root() -> Response:

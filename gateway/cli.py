@@ -143,7 +143,13 @@ def replay(
     store = open_store(settings.database)
     store.create_schema()
     journal = Journal(store)
-    pipeline = IngestPipeline(FhirService(store, settings), journal)
+    service = FhirService(store, settings)
+    pipeline = IngestPipeline(service, journal)
+    if settings.audit:  # replayed messages are recorded like any other
+        from gateway.security.audit import AuditTrail
+
+        pipeline.audit = AuditTrail(store)
+        pipeline.audit.install(service.hooks)
     entries = list(journal.dead_letters(adapter, limit))
     fixed = 0
     ctx = RequestContext(
@@ -347,6 +353,75 @@ def clients_set_jwks(
         console.print(f"[red]no private_key_jwt client {client_id}[/]")
         raise typer.Exit(1)
     console.print(f"client {client_id}: JWKS replaced")
+
+
+audit_app = typer.Typer(help="The audit trail: verify its hash chain, prune past the retention.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database: Annotated[str | None, typer.Option(help="Database URL [env YAOLIAN_DATABASE]")] = None,
+) -> None:
+    """Walk the hash chain; exit 1 naming each record edited, deleted or re-ordered."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from gateway.security.audit import verify
+    from gateway.settings import get_settings
+    from gateway.store.base import AuditCriteria
+    from gateway.store.sql import open_store
+
+    _apply_env(database=database)
+    store = open_store(get_settings().database)
+    store.create_schema()
+    try:
+        anchor = store.audit_anchor()
+        total = store.audit_search(AuditCriteria(), count=0, offset=0)[1]
+        columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("verifying", total=total)
+            report = verify(store, progress=lambda n: progress.advance(task, n))
+    finally:
+        store.dispose()
+    start = f"from the prune anchor (record {anchor.seq})" if anchor else "from the first record"
+    if report.ok:
+        console.print(
+            f"[green]audit chain intact[/]: {report.checked} records {start}; "
+            f"head record {report.head_seq} hash {report.head_hash}"
+        )
+        return
+    for problem in report.problems:
+        console.print(f"[red]{problem}[/]")
+    console.print(f"audit chain BROKEN: {len(report.problems)} problem(s) in {report.checked} records {start}")
+    raise typer.Exit(1)
+
+
+@audit_app.command("prune")
+def audit_prune(
+    before: Annotated[str, typer.Option(help="Delete records recorded before this date (YYYY-MM-DD)")],
+    database: Annotated[str | None, typer.Option(help="Database URL [env YAOLIAN_DATABASE]")] = None,
+) -> None:
+    """Delete old records (never younger than audit_retention_days, 183 by default) and keep
+    the chain verifiable from the last pruned record."""
+    from gateway.security.audit import prune
+    from gateway.settings import get_settings
+    from gateway.store.sql import open_store
+
+    _apply_env(database=database)
+    settings = get_settings()
+    store = open_store(settings.database)
+    store.create_schema()
+    try:
+        anchor = prune(store, before, retention_days=settings.audit_retention_days)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    finally:
+        store.dispose()
+    if anchor is None:
+        console.print(f"nothing recorded before {before}")
+    else:
+        console.print(f"pruned up to record {anchor.seq} ({anchor.pruned} pruned in all); the chain starts there")
 
 
 profiles_app = typer.Typer(help="Alliance profiles: readable documentation.", no_args_is_help=True)

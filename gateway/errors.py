@@ -329,6 +329,31 @@ CODES: dict[str, Code] = _table(
         "PATCH 需要 Content-Type application/json-patch+json。",
     ),
     Code("YL-0700", "structure", "{reason}", "{reason}"),
+    # 095x: the audit trail (gateway/security/audit.py)
+    Code(
+        "YL-0950",
+        "forbidden",
+        "Only an auditor (role admin or regulator) may search the audit trail; this client has role {role}.",
+        "只有审计人员（admin 或 regulator 角色）可以查询审计记录；此客户端的角色是 {role}。",
+    ),
+    Code(
+        "YL-0951",
+        "login",
+        "Searching the audit trail needs an authenticated client.",
+        "查询审计记录需要经过认证的客户端。",
+    ),
+    Code(
+        "YL-0952",
+        "exception",
+        "The audit record of this request could not be stored, so its answer is withheld (reference {ref}).",
+        "此请求的审计记录未能保存，因此不返回结果（编号 {ref}）。",
+    ),
+    Code(
+        "YL-0953",
+        "forbidden",
+        "AuditEvent records are written by the gateway alone (its audit trail); clients only search them.",
+        "AuditEvent 审计记录只能由网关写入，客户端只能查询。",
+    ),
     Code("YL-0701", "invariant", "{reason}", "{reason}"),
     # Authentication and rate limits (gateway.security; answered with WWW-Authenticate / Retry-After)
     Code(

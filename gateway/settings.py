@@ -61,6 +61,12 @@ class Settings(BaseSettings):
             self.insecure_dev = True
         return self
 
+    audit: bool = Field(
+        default=True,
+        description="Record an AuditEvent for every read, search, write, operation and MLLP message (off: benchmarks).",
+    )
+    audit_retention_days: int = Field(default=183, description="`yaolian audit prune` keeps at least this many days.")
+
 
 @cache
 def get_settings() -> Settings:

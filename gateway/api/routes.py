@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.context import authenticate
-from gateway.api.interactions import instance, system, type_level
+from gateway.api.interactions import audit, instance, system, type_level
 from gateway.api.operations import OPERATIONS
 from gateway.errors import NotFound
 
@@ -61,6 +61,10 @@ ROUTES = [
     _route("/fhir/", POST=system.bundle),
     _route("/fhir/_history", GET=system.history),
     _route("/fhir/${op}", GET=_operation, POST=_operation),
+    # the audit trail, from its own table (auditors only; the gateway alone writes AuditEvents)
+    _route("/fhir/AuditEvent", GET=audit.search, POST=audit.refuse, PUT=audit.refuse, DELETE=audit.refuse),
+    _route("/fhir/AuditEvent/_search", POST=audit.search),
+    _route("/fhir/AuditEvent/{id}", GET=audit.read, PUT=audit.refuse, PATCH=audit.refuse, DELETE=audit.refuse),
     _route("/fhir/{type:fhirtype}/_search", POST=type_level.search_post),
     _route("/fhir/{type:fhirtype}/_history", GET=type_level.history),
     _route("/fhir/{type:fhirtype}/${op}", GET=_operation, POST=_operation),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ from gateway.errors import FhirError, Issue, NotFound, issue, operation_outcome
 from gateway.hooks import RequestContext
 from gateway.ingest.journal import ACCEPTED, REJECTED, Journal, MessageFields
 from gateway.ingest.replies import ReplyBuilder, reply_for
+from gateway.security.audit import AuditTrail
 from gateway.service.fhir_service import FhirService
 from gateway.service.write_path import PreparedWrite
 from gateway.store.base import DuplicateMessage, JournalEntry, StoreTransaction
@@ -105,6 +107,8 @@ class IngestPipeline:
         167-223 msg/s, stop 8), and applied in its group's transaction."""
         self.service = service
         self.journal = journal
+        #: the audit trail: one record per message, in the message's savepoint (None: off)
+        self.audit: AuditTrail | None = None
 
     def ingest(
         self, adapter_name: str, raw: bytes, *, channel: str, ctx: RequestContext, reply: ReplyBuilder | None = None
@@ -213,7 +217,7 @@ class IngestPipeline:
         other exception undoes the whole message, journal row included, and propagates."""
         raw = fields["raw"]
         result = IngestResult(REJECTED, issues)
-        with tx.savepoint() as savepoint:
+        with tx.savepoint() as savepoint, self.audit.message_scope() if self.audit else nullcontext():
             if bundle is not None:
                 if write is None:  # not prepared beforehand: it runs inside the transaction
                     write = PreparedWrite(self._bundle_work(bundle, ctx))
@@ -229,6 +233,8 @@ class IngestPipeline:
             else:
                 result.reply = result.response if result.status == ACCEPTED else result.outcome()
             result.seq = tx.journal_save(status=result.status, outcome=result.outcome(), reply=result.reply, **fields)
+            if self.audit is not None:
+                self.audit.message(tx, ctx, fields["adapter"], fields["control_id"], result.status == ACCEPTED)
         return result
 
     def replay(self, entry: JournalEntry, ctx: RequestContext, reply: ReplyBuilder | None = None) -> IngestResult:

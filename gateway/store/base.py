@@ -12,6 +12,7 @@ acknowledged before it is durable and no event is lost or invented.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -116,6 +117,77 @@ class DuplicateClient(Exception):
 
 # --- end authentication -------------------------------------------------------------------
 
+# -- audit trail (gateway/security/audit.py) ------------------------------------------------
+#: ``prev_hash`` of the first record of a chain that was never pruned.
+AUDIT_GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit record as it is appended: the AuditEvent's canonical JSON bytes (``event``)
+    and the columns auditors search by, all of them covered by the record's hash."""
+
+    recorded: str
+    client_id: str
+    member: str | None
+    action: str  # the interaction: read, search-type, create, mllp, ...
+    outcome: str  # AuditEvent outcome code: 0 success, 4 minor failure, 8 serious failure
+    patients: tuple[str, ...]
+    event: bytes
+
+
+@dataclass(frozen=True)
+class AuditRow(AuditRecord):
+    """A stored audit record: its place in the chain (``seq``, consecutive from 1), the hash
+    of the record before it and its own (:func:`audit_hash`)."""
+
+    seq: int = 0
+    prev_hash: str = AUDIT_GENESIS
+    hash: str = ""
+    #: the record's rows in the patient index auditors search by (``audit_rows`` fills it, so
+    #: verify finds a record hidden from a patient search by deleting its index rows)
+    indexed: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    """Where the chain starts after pruning: the last pruned record's ``seq`` and ``hash``."""
+
+    seq: int
+    hash: str
+    pruned_at: str
+    pruned: int  # records pruned so far, in all prunes
+
+
+@dataclass(frozen=True)
+class AuditCriteria:
+    """An auditor's search: any of patient, client, and a period ``[since, before)``."""
+
+    patient: str | None = None
+    client_id: str | None = None
+    since: str | None = None  # recorded >= since
+    before: str | None = None  # recorded < before
+
+
+def audit_hash(prev_hash: str, seq: int, record: AuditRecord) -> str:
+    """sha256 over the previous hash, the record's place and every stored field, each field
+    length-prefixed (no separator can be forged by a field's content)."""
+    digest = hashlib.sha256()
+    for part in (
+        prev_hash,
+        str(seq),
+        record.recorded,
+        record.client_id,
+        record.member or "",
+        record.action,
+        record.outcome,
+        " ".join(record.patients),
+    ):
+        data = part.encode()
+        digest.update(b"%d:" % len(data) + data)
+    digest.update(b"%d:" % len(record.event) + record.event)
+    return digest.hexdigest()
+
 
 class Savepoint(Protocol):
     def rollback(self) -> None:
@@ -183,6 +255,15 @@ class StoreTransaction(Protocol):
         """Journal a message with its outcome in this transaction (``previous``: a new attempt
         at a message already kept); returns its ``seq``. A first insert that collides with a
         concurrent copy raises :class:`DuplicateMessage`."""
+        ...
+
+    # -- audit trail ---------------------------------------------------------------------
+    def audit_append(self, records: Sequence[AuditRecord]) -> None:
+        """Append ``records`` to the audit chain in this transaction, in order: they commit
+        with it, or are rolled back with it (or with the savepoint they were appended in).
+        Appends are serialised (PostgreSQL: an advisory lock taken at the commit, the last lock
+        of the transaction; SQLite: the writer lock), so the chain stays linear and ``seq``
+        has no gaps."""
         ...
 
 
@@ -295,5 +376,23 @@ class Store(Protocol):
         ...
 
     # --- end authentication ---------------------------------------------------------------
+
+    # -- audit trail ---------------------------------------------------------------------
+    def audit_rows(self, after: int, limit: int) -> list[AuditRow]:
+        """Up to ``limit`` records with ``seq > after``, in ``seq`` order (``yaolian audit verify``)."""
+        ...
+
+    def audit_anchor(self) -> AuditAnchor | None:
+        """Where the remaining chain starts (None: never pruned, it starts at the genesis)."""
+        ...
+
+    def audit_search(self, criteria: AuditCriteria, *, count: int, offset: int) -> tuple[list[AuditRow], int]:
+        """Records matching ``criteria``, newest first, and how many match."""
+        ...
+
+    def audit_prune(self, before: str) -> AuditAnchor | None:
+        """Delete the records recorded before ``before`` (an instant) and move the anchor to the
+        last of them, in one transaction; None when nothing was that old."""
+        ...
 
     def dispose(self) -> None: ...

@@ -222,3 +222,44 @@ auth_keys = Table(
 )
 
 # --- end authentication ---------------------------------------------------------------------
+
+# The audit trail (gateway/security/audit.py): append-only, hash-chained. ``seq`` is handed out
+# by the appender under its lock (last + 1), never by a sequence, so a gap always means a
+# deleted record (a rolled-back transaction burns no number). ``audit_patient`` indexes the
+# patients of each record for auditors' searches; ``audit_anchor`` (one row) is where the chain
+# starts after pruning.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("recorded", String(32), nullable=False),
+    Column("client_id", String(128), nullable=False),
+    Column("member", String(64), nullable=True),
+    Column("action", String(32), nullable=False),
+    Column("outcome", String(4), nullable=False),
+    Column("patients", Text, nullable=False),
+    Column("event", LargeBinary, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_recorded", "recorded"),
+    Index("ix_audit_client", "client_id", "recorded"),
+)
+
+audit_patient = Table(
+    "audit_patient",
+    metadata,
+    Column("seq", BigInteger, nullable=False),
+    Column("patient", String(64), nullable=False),
+    Index("ix_audit_patient", "patient", "seq"),
+    Index("ix_audit_patient_seq", "seq"),
+)
+
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("pruned_at", String(32), nullable=False),
+    Column("pruned", BigInteger, nullable=False),
+)

@@ -39,8 +39,12 @@ from sqlalchemy.pool import NullPool
 from gateway.clock import now_instant
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
-from gateway.store import sql_clients, sql_journal
+from gateway.store import sql_audit, sql_clients, sql_journal
 from gateway.store.base import (
+    AuditAnchor,
+    AuditCriteria,
+    AuditRecord,
+    AuditRow,
     ChangeEvent,
     ClientRecord,
     DuplicateMessage,
@@ -96,12 +100,20 @@ def _row(row: Any, method: str = "") -> StoredResource:
 
 
 class _SqlSavepoint:
-    def __init__(self, cursor: Any, name: str) -> None:
+    def __init__(self, cursor: Any, name: str, audit: list[AuditRecord]) -> None:
         self._cursor = cursor
         self.name = name
+        self._audit = audit  # the transaction's pending audit records
+        self._audit_mark = len(audit)
 
     def rollback(self) -> None:
         self._cursor.execute(f"ROLLBACK TO SAVEPOINT {self.name}")
+        del self._audit[self._audit_mark :]  # audit records appended since go with it
+
+
+def _lock_number(key: str) -> int:
+    """The bigint of an advisory lock named ``key``."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
 class SqlTransaction:
@@ -111,6 +123,7 @@ class SqlTransaction:
         self.sql = STATEMENTS[store.dialect]
         self._cursor: Any = None
         self._savepoints = 0
+        self._audit: list[AuditRecord] = []
 
     @property
     def cursor(self) -> Any:
@@ -236,7 +249,7 @@ class SqlTransaction:
     @contextmanager
     def savepoint(self) -> Iterator[_SqlSavepoint]:
         """``SAVEPOINT`` on the transaction's own cursor (one per message of an MLLP group)."""
-        savepoint = _SqlSavepoint(self.cursor, f"yl_sp{self._savepoints}")
+        savepoint = _SqlSavepoint(self.cursor, f"yl_sp{self._savepoints}", self._audit)
         self._savepoints += 1
         self.cursor.execute(f"SAVEPOINT {savepoint.name}")
         try:
@@ -280,6 +293,24 @@ class SqlTransaction:
             raise DuplicateMessage(adapter, control_id) from None
         return int(cursor.fetchone()[0])
 
+    # -- audit trail (delegated to .sql_audit) -------------------------------------------
+    def audit_append(self, records: Sequence[AuditRecord]) -> None:
+        """Kept until the commit (:meth:`flush_audit`): the audit lock is then the last lock
+        the transaction takes and is held only for the commit (no lock-order deadlock with the
+        row and advisory locks of the writes, and writers queue on it as briefly as possible)."""
+        self._audit.extend(records)
+
+    def flush_audit(self) -> list[int]:
+        """Chain the pending audit records (just before the commit); their ``seq``."""
+        if not self._audit:
+            return []
+        if self.store.dialect == "postgresql":
+            seqs = sql_audit.append_pipelined(self.cursor.connection, _lock_number(sql_audit.AUDIT_LOCK), self._audit)
+        else:
+            seqs = sql_audit.append(self.cursor, self._audit)
+        self._audit.clear()
+        return seqs
+
     def lock(self, key: str) -> None:
         self.lock_all([key])
 
@@ -287,7 +318,7 @@ class SqlTransaction:
         """Advisory locks in the order given, in one statement (a select list is evaluated left
         to right). SQLite: BEGIN IMMEDIATE already serialises all writers."""
         if self.store.dialect == "postgresql" and keys:
-            numbers = [int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], "big", signed=True) for k in keys]
+            numbers = [_lock_number(k) for k in keys]
             self.cursor.execute("SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * len(numbers)), numbers)
 
 
@@ -329,7 +360,9 @@ class SqlStore:
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         with self.write_connection() as conn, conn.begin():
-            yield SqlTransaction(self, conn)
+            tx = SqlTransaction(self, conn)
+            yield tx
+            tx.flush_audit()
 
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
@@ -585,6 +618,24 @@ class SqlStore:
         return created
 
     # --- end authentication ---------------------------------------------------------------
+
+    # -- audit trail (delegated to .sql_audit) -------------------------------------------
+    def audit_rows(self, after: int, limit: int) -> list[AuditRow]:
+        with self._reading() as conn:
+            return sql_audit.rows_after(conn, after, limit)
+
+    def audit_anchor(self) -> AuditAnchor | None:
+        with self._reading() as conn:
+            return sql_audit.get_anchor(conn)
+
+    def audit_search(self, criteria: AuditCriteria, *, count: int, offset: int) -> tuple[list[AuditRow], int]:
+        with self._snapshot() as conn:
+            return sql_audit.search(conn, criteria, count, offset)
+
+    def audit_prune(self, before: str) -> AuditAnchor | None:
+        with self.transaction() as tx:
+            tx.lock_all([sql_audit.AUDIT_LOCK])
+            return sql_audit.prune(tx.conn, before)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -26,6 +26,7 @@ from typing import Any, Protocol, cast
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
 from gateway.store.base import (
+    AuditRecord,
     JournalEntry,
     NotStaged,
     Savepoint,
@@ -134,6 +135,9 @@ class StagedTransaction:
 
     def journal_save(self, **_fields: Any) -> int:
         raise NotStaged("the ingest journal")
+
+    def audit_append(self, records: Sequence[AuditRecord]) -> None:
+        raise NotStaged("the audit trail (appended by hooks deferred to the transaction)")
 
     # -- writes, deferred actions and locks: recorded
     def lock(self, key: str) -> None:
