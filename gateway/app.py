@@ -70,7 +70,11 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     if settings.audit:
         from gateway.security.audit import AuditTrail
 
-        audit = AuditTrail(store, retention_days=settings.audit_retention_days)
+        audit = AuditTrail(
+            store,
+            retention_days=settings.audit_retention_days,
+            reads_fsync=settings.audit_read_durability == "fsync",
+        )
         audit.install(service.hooks)
         pipeline.audit = audit
 

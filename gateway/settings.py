@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         default=True,
         description="Record an AuditEvent for every read, search, write, operation and MLLP message (off: benchmarks).",
     )
+    audit_read_durability: Literal["commit", "fsync"] = Field(
+        default="commit",
+        description="Records of reads: committed before the response (a gateway crash loses none; flushed to disk "
+        "with the next durable commit, a checkpoint or PostgreSQL's WAL writer), or also fsync'd ('fsync').",
+    )
     audit_retention_days: int = Field(default=183, description="`yaolian audit prune` keeps at least this many days.")
 
 

@@ -292,6 +292,14 @@ class Store(Protocol):
 
     def transaction(self) -> AbstractContextManager[StoreTransaction]: ...
 
+    def audit_commit(self, records: Sequence[AuditRecord], *, durable: bool) -> None:
+        """Append audit records in a transaction of their own. ``durable`` False: the commit
+        reaches the database (a crash of the gateway loses nothing) without waiting for its
+        flush to disk, which the next durable commit, a checkpoint or (PostgreSQL) the WAL
+        writer does within moments: the records of reads, where a wait per response would cost
+        most of the read throughput."""
+        ...
+
     def staging(self) -> AbstractContextManager[StagingTransaction]:
         """A transaction that takes no write lock: reads are answered from committed data and
         remembered, writes and deferred actions are only recorded (see :mod:`.staging`).

@@ -364,6 +364,22 @@ class SqlStore:
             yield tx
             tx.flush_audit()
 
+    def audit_commit(self, records: Sequence[AuditRecord], *, durable: bool) -> None:
+        with self.write_connection() as conn:
+            relaxed = not durable
+            if relaxed and self.dialect == "sqlite":  # per connection; WAL: commits without fsync
+                conn.connection.dbapi_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+            try:
+                with conn.begin():
+                    tx = SqlTransaction(self, conn)
+                    if relaxed and self.dialect == "postgresql":
+                        tx.cursor.execute("SET LOCAL synchronous_commit TO off")
+                    tx.audit_append(records)
+                    tx.flush_audit()
+            finally:
+                if relaxed and self.dialect == "sqlite":
+                    conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]
+
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:

@@ -392,3 +392,43 @@ def test_the_gateway_audits_again_after_a_restart_of_its_lifespan(database_url: 
         with TestClient(app) as client:
             assert client.get("/fhir/Patient/nobody").status_code == 404
     assert [r["outcome"] for r in rows(database_url)] == ["4", "4"]
+
+
+def test_a_read_answered_is_recorded_even_if_the_gateway_is_killed_right_after(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Read records are committed before the response leaves (audit_read_durability "commit",
+    the default: without waiting for the flush to disk); a kill -9 of the gateway right after
+    an answer loses none of them. Over a real socket, in a process of its own, both backends."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "YAOLIAN_INSECURE_DEV": "1", "YAOLIAN_DATABASE": database_url, "YAOLIAN_LOG_LEVEL": "warning"}
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--insecure-dev"]
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/fhir"
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        created = httpx.post(f"{base}/Patient", json={"resourceType": "Patient", "gender": "female"}, timeout=10)
+        pid = created.json()["id"]
+        answered = [httpx.get(f"{base}/Patient/{pid}", timeout=10).status_code for _ in range(20)]
+        assert answered == [200] * 20
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+    reads = [r for r in rows(database_url) if r["action"] == "read" and r["patients"] == pid]
+    assert len(reads) == 20
+    assert _verify(database_url).ok
