@@ -42,7 +42,7 @@ def _profile_validator() -> tuple[Validator, dict[str, list[str]]]:
 
 def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) -> FastAPI:
     settings = settings or get_settings()
-    store = open_store(settings.database)
+    store = open_store(settings.database, statement_timeout_ms=settings.statement_timeout_ms)
     store.create_schema()
     validator, profiles_by_type = _profile_validator()
     service = FhirService(store, settings, hooks, validator if settings.validation_mode != "off" else None)
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
             from gateway.ingest.mllp import MllpServer
 
             base = settings.base_url or f"http://{settings.host}:{settings.port}/fhir"
-            mllp = MllpServer(pipeline, base)
+            mllp = MllpServer(pipeline, base, settings=settings)
             await mllp.start(settings.host, settings.mllp_port)
         # What exists now (models, definitions, routes) lives as long as the process: frozen, the
         # collector stops re-scanning it (the MLLP listener freezes again after its first group).
@@ -93,6 +93,9 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.profile_validator = validator
     app.state.profiles_by_type = profiles_by_type
     errors.install(app)
+    from gateway.api.limits import BodyLimit  # issue 12: request bodies over max_body_bytes are a 413
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.router.routes.extend(ROUTES)
 
     @app.get("/", include_in_schema=False)

@@ -8,6 +8,7 @@ from typing import ParamSpec, TypeVar
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from gateway.errors import BadRequest
 from gateway.hooks import Pointcut, RequestContext
 from gateway.service.fhir_service import FhirService
 
@@ -17,9 +18,15 @@ def service(request: Request) -> FhirService:
 
 
 def base_url(request: Request) -> str:
-    configured = request.app.state.settings.base_url
-    if configured:
-        return str(configured).rstrip("/")
+    """The FHIR base of links and Location: YAOLIAN_BASE_URL, or - only for a Host header in
+    ``allowed_hosts`` - the request's own (a forged Host must not reach a link; issue 12)."""
+    settings = request.app.state.settings
+    if settings.base_url:
+        return str(settings.base_url).rstrip("/")
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name.lower() not in {h.lower() for h in settings.allowed_hosts}:
+        raise BadRequest("YL-0806", host=host[:100])
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
