@@ -47,6 +47,15 @@ class VersionConflict(Exception):
     """The row changed between read and write (If-Match race or concurrent create)."""
 
 
+class QueryTimeout(Exception):
+    """A read ran past the store's statement timeout and was cancelled (setting
+    ``statement_timeout_ms``; issue 12). The service answers it 400 (YL-0802)."""
+
+    def __init__(self, limit_ms: int) -> None:
+        super().__init__(f"query cancelled after {limit_ms} ms")
+        self.limit_ms = limit_ms
+
+
 class DuplicateMessage(Exception):
     """Another transaction journalled the same message first (a resend racing its original)."""
 

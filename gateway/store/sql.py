@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
@@ -34,6 +35,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from gateway.clock import now_instant
@@ -44,6 +46,7 @@ from gateway.store.base import (
     ChangeEvent,
     DuplicateMessage,
     JournalEntry,
+    QueryTimeout,
     SearchPage,
     StoredResource,
     StoreTransaction,
@@ -287,12 +290,52 @@ class SqlTransaction:
 
 class SqlStore:
     dialect = "generic"
+    statement_timeout_ms = 0  # reads outside a write transaction stop after this long (0: never)
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        """Create what is missing, safely when several processes start at once (issue 12: two
+        workers on an empty database): one at a time, under the write lock (SQLite's
+        ``BEGIN IMMEDIATE`` and writer lock; a transaction advisory lock on PostgreSQL, whose
+        DDL is transactional, so the second sees the tables the first committed)."""
+        with self.write_connection() as conn, conn.begin():
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7231912)")
+            metadata.create_all(conn)
+
+    @contextmanager
+    def bounded(self) -> Iterator[Connection]:
+        """A connection in a transaction of its own whose statements are cancelled after
+        :attr:`statement_timeout_ms` (raising :class:`QueryTimeout`): PostgreSQL's
+        ``SET LOCAL statement_timeout``, SQLite's progress handler with a deadline. Every read
+        of search, history, ``_include`` and the journal runs on one."""
+        limit = self.statement_timeout_ms
+        with self.engine.connect() as conn, conn.begin():
+            if limit <= 0:
+                yield conn
+                return
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(limit)}")
+                try:
+                    yield conn
+                except DBAPIError as exc:
+                    if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
+                        raise QueryTimeout(limit) from None
+                    raise
+                return
+            driver: Any = conn.connection.driver_connection
+            deadline = time.monotonic() + limit / 1000
+            driver.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            try:
+                yield conn
+            except DBAPIError as exc:
+                if "interrupted" in str(exc.orig):
+                    raise QueryTimeout(limit) from None
+                raise
+            finally:
+                driver.set_progress_handler(None, 0)
 
     @contextmanager
     def staging(self) -> Iterator[StagedTransaction]:
@@ -333,13 +376,13 @@ class SqlStore:
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
         """The connection reads run on (a transaction's own, for :meth:`SqlTransaction.reader`)."""
-        with self.engine.connect() as conn:
+        with self.bounded() as conn:
             yield conn
 
     @contextmanager
     def _snapshot(self) -> Iterator[Connection]:
         """Several reads that must agree (a page and its total) in one transaction."""
-        with self.engine.connect() as conn, conn.begin():
+        with self.bounded() as conn:
             yield conn
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
@@ -585,7 +628,7 @@ class WriterLock:
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         if path is not None and fcntl is not None:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def __enter__(self) -> None:
         self._thread_lock.acquire()
@@ -619,7 +662,10 @@ class SqliteStore(SqlStore):
     def from_url(cls, url: str) -> SqliteStore:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # owner-only (issue 12): a new data folder 0700, a new database 0600 - SQLite gives
+            # its -wal and -shm files the database's mode
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         # A pool as large as the thread pool (40): a smaller one reconnected under load and
         # re-ran the PRAGMAs on every new connection.
         pool_args: dict[str, Any] = {"pool_size": 20, "max_overflow": 20} if path else {"poolclass": NullPool}
@@ -665,10 +711,15 @@ class PostgresStore(SqlStore):
         return cls(engine)
 
 
-def open_store(url: str) -> SqlStore:
-    """A store for a database URL: ``sqlite:///path`` or ``postgresql://…``."""
+def open_store(url: str, *, statement_timeout_ms: int = 0) -> SqlStore:
+    """A store for a database URL: ``sqlite:///path`` or ``postgresql://…``; reads outside
+    write transactions stop after ``statement_timeout_ms`` (0: never)."""
+    store: SqlStore
     if url.startswith("sqlite"):
-        return SqliteStore.from_url(url)
-    if url.startswith("postgres"):
-        return PostgresStore.from_url(url)
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://HOST/DB")
+        store = SqliteStore.from_url(url)
+    elif url.startswith("postgres"):
+        store = PostgresStore.from_url(url)
+    else:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://HOST/DB")
+    store.statement_timeout_ms = statement_timeout_ms
+    return store
