@@ -48,6 +48,7 @@ def serve(
     settings = get_settings()
     if demo or settings.demo:
         _load_demo(settings.database)
+    _create_schema(settings.database)  # once, before uvicorn forks workers (issue 12: startup race)
     console.print(
         f"[bold green]Yaolian[/] FHIR base [cyan]http://{settings.host}:{settings.port}/fhir[/] "
         f"(store: {settings.database.split('://')[0]}, workers: {settings.workers})"
@@ -60,6 +61,14 @@ def serve(
         log_level="info",
         access_log=False,
     )
+
+
+def _create_schema(database: str) -> None:
+    from gateway.store.sql import open_store
+
+    store = open_store(database)
+    store.create_schema()
+    store.dispose()
 
 
 def _load_demo(database: str) -> None:
