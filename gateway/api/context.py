@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -10,7 +11,7 @@ from starlette.requests import Request
 
 from gateway.errors import BadRequest
 from gateway.hooks import Pointcut, RequestContext
-from gateway.service.fhir_service import FhirService
+from gateway.service.fhir_service import Cancellation, FhirService, cancellable
 
 
 def service(request: Request) -> FhirService:
@@ -59,3 +60,24 @@ async def in_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> 
     """Database and validation work runs in the thread pool, never on the event loop (typed as
     ``func`` itself: its arguments are checked and its result keeps its type)."""
     return await run_in_threadpool(func, *args, **kwargs)
+
+
+async def reading(request: Request, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """:func:`in_thread` for a read the database stops when the client leaves (issue 12: a
+    costly search kept running after its client had gone): while it runs, the request is
+    watched for a disconnect, which cancels its queries (see ``Cancellation``). Only once the
+    body has been read (the watch consumes what the client sends)."""
+    token = Cancellation()
+    with cancellable(token):  # the thread's context is copied here, token included
+        work = asyncio.ensure_future(in_thread(func, *args, **kwargs))
+    watch = asyncio.ensure_future(_cancel_when_gone(request, token))
+    try:
+        return await work
+    finally:
+        watch.cancel()
+
+
+async def _cancel_when_gone(request: Request, token: Cancellation) -> None:
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.2)
+    token.cancel()

@@ -23,9 +23,10 @@ from gateway.service.transactions import BundleProcessor
 from gateway.service.write_path import WritePath
 from gateway.service.writes import Writer, require_id, require_type
 from gateway.settings import Settings
-from gateway.store.base import QueryTimeout, Store, StoredResource, StoreTransaction
+from gateway.store.base import Cancellation, QueryTimeout, Store, StoredResource, StoreTransaction, cancellable
 
 T = TypeVar("T")
+__all__ = ["Cancellation", "FhirService", "cancellable"]  # the api cancels reads through the service
 
 
 @dataclass

@@ -43,6 +43,7 @@ from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
 from gateway.store import sql_journal
 from gateway.store.base import (
+    READS,
     ChangeEvent,
     DuplicateMessage,
     JournalEntry,
@@ -308,34 +309,31 @@ class SqlStore:
     @contextmanager
     def bounded(self) -> Iterator[Connection]:
         """A connection in a transaction of its own whose statements are cancelled after
-        :attr:`statement_timeout_ms` (raising :class:`QueryTimeout`): PostgreSQL's
-        ``SET LOCAL statement_timeout``, SQLite's progress handler with a deadline. Every read
-        of search, history, ``_include`` and the journal runs on one."""
+        :attr:`statement_timeout_ms`, or when the request's :class:`Cancellation` (its client
+        left) says so - raising :class:`QueryTimeout`: PostgreSQL's ``SET LOCAL
+        statement_timeout`` and ``cancel``, SQLite's progress handler with a deadline and
+        ``interrupt``. Every read of search, history, ``_include`` and the journal runs on one."""
         limit = self.statement_timeout_ms
+        token = READS.get()
         with self.engine.connect() as conn, conn.begin():
-            if limit <= 0:
-                yield conn
-                return
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(limit)}")
-                try:
-                    yield conn
-                except DBAPIError as exc:
-                    if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
-                        raise QueryTimeout(limit) from None
-                    raise
-                return
             driver: Any = conn.connection.driver_connection
-            deadline = time.monotonic() + limit / 1000
-            driver.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            postgres = self.dialect == "postgresql"
+            if postgres and limit > 0:
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(limit)}")
+            elif limit > 0:
+                deadline = time.monotonic() + limit / 1000
+                driver.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            watched = token.running(driver.cancel if postgres else driver.interrupt) if token else nullcontext()
             try:
-                yield conn
+                with watched:
+                    yield conn
             except DBAPIError as exc:
-                if "interrupted" in str(exc.orig):
-                    raise QueryTimeout(limit) from None
+                if getattr(exc.orig, "sqlstate", None) == "57014" or "interrupted" in str(exc.orig):
+                    raise QueryTimeout(limit) from None  # query_canceled / SQLITE_INTERRUPT
                 raise
             finally:
-                driver.set_progress_handler(None, 0)
+                if not postgres and limit > 0:
+                    driver.set_progress_handler(None, 0)
 
     @contextmanager
     def staging(self) -> Iterator[StagedTransaction]:

@@ -6,6 +6,7 @@ gateway/settings.py and docs/deployment.md "## Limits"."""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import socket
 import stat
@@ -167,6 +168,42 @@ def test_2_statement_timeout_cancels_a_long_query(database_url: str) -> None:
         # the connection went back to the pool fit for use
         with store.bounded() as conn:
             assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+    finally:
+        store.dispose()
+
+
+def test_2_a_read_stops_when_its_client_leaves(database_url: str) -> None:
+    """The api's ``reading`` cancels the request's Cancellation on disconnect; the query stops."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.store.base import Cancellation, QueryTimeout, cancellable
+    from gateway.store.sql import open_store
+
+    store = open_store(database_url, statement_timeout_ms=60_000)
+    store.create_schema()
+    slow = (
+        "SELECT pg_sleep(20)"
+        if store.dialect == "postgresql"
+        else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    )
+
+    def read() -> None:
+        with store.bounded() as conn:
+            conn.exec_driver_sql(slow).all()
+
+    token = Cancellation()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            with cancellable(token):
+                running = pool.submit(contextvars.copy_context().run, read)
+            time.sleep(0.3)
+            started = time.monotonic()
+            token.cancel()
+            with pytest.raises(QueryTimeout):
+                running.result(10)
+            assert time.monotonic() - started < 1.5
+        with pytest.raises(QueryTimeout), cancellable(token), store.bounded():
+            pass  # a cancelled request starts no more reads
     finally:
         store.dispose()
 
