@@ -160,7 +160,12 @@ class MllpServer:
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes:
         """The next frame's payload; :class:`_FrameTooLarge` (after reading past its end) when
         it is over ``mllp_max_frame``."""
-        await reader.readuntil(START)
+        while True:
+            try:
+                await reader.readuntil(START)
+                break
+            except asyncio.LimitOverrunError as exc:  # bytes outside any frame: dropped as they come
+                await reader.readexactly(max(exc.consumed, 1))
         try:
             return (await reader.readuntil(END))[: -len(END)]
         except asyncio.LimitOverrunError:

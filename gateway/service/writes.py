@@ -65,7 +65,13 @@ def refuse_control_characters(data: dict[str, Any]) -> None:
     """422 YL-0113 when a string or key holds U+0000-U+001F other than tab, LF, CR - from
     any channel (REST, Bundles, adapters), the same on both backends (issue 12). One
     ``orjson.dumps`` to look; the walk that names the place runs only when something is found."""
-    if not _CONTROL_ESCAPE.search(orjson.dumps(data)):
+    try:
+        text = orjson.dumps(data)
+    except TypeError:  # orjson's recursion limit: no FHIR resource nests 255 levels deep
+        raise Unprocessable(
+            "YL-0700", reason="the resource nests deeper than 254 levels", expression=[str(data.get("resourceType"))]
+        ) from None
+    if not _CONTROL_ESCAPE.search(text):
         return
     where, char = _find_control(data, str(data.get("resourceType") or "Resource"))
     raise Unprocessable("YL-0113", element=where, char=f"U+{ord(char):04X}", expression=[where])
