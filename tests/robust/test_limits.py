@@ -300,6 +300,21 @@ def test_4_a_100000_digit_decimal_is_a_4xx(gw: Gateway) -> None:
     assert _count(gw, "Observation", **{"code:text": "huge"}) == 0
 
 
+@pytest.mark.parametrize("number", ["1e30", "-1e30", "99999999999999999999999999", "1e-400"])
+def test_4_numbers_outside_the_index_range_are_stored_and_searched_alike(gw: Gateway, number: str) -> None:
+    """The index holds NUMERIC(38, 12); a value past it saturates there instead of a 500 on
+    PostgreSQL (SQLite took it), and so does a search value."""
+    body = '{"resourceType":"Observation","status":"final","code":{"text":"big"},"valueQuantity":{"value":%s}}'
+    response = gw.http.post(
+        "/fhir/Observation", content=body % number, headers={"content-type": "application/fhir+json"}
+    )
+    assert response.status_code == 201, response.text[:300]
+    assert number in gw.http.get(response.headers["location"]).text  # stored as sent
+    for value in (number, "1e999999", "-1e-99999", "ge1e40", "lt-1e40"):
+        found = gw.http.get("/fhir/Observation", params={"value-quantity": value})
+        assert found.status_code == 200, found.text[:300]
+
+
 @pytest.mark.parametrize("char", ["\u0000", "\u0001", "\u001f", "\u000b"])
 def test_4_control_characters_in_strings_are_refused_on_both_backends(gw: Gateway, char: str) -> None:
     body = {"resourceType": "Patient", "identifier": [{"system": "urn:ctl", "value": f"ctl{ord(char)}"}]}
