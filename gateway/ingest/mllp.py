@@ -37,7 +37,6 @@ from gateway.settings import Settings
 log = logging.getLogger("yaolian.mllp")
 
 START, END = b"\x0b", b"\x1c\r"
-MAX_MESSAGE = 8 * 1024 * 1024  # the default frame limit before settings.mllp_max_frame (kept for callers)
 LARGE = 64 * 1024  # frames this big convert on a thread of their own, never ahead of small ones
 ADAPTER = "hl7v2"
 MAX_GROUP = 64  # messages per commit; bounds the ACK latency a group adds

@@ -52,6 +52,7 @@ class Live:
     base: str
     http: httpx.Client
     mllp_port: int
+    app: Any
 
     def healthy(self) -> None:
         """A normal request on each channel is answered within 1 s."""
@@ -85,7 +86,7 @@ def live(module_database_url: str) -> Iterator[Live]:
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=base, timeout=10) as client:
-        yield Live(base, client, mllp_port)
+        yield Live(base, client, mllp_port, app)
     server.should_exit = True
     thread.join(20)
 
@@ -247,6 +248,39 @@ def test_clients_that_leave_mid_request_do_not_stall_others(live: Live) -> None:
     live.healthy()
     for sock in socks:
         sock.close()
+    live.healthy()
+
+
+def test_a_search_stops_in_the_database_when_its_client_leaves(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search slower than the watch delay is cancelled in the database (psycopg cancel /
+    sqlite3 interrupt) once its client disconnects, long before its statement timeout."""
+    store = live.app.state.store
+    slow = (
+        "SELECT pg_sleep(30)"
+        if store.dialect == "postgresql"
+        else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    )
+    ended: list[float] = []
+
+    def search(*_args: Any, **_kwargs: Any) -> Any:
+        try:
+            with store.bounded() as conn:
+                conn.exec_driver_sql(slow).all()
+        finally:
+            ended.append(time.monotonic())
+
+    monkeypatch.setattr(store, "statement_timeout_ms", 60_000)
+    monkeypatch.setattr(store, "search", search)
+    port = int(live.base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /fhir/Patient?name=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        time.sleep(0.3)
+    left = time.monotonic()
+    deadline = left + 10
+    while not ended and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ended and ended[0] - left < 3.0, ended
+    monkeypatch.undo()
     live.healthy()
 
 
