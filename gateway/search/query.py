@@ -281,6 +281,8 @@ def _result_param(query: SearchQuery, key: str, value: str, max_count: int) -> N
             param = _param(query.resource_type, name)
             if param is None or param.type in ("composite",):
                 raise BadRequest("YL-0403", key=raw)
+            if any(key.param.code == param.code for key in query.sort):
+                continue  # a key already sorted on decides nothing more (issue 12: each costs a subquery)
             query.sort.append(SortKey(param, descending))
     elif base in ("_include", "_revinclude"):
         iterate = modifier in ("iterate", "recurse")

@@ -149,6 +149,15 @@ def test_2_too_many_search_parameters_or_values_is_a_400_naming_the_limit(gw: Ga
     _still_answers(gw)
 
 
+def test_2_repeated_sort_keys_are_sorted_on_once() -> None:
+    from gateway.search.query import parse_search
+
+    query = parse_search(
+        "Patient", [("_sort", "name,-birthdate,-name,birthdate,name")], strict=True, default_count=5, max_count=9
+    )
+    assert [(k.param.code, k.descending) for k in query.sort] == [("name", False), ("birthdate", True)]
+
+
 def test_2_statement_timeout_cancels_a_long_query(database_url: str) -> None:
     from gateway.store.base import QueryTimeout
     from gateway.store.sql import open_store
