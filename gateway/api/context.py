@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -68,6 +69,9 @@ async def reading(request: Request, func: Callable[P, R], *args: P.args, **kwarg
     watched for a disconnect, which cancels its queries (see ``Cancellation``). Only once the
     body has been read (the watch consumes what the client sends)."""
     token = Cancellation()
+    limit = request.app.state.settings.statement_timeout_ms
+    if limit > 0:  # one budget for the page, its count and its _include rounds
+        token.deadline = time.monotonic() + limit / 1000
     with cancellable(token):  # the thread's context is copied here, token included
         work = asyncio.ensure_future(in_thread(func, *args, **kwargs))
     watch = asyncio.ensure_future(_cancel_when_gone(request, token))

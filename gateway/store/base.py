@@ -62,12 +62,14 @@ class Cancellation:
     """The reads of one request, cancellable from another thread when its client leaves
     (issue 12): each bounded read registers how to interrupt its database connection
     (psycopg's ``cancel``, sqlite3's ``interrupt``) while it runs; :meth:`cancel` interrupts
-    what runs and refuses what would start (both raise :class:`QueryTimeout`)."""
+    what runs and refuses what would start (both raise :class:`QueryTimeout`). A ``deadline``
+    makes the statement timeout one budget for all the reads of the request."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[int, Callable[[], object]] = {}
         self.cancelled = False
+        self.deadline: float | None = None  # time.monotonic() by which all its reads must end
 
     def cancel(self) -> None:
         with self._lock:

@@ -44,6 +44,7 @@ from gateway.search.query import SearchQuery
 from gateway.store import sql_journal
 from gateway.store.base import (
     READS,
+    Cancellation,
     ChangeEvent,
     DuplicateMessage,
     JournalEntry,
@@ -315,14 +316,16 @@ class SqlStore:
         ``interrupt``. Every read of search, history, ``_include`` and the journal runs on one."""
         limit = self.statement_timeout_ms
         token = READS.get()
+        deadline = _deadline(limit, token)
         with self.engine.connect() as conn, conn.begin():
             driver: Any = conn.connection.driver_connection
             postgres = self.dialect == "postgresql"
-            if postgres and limit > 0:
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(limit)}")
-            elif limit > 0:
-                deadline = time.monotonic() + limit / 1000
-                driver.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            if deadline is not None:
+                conn.info["yaolian_deadline"] = deadline
+                if postgres:
+                    self.renew(conn)
+                else:
+                    driver.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
             watched = token.running(driver.cancel if postgres else driver.interrupt) if token else nullcontext()
             try:
                 with watched:
@@ -332,8 +335,21 @@ class SqlStore:
                     raise QueryTimeout(limit) from None  # query_canceled / SQLITE_INTERRUPT
                 raise
             finally:
-                if not postgres and limit > 0:
+                conn.info.pop("yaolian_deadline", None)
+                if not postgres and deadline is not None:
                     driver.set_progress_handler(None, 0)
+
+    def renew(self, conn: Connection) -> None:
+        """Before the next statement of a :meth:`bounded` block: what is left of its time (the
+        whole block, page and count alike, stays within the limit). SQLite's progress handler
+        already counts down the block's deadline."""
+        deadline = conn.info.get("yaolian_deadline")
+        if deadline is None or self.dialect != "postgresql":
+            return
+        left = int((deadline - time.monotonic()) * 1000)
+        if left <= 0:
+            raise QueryTimeout(self.statement_timeout_ms)
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {left}")
 
     @contextmanager
     def staging(self) -> Iterator[StagedTransaction]:
@@ -472,6 +488,7 @@ class SqlStore:
             clauses.extend([h.last_updated <= at[1], ~replaced_before])
         with self._reading() as conn:
             total = conn.execute(select(func.count()).select_from(resource_history).where(*clauses)).scalar_one()
+            self.renew(conn)
             rows = conn.execute(
                 select(h.res_type, h.res_id, h.version, h.last_updated, h.deleted, h.body, h.method)
                 .where(*clauses)
@@ -501,6 +518,7 @@ class SqlStore:
                 if offset == 0 and query.after is None and len(ids) < count:
                     number = len(ids)
                 else:
+                    self.renew(conn)
                     number = int(conn.execute(count_select(query, base_url)).scalar_one())
         return SearchPage(ids, number)
 
@@ -707,6 +725,18 @@ class PostgresStore(SqlStore):
         # one request, SQLAlchemy then invalidates it, and pool_recycle bounds their age.
         engine = create_engine(url, pool_size=20, max_overflow=20, pool_recycle=600)
         return cls(engine)
+
+
+def _deadline(limit_ms: int, token: Cancellation | None) -> float | None:
+    """When a bounded read must end: its statement timeout, or sooner what is left of its
+    request's (``Cancellation.deadline``: one budget for all the reads of a search)."""
+    now = time.monotonic()
+    ends = [now + limit_ms / 1000] if limit_ms > 0 else []
+    if token is not None and token.deadline is not None:
+        if token.deadline <= now:
+            raise QueryTimeout(limit_ms)
+        ends.append(token.deadline)
+    return min(ends) if ends else None
 
 
 def open_store(url: str, *, statement_timeout_ms: int = 0) -> SqlStore:

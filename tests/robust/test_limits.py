@@ -181,6 +181,31 @@ def test_2_statement_timeout_cancels_a_long_query(database_url: str) -> None:
         store.dispose()
 
 
+def test_2_the_timeout_is_one_budget_for_all_statements_of_a_read(fresh_postgres: str) -> None:
+    """A page and its count share the limit; a request's deadline caps every read it makes."""
+    from gateway.store.base import Cancellation, QueryTimeout, cancellable
+    from gateway.store.sql import open_store
+
+    store = open_store(fresh_postgres, statement_timeout_ms=500)
+    store.create_schema()
+    try:
+        started = time.monotonic()
+        with pytest.raises(QueryTimeout), store.bounded() as conn:
+            conn.exec_driver_sql("SELECT pg_sleep(0.3)").all()
+            store.renew(conn)
+            conn.exec_driver_sql("SELECT pg_sleep(0.3)").all()
+        assert time.monotonic() - started < 0.55
+        store.statement_timeout_ms = 60_000
+        token = Cancellation()
+        token.deadline = time.monotonic() + 0.4
+        started = time.monotonic()
+        with pytest.raises(QueryTimeout), cancellable(token), store.bounded() as conn:
+            conn.exec_driver_sql("SELECT pg_sleep(2)").all()
+        assert time.monotonic() - started < 0.6
+    finally:
+        store.dispose()
+
+
 def test_2_a_read_stops_when_its_client_leaves(database_url: str) -> None:
     """The api's ``reading`` cancels the request's Cancellation on disconnect; the query stops."""
     from concurrent.futures import ThreadPoolExecutor
