@@ -45,7 +45,7 @@ def _profile_validator() -> tuple[Validator, dict[str, list[str]]]:
 def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) -> FastAPI:
     settings = settings or get_settings()
     redact.install()  # no token, assertion, secret or Authorization header in any log record
-    store = open_store(settings.database)
+    store = open_store(settings.database, statement_timeout_ms=settings.statement_timeout_ms)
     store.create_schema()
     validator, profiles_by_type = _profile_validator()
     service = FhirService(store, settings, hooks, validator if settings.validation_mode != "off" else None)
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
                 binding = SenderBinding.from_settings(
                     settings.mllp_senders, settings.mllp_tls_cert, settings.mllp_tls_key, settings.mllp_client_ca
                 )
-            mllp = MllpServer(pipeline, base, binding=binding)
+            mllp = MllpServer(pipeline, base, settings=settings, binding=binding)
             await mllp.start(settings.host, settings.mllp_port)
         # What exists now (models, definitions, routes) lives as long as the process: frozen, the
         # collector stops re-scanning it (the MLLP listener freezes again after its first group).
@@ -127,6 +127,9 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.audit = audit
     errors.install(app)
     app.router.routes.extend(auth.ROUTES)
+    from gateway.api.limits import BodyLimit  # issue 12: request bodies over max_body_bytes are a 413
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.router.routes.extend(ROUTES)
     if audit is not None:
         from gateway.api.audit import AuditMiddleware

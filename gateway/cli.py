@@ -77,6 +77,7 @@ def serve(
         from gateway.security.authn import INSECURE_WARNING
 
         console.print(f"[bold red]WARNING: {INSECURE_WARNING}[/]")
+    _create_schema(settings.database)  # once, before uvicorn forks workers (issue 12: startup race)
     console.print(
         f"[bold green]Yaolian[/] FHIR base [cyan]http://{settings.host}:{settings.port}/fhir[/] "
         f"(store: {settings.database.split('://')[0]}, workers: {settings.workers})"
@@ -89,6 +90,14 @@ def serve(
         log_level="info",
         access_log=False,
     )
+
+
+def _create_schema(database: str) -> None:
+    from gateway.store.sql import open_store
+
+    store = open_store(database)
+    store.create_schema()
+    store.dispose()
 
 
 def _load_demo(database: str) -> None:

@@ -20,6 +20,7 @@ answers with; ``gateway.api.errors`` is the one place that turns them into respo
     ├── Gone                410  the resource (or the version read) was deleted (YL-0203)
     ├── PreconditionFailed  412  If-Match names a stale version (YL-0300); a conditional create,
     │                            update or delete matched more than one resource (YL-0302)
+    ├── PayloadTooLarge     413  body over max_body_bytes (YL-0800; other limits YL-080x answer 400)
     ├── UnsupportedMedia    415  body in a format we do not read (YL-0110), PATCH not JSON Patch (YL-0601)
     ├── Unprocessable       422  structurally invalid resource (YL-0108, 0109, 0112, YL-070x) or
     │                            profile-invalid one (the validator's YL-3xxx), a JSON Patch that
@@ -58,6 +59,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotAcceptable",
     "NotFound",
+    "PayloadTooLarge",
     "PreconditionFailed",
     "TooManyRequests",
     "Unauthorized",
@@ -354,6 +356,61 @@ CODES: dict[str, Code] = _table(
         "AuditEvent records are written by the gateway alone (its audit trail); clients only search them.",
         "AuditEvent 审计记录只能由网关写入，客户端只能查询。",
     ),
+    # -- limits (issue 12): each names the setting that bounds it (docs/deployment.md "## Limits")
+    Code(
+        "YL-0800",
+        "too-costly",
+        "The request body is larger than {limit} bytes (setting {setting}).",
+        "请求体超过 {limit} 字节的上限（设置项 {setting}）。",
+    ),
+    Code(
+        "YL-0801",
+        "too-costly",
+        "The request has {count} {what}; at most {limit} are allowed (setting {setting}).",
+        "请求包含 {count} 个{what_zh}，上限为 {limit} 个（设置项 {setting}）。",
+    ),
+    Code(
+        "YL-0802",
+        "too-costly",
+        "The query ran longer than {limit} ms and was cancelled (setting {setting}); narrow it.",
+        "查询超过 {limit} 毫秒已被取消（设置项 {setting}），请缩小检索范围。",
+    ),
+    Code(
+        "YL-0803",
+        "too-costly",
+        "The MLLP frame is larger than {limit} bytes (setting {setting}).",
+        "MLLP 帧超过 {limit} 字节的上限（设置项 {setting}）。",
+    ),
+    Code(
+        "YL-0804",
+        "too-costly",
+        "{count} more findings with code {finding} were left out (at most {limit} per code; setting {setting}).",
+        "另有 {count} 条代码为 {finding} 的问题未列出（每个代码至多 {limit} 条；设置项 {setting}）。",
+    ),
+    Code(
+        "YL-0805",
+        "too-costly",
+        "Converting the message took longer than {limit} s (setting {setting}).",
+        "消息转换超过 {limit} 秒（设置项 {setting}）。",
+    ),
+    Code(
+        "YL-0806",
+        "security",
+        "Host {host} is not served here; set YAOLIAN_BASE_URL or add it to YAOLIAN_ALLOWED_HOSTS.",
+        "本服务不接受主机名 {host}；请设置 YAOLIAN_BASE_URL 或将其加入 YAOLIAN_ALLOWED_HOSTS。",
+    ),
+    Code(
+        "YL-0113",
+        "structure",
+        "{element} contains the control character {char}, which FHIR strings do not allow.",
+        "{element} 含有 FHIR 字符串不允许的控制字符 {char}。",
+    ),
+    Code(
+        "YL-0114",
+        "structure",
+        "The JSON object at {element} has the key {key!r} twice.",
+        "{element} 处的 JSON 对象中键 {key!r} 出现了两次。",
+    ),
     Code("YL-0701", "invariant", "{reason}", "{reason}"),
     # Authentication and rate limits (gateway.security; answered with WWW-Authenticate / Retry-After)
     Code(
@@ -473,3 +530,7 @@ class TooManyRequests(FhirError):
 
     status = 429
     retry_after: int = 1
+
+
+class PayloadTooLarge(FhirError):
+    status = 413

@@ -72,6 +72,27 @@ class Settings(BaseSettings):
     )
     audit_retention_days: int = Field(default=183, description="`yaolian audit prune` keeps at least this many days.")
 
+    # -- Limits (issue 12): no single message, query or connection can stall the gateway.
+    # Each is documented in docs/deployment.md "## Limits"; each refusal names its setting.
+    max_body_bytes: int = 10 * 1024 * 1024  # HTTP request body (413)
+    max_bundle_entries: int = 1000  # entries of a batch/transaction Bundle
+    max_search_params: int = 30  # search criteria per request, after de-duplication
+    max_search_values: int = 200  # values (ORs included) over all criteria of a request
+    max_includes: int = 10  # _include + _revinclude values per request
+    max_include_depth: int = 4  # rounds of _include:iterate
+    max_included: int = 1000  # resources _include/_revinclude add to one page (fan-out)
+    statement_timeout_ms: int = 10_000  # one search/history/include query (400 when over)
+    mllp_max_frame: int = 1024 * 1024  # bytes of one MLLP frame (AR when over)
+    max_findings_per_code: int = 20  # findings kept per code of one ingested message (+ a count)
+    mllp_convert_timeout: float = 10.0  # seconds to convert one message (AR when over)
+    mllp_idle_timeout: float = 60.0  # seconds a connection may stay silent or mid-frame
+    mllp_max_connections: int = 256  # open MLLP connections per listener
+    mllp_max_connections_per_address: int = 32  # open MLLP connections per sender address
+    allowed_hosts: list[str] = Field(
+        default=["localhost", "127.0.0.1", "[::1]", "testserver"],
+        description="Host headers accepted when base_url is unset (JSON list in YAOLIAN_ALLOWED_HOSTS).",
+    )
+
 
 @cache
 def get_settings() -> Settings:

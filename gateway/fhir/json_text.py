@@ -21,7 +21,37 @@ from gateway.errors import BadRequest
 
 _WS = re.compile(r"[ \t\n\r]*")
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
-_raw_decoder = json.JSONDecoder()
+MAX_NUMBER_CHARS = 100  # a JSON number longer than this is refused (issue 12: no 100,000-digit decimals)
+
+
+class _Refused(Exception):
+    """A member the scanner refuses: a key given twice in one object, an over-long number."""
+
+    def __init__(self, reason: str, key: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.key = reason, key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused("duplicate key", key)
+            seen.add(key)
+    return found
+
+
+def _bounded_number(text: str) -> str:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return text
+
+
+# The span scanner parses each member anyway: it is also where JSON that orjson would take
+# silently is refused - duplicate keys (the last would win) and numbers too long to convert.
+_raw_decoder = json.JSONDecoder(object_pairs_hook=_unique_pairs, parse_int=_bounded_number, parse_float=_bounded_number)
 
 
 class RawNumber(str):
@@ -73,13 +103,17 @@ def _skip_ws(text: str, pos: int) -> int:
     return match.end() if match else pos
 
 
-def _value_end(text: str, pos: int) -> int:
+def _value_end(text: str, pos: int, where: str = "the resource") -> int:
     try:
         _, end = _raw_decoder.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
         raise _error(text, exc.pos, exc.msg) from None
     except RecursionError:
         raise _error(text, pos, "nesting too deep") from None
+    except _Refused as exc:
+        if exc.key is not None:
+            raise BadRequest("YL-0114", element=where, key=exc.key, expression=[where]) from None
+        raise _error(text, pos, exc.reason) from None
     return end
 
 
@@ -92,6 +126,7 @@ def object_members(text: str, pos: int = 0) -> tuple[list[tuple[str, Span]], int
     members: list[tuple[str, Span]] = []
     if text.startswith("}", pos):
         return members, pos + 1
+    keys: set[str] = set()
     while True:
         if not text.startswith('"', pos):
             raise _error(text, pos, "expected a member name")
@@ -99,11 +134,14 @@ def object_members(text: str, pos: int = 0) -> tuple[list[tuple[str, Span]], int
             key, pos = _scanstring(text, pos + 1)
         except json.JSONDecodeError as exc:
             raise _error(text, exc.pos, exc.msg) from None
+        if key in keys:
+            raise BadRequest("YL-0114", element="the resource", key=key, expression=[key])
+        keys.add(key)
         pos = _skip_ws(text, pos)
         if not text.startswith(":", pos):
             raise _error(text, pos, "expected ':'")
         start = _skip_ws(text, pos + 1)
-        end = _value_end(text, start)
+        end = _value_end(text, start, key)
         members.append((key, Span(start, end)))
         pos = _skip_ws(text, end)
         if text.startswith(",", pos):
@@ -124,7 +162,7 @@ def array_items(text: str, pos: int) -> list[Span]:
     if text.startswith("]", pos):
         return items
     while True:
-        end = _value_end(text, pos)
+        end = _value_end(text, pos, f"item {len(items)}")
         items.append(Span(pos, end))
         pos = _skip_ws(text, end)
         if text.startswith(",", pos):

@@ -91,12 +91,42 @@ def convert(adapter_name: str, raw: bytes) -> tuple[dict[str, Any] | None, list[
     return (result.bundle if result.ok else None), list(result.issues)
 
 
-def _convert_safely(adapter_name: str, raw: bytes) -> tuple[dict[str, Any] | None, list[Issue]]:
-    """:func:`convert`, with a crashing mapping turned into a rejection (the message is kept)."""
+def _convert_safely(adapter_name: str, raw: bytes, per_code: int) -> tuple[dict[str, Any] | None, list[Issue]]:
+    """:func:`convert`, with a crashing mapping turned into a rejection (the message is kept),
+    its findings bounded (:func:`bound_findings`)."""
     try:
-        return convert(adapter_name, raw)
+        bundle, issues = convert(adapter_name, raw)
     except Exception as exc:
         return None, [issue("YL-0207", reason=f"{type(exc).__name__}: {exc}")]
+    return bundle, bound_findings(issues, per_code)
+
+
+def bound_findings(issues: list[Issue], per_code: int) -> list[Issue]:
+    """The first ``per_code`` findings of each code and, for each code with more, one finding
+    saying how many were left out (setting ``max_findings_per_code``; issue 12: a message of a
+    million unused fields made a 375 MB OperationOutcome). Order is kept."""
+    counts: dict[str, int] = {}
+    severity: dict[str, str] = {}
+    kept: list[Issue] = []
+    for found in issues:
+        key = found.error_code or found.code or "-"
+        counts[key] = counts.get(key, 0) + 1
+        if counts[key] <= per_code:
+            kept.append(found)
+            severity[key] = found.severity
+    for key, count in counts.items():
+        if count > per_code:
+            kept.append(
+                issue(
+                    "YL-0804",
+                    severity=severity[key],  # as the findings it counts (an ACK leaves out information)
+                    count=count - per_code,
+                    finding=key,
+                    limit=per_code,
+                    setting="max_findings_per_code",
+                )
+            )
+    return kept
 
 
 class IngestPipeline:
@@ -109,6 +139,7 @@ class IngestPipeline:
         self.journal = journal
         #: the audit trail: one record per message, in the message's savepoint (None: off)
         self.audit: AuditTrail | None = None
+        self.per_code = service.settings.max_findings_per_code
 
     def ingest(
         self, adapter_name: str, raw: bytes, *, channel: str, ctx: RequestContext, reply: ReplyBuilder | None = None
@@ -128,7 +159,7 @@ class IngestPipeline:
         ``ctx``, the Bundle's write prepared (:meth:`gateway.service.write_path.WritePath.prepare`).
         The MLLP listener runs it as each message arrives, so this work overlaps the group being
         written, in this process or in another worker."""
-        bundle, issues = _convert_safely(adapter_name, raw)
+        bundle, issues = _convert_safely(adapter_name, raw, self.per_code)
         write = self._prepare_write(bundle, ctx) if bundle is not None and ctx is not None else None
         return Prepared(raw, message_id(get_adapter(adapter_name), raw), bundle, issues, write, ctx)
 
@@ -225,7 +256,7 @@ class IngestPipeline:
                     result.response = self.service.writes.apply(write, tx)
                 except FhirError as exc:
                     savepoint.rollback()
-                    result = IngestResult(REJECTED, [*issues, *exc.issues])
+                    result = IngestResult(REJECTED, bound_findings([*issues, *exc.issues], self.per_code))
                 else:
                     result.status = ACCEPTED
             if reply is not None:
@@ -264,7 +295,7 @@ class IngestPipeline:
         previous: JournalEntry | None,
     ) -> IngestResult:
         """Convert, store and journal; exactly one commit makes message, outcome and resources durable."""
-        bundle, issues = _convert_safely(adapter_name, raw)
+        bundle, issues = _convert_safely(adapter_name, raw, self.per_code)
         write = self._prepare_write(bundle, ctx) if bundle is not None else None
         fields = MessageFields(adapter=adapter_name, channel=channel, control_id=control_id, raw=raw, previous=previous)
         try:

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gateway.search.parameters import SearchParam, parameters_for
-from gateway.search.values import ValueFormatError, date_range, normalise_string
+from gateway.search.values import ValueFormatError, date_range, index_decimal, normalise_string
 
 _REF_RE = re.compile(
     r"^(?:(?P<base>https?://.+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
@@ -68,9 +68,10 @@ def _as_decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except InvalidOperation:
         return None
+    return index_decimal(number) if number.is_finite() else None
 
 
 def _token_rows(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:

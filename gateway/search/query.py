@@ -7,6 +7,7 @@ parameters are errors under ``Prefer: handling=strict`` and reported back as ign
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from gateway.errors import BadRequest, Issue, issue
@@ -189,6 +190,44 @@ def _include(value: str, iterate: bool, rev: bool, resource_type: str) -> Includ
     return IncludeSpec(source, param, target, iterate)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+@dataclass(frozen=True)
+class SearchLimits:
+    """What one request may ask for (settings ``max_search_params``, ``max_search_values``,
+    ``max_includes``; issue 12). Counted after identical ``name=value`` pairs are merged."""
+
+    params: int = 30
+    values: int = 200
+    includes: int = 10
+
+
+def _over(count: int, limit: int, what: str, what_zh: str, setting: str) -> BadRequest:
+    return BadRequest("YL-0801", count=count, what=what, what_zh=what_zh, limit=limit, setting=setting)
+
+
+def check_limits(params: list[tuple[str, str]], limits: SearchLimits) -> list[tuple[str, str]]:
+    """``params`` without repeats of an identical pair, or a 400 naming the limit it breaks
+    (before any value is parsed: the check costs one pass over the query string)."""
+    unique = list(dict.fromkeys(params))
+    for key, value in unique:
+        if _CONTROL.search(key) or _CONTROL.search(value):  # PostgreSQL text cannot hold a NUL
+            found = _CONTROL.search(key + value)
+            assert found is not None
+            raise BadRequest("YL-0113", element=f"search parameter {key[:64]!r}", char=f"U+{ord(found.group()):04X}")
+    criteria = [(k, v) for k, v in unique if v != "" and k.split(":", 1)[0] not in RESULT_PARAMS]
+    if len(criteria) > limits.params:
+        raise _over(len(criteria), limits.params, "search parameters", "检索参数", "max_search_params")
+    values = sum(v.count(",") + 1 for _, v in criteria)
+    if values > limits.values:
+        raise _over(values, limits.values, "search values", "检索值", "max_search_values")
+    includes = sum(v.count(",") + 1 for k, v in unique if k.split(":", 1)[0] in ("_include", "_revinclude"))
+    if includes > limits.includes:
+        raise _over(includes, limits.includes, "_include/_revinclude values", "_include/_revinclude 值", "max_includes")
+    return unique
+
+
 def parse_search(
     resource_type: str,
     params: list[tuple[str, str]],
@@ -196,9 +235,10 @@ def parse_search(
     strict: bool,
     default_count: int,
     max_count: int,
+    limits: SearchLimits = SearchLimits(),  # frozen: sharing the default is safe
 ) -> SearchQuery:
     query = SearchQuery(resource_type, count=default_count)
-    for key, value in params:
+    for key, value in check_limits(params, limits):
         base = key.split(":", 1)[0]
         if base in RESULT_PARAMS:
             _result_param(query, key, value, max_count)
@@ -241,6 +281,8 @@ def _result_param(query: SearchQuery, key: str, value: str, max_count: int) -> N
             param = _param(query.resource_type, name)
             if param is None or param.type in ("composite",):
                 raise BadRequest("YL-0403", key=raw)
+            if any(key.param.code == param.code for key in query.sort):
+                continue  # a key already sorted on decides nothing more (issue 12: each costs a subquery)
             query.sort.append(SortKey(param, descending))
     elif base in ("_include", "_revinclude"):
         iterate = modifier in ("iterate", "recurse")

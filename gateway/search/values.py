@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 DATE_RE = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
@@ -127,8 +127,29 @@ def number_range(text: str) -> tuple[Decimal, Decimal, Decimal]:
         raise ValueFormatError(f"not a finite number: {text!r}")
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)
-    half = Decimal(5).scaleb(exponent - 1)
-    return value, value - half, value + half
+    half = Decimal(5).scaleb(max(exponent, -INDEX_SCALE) - 1)
+    return index_decimal(value), index_decimal(value - half), index_decimal(value + half)
+
+
+# The number and quantity index columns hold NUMERIC(38, 12): |x| < 10^26, 12 decimals.
+INDEX_SCALE = 12
+_WIDE = Context(prec=80)
+INDEX_MAX = _WIDE.subtract(Decimal("1e26"), Decimal("1e-12"))
+_INDEX_MIN = INDEX_MAX.copy_negate()  # unary minus would round to the default 28 digits
+
+
+def index_decimal(value: Decimal) -> Decimal:
+    """``value`` as the index can hold it (issue 12: a Quantity of 1e30 was a 500 on PostgreSQL,
+    a search for 1e-99999 too): saturated at +/-(10^26 - 10^-12), decimals past the 13th
+    dropped. The resource keeps the client's exact text; only its index row saturates."""
+    if value > INDEX_MAX:
+        return INDEX_MAX
+    if value < _INDEX_MIN:
+        return _INDEX_MIN
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -INDEX_SCALE - 1:
+        return value.quantize(Decimal(1).scaleb(-INDEX_SCALE - 1), context=_WIDE)
+    return value
 
 
 def split_token(text: str) -> tuple[str | None, str | None]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -12,7 +13,7 @@ import orjson
 
 from gateway.errors import BadRequest, Gone, NotFound, operation_outcome
 from gateway.hooks import Hidden, HistoryPage, Hooks, Pointcut, RequestContext, SearchResults
-from gateway.search.query import SearchQuery, _int, parse_search
+from gateway.search.query import SearchLimits, SearchQuery, _int, parse_search
 from gateway.search.values import ValueFormatError, date_range
 from gateway.service.bundles import Entry, render_bundle
 from gateway.service.ports import Validator
@@ -20,11 +21,12 @@ from gateway.service.projection import project
 from gateway.service.searching import page_links, run_includes
 from gateway.service.transactions import BundleProcessor
 from gateway.service.write_path import WritePath
-from gateway.service.writes import Writer, require_type
+from gateway.service.writes import Writer, require_id, require_type
 from gateway.settings import Settings
-from gateway.store.base import Store, StoredResource, StoreTransaction
+from gateway.store.base import Cancellation, QueryTimeout, Store, StoredResource, StoreTransaction, cancellable
 
 T = TypeVar("T")
+__all__ = ["Cancellation", "FhirService", "cancellable"]  # the api cancels reads through the service
 
 
 @dataclass
@@ -35,6 +37,15 @@ class _Page:
     returned: int  # ids the store gave for the page (hooks may show fewer)
     more: bool | None  # keyset paging: whether a next page exists
     last: str | None  # keyset paging: the id the next page starts after
+
+
+@contextmanager
+def _within_time() -> Iterator[None]:
+    """A read the store cancelled at ``statement_timeout_ms`` is the client's 400 (issue 12)."""
+    try:
+        yield
+    except QueryTimeout as exc:
+        raise BadRequest("YL-0802", limit=exc.limit_ms, setting="statement_timeout_ms") from None
 
 
 class FhirService:
@@ -54,6 +65,7 @@ class FhirService:
         self.hooks = hooks or Hooks()
         self.writer = Writer(self.hooks, settings.validation_mode, validator)
         self.writes = WritePath(store, stage=stage_writes)
+        self.search_limits = SearchLimits(settings.max_search_params, settings.max_search_values, settings.max_includes)
 
     def within(self, tx: StoreTransaction) -> FhirService:
         """This service reading inside ``tx`` (a GET entry of a transaction sees its writes)."""
@@ -66,6 +78,7 @@ class FhirService:
     # (gateway/hooks.py); nothing in gateway/api reads ``self.store`` (tests/api/test_read_hooks.py).
     def read(self, resource_type: str, resource_id: str, ctx: RequestContext) -> StoredResource:
         require_type(resource_type)
+        require_id(resource_type, resource_id)
         stored = self._shown(self.store.read(resource_type, resource_id), ctx)
         if stored is None:
             raise NotFound("YL-0201", type=resource_type, id=resource_id)
@@ -73,9 +86,13 @@ class FhirService:
             raise Gone("YL-0203", type=resource_type, id=resource_id, vid=stored.version)
         return stored
 
+    @_within_time()
     def vread(self, resource_type: str, resource_id: str, version: str, ctx: RequestContext) -> StoredResource:
         require_type(resource_type)
-        found = self.store.vread(resource_type, resource_id, int(version)) if version.isdigit() else None
+        require_id(resource_type, resource_id)
+        # a version the store's integer column cannot hold is simply not there (no 500)
+        number = int(version) if version.isascii() and version.isdigit() and len(version) <= 10 else -1
+        found = self.store.vread(resource_type, resource_id, number) if 0 < number < 2**31 else None
         stored = self._shown(found, ctx)
         if stored is None:
             raise NotFound("YL-0202", type=resource_type, id=resource_id, vid=version)
@@ -106,6 +123,7 @@ class FhirService:
             return None
         return stored
 
+    @_within_time()
     def history(
         self,
         resource_type: str | None,
@@ -115,6 +133,8 @@ class FhirService:
     ) -> bytes:
         if resource_type:
             require_type(resource_type)
+        if resource_type and resource_id:
+            require_id(resource_type, resource_id)
         values = dict(params)
         count = _int(
             "_count",
@@ -188,8 +208,10 @@ class FhirService:
             strict=strict,
             default_count=self.settings.default_count,
             max_count=self.settings.max_count,
+            limits=self.search_limits,
         )
 
+    @_within_time()
     def search(self, resource_type: str, params: list[tuple[str, str]], ctx: RequestContext) -> bytes:
         query = self.parse_query(resource_type, params, ctx)
         page = self._matches(query, ctx)
@@ -212,6 +234,7 @@ class FhirService:
         links = page_links(base, resource_type, params, query, total, page.returned, more=page.more, last_id=page.last)
         return render_bundle("searchset", entries, total=total, links=links)
 
+    @_within_time()
     def find(self, resource_type: str, params: list[tuple[str, str]], ctx: RequestContext) -> list[StoredResource]:
         """The matches of the first page of a search, as resources (no includes): for code that
         searches to work on what it finds (``$hl7v2``), through the same hook points."""
@@ -260,15 +283,16 @@ class FhirService:
         BEFORE_SEARCH_RESPONSE before anything is included (or followed) from it."""
         if not (query.includes or query.revincludes) or not matches:
             return []
+        depth, most = self.settings.max_include_depth, self.settings.max_included
         if Pointcut.BEFORE_SEARCH_RESPONSE not in self.hooks:
-            return run_includes(self.store, query, matches)
+            return run_includes(self.store, query, matches, rounds=depth, most=most)
 
         def screen(found: list[StoredResource]) -> list[StoredResource]:
             results = SearchResults(query, [], found, total)
             self.hooks.run(Pointcut.BEFORE_SEARCH_RESPONSE, ctx, results)
             return results.included
 
-        return run_includes(self.store, query, matches, screen)
+        return run_includes(self.store, query, matches, screen, rounds=depth, most=most)
 
     # -- bundles -----------------------------------------------------------------------
     def write_entry(self, stored: StoredResource, status: str, ctx: RequestContext) -> Entry:

@@ -24,6 +24,9 @@ def run_includes(
     query: SearchQuery,
     matches: list[StoredResource],
     screen: Callable[[list[StoredResource]], list[StoredResource]] | None = None,
+    *,
+    rounds: int = MAX_INCLUDE_ROUNDS,
+    most: int = MAX_INCLUDED,
 ) -> list[StoredResource]:
     """The resources ``_include``/``_revinclude`` add to ``matches``, round by round
     (``:iterate`` follows from the last round). ``screen`` keeps what the caller may see of each
@@ -31,7 +34,7 @@ def run_includes(
     seen = {(m.res_type, m.res_id) for m in matches}
     included: list[StoredResource] = []
     frontier = list(matches)
-    for round_number in range(MAX_INCLUDE_ROUNDS):
+    for round_number in range(rounds):  # settings max_include_depth, max_included
         found: list[tuple[str, str]] = []
         for spec in query.includes:
             if round_number > 0 and not spec.iterate:
@@ -55,13 +58,13 @@ def run_includes(
         new_keys = [k for k in dict.fromkeys(found) if k not in seen]
         if not new_keys:
             break
-        fetched = [r for r in store.read_many(new_keys[: MAX_INCLUDED - len(included)]) if not r.deleted]
+        fetched = [r for r in store.read_many(new_keys[: most - len(included)]) if not r.deleted]
         if screen is not None and fetched:
             fetched = screen(fetched)
         seen.update(new_keys)
         included.extend(fetched)
         frontier = fetched
-        if len(included) >= MAX_INCLUDED:
+        if len(included) >= most:
             break
     return included
 

@@ -25,6 +25,7 @@ from gateway.search.query import parse_search
 from gateway.service.bundles import Entry, render_bundle
 from gateway.service.write_path import WritePath, new_resource_id
 from gateway.service.writes import Writer
+from gateway.settings import Settings
 from gateway.store.base import StoredResource, StoreTransaction
 
 T = TypeVar("T")
@@ -126,6 +127,7 @@ class BundleService(Protocol):
 
     writer: Writer
     writes: WritePath
+    settings: Settings  # max_bundle_entries
 
     def write(self, ctx: RequestContext, action: Callable[[StoreTransaction], T]) -> T: ...
 
@@ -146,6 +148,17 @@ class BundleProcessor:
         """Run a batch or transaction Bundle; with ``tx`` a transaction Bundle is work inside
         the caller's transaction (the caller commits and calls after_commit)."""
         bundle_type, entries = bundle_entries(raw) if isinstance(raw, dict) else parse_entries(raw)
+        limit = self.service.settings.max_bundle_entries
+        if len(entries) > limit:  # issue 12: one Bundle must not hold the writer for long
+            raise BadRequest(
+                "YL-0801",
+                count=len(entries),
+                what="Bundle entries",
+                what_zh="Bundle 条目",
+                limit=limit,
+                setting="max_bundle_entries",
+                expression=["Bundle.entry"],
+            )
         if bundle_type == "transaction":
             if tx is not None:
                 return self._transaction(entries, ctx, tx)

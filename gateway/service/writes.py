@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
+
 from gateway.clock import now_instant
 from gateway.errors import (
     BadRequest,
@@ -32,7 +34,7 @@ from gateway.fhir.registry import is_supported
 from gateway.fhir.structure import json_form_issues
 from gateway.hooks import Hooks, Pointcut, RequestContext
 from gateway.search.extract import IndexRows, extract
-from gateway.search.query import RESULT_PARAMS, Criterion, SearchQuery, parse_search
+from gateway.search.query import Criterion, SearchQuery, parse_search
 from gateway.search.values import split_token
 from gateway.service.ports import OwnerTag, Validator
 from gateway.service.write_path import new_resource_id, remembered_findings
@@ -53,9 +55,53 @@ class WriteResult:
     changed: bool = True
 
 
+# A JSON-escaped control character other than tab, LF and CR, at the start of an escape (an
+# even run of backslashes before it): what FHIR strings may not hold (and XML cannot carry).
+_CONTROL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\(?:u00[01][0-9a-f]|[bf])")
+_CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def refuse_control_characters(data: dict[str, Any]) -> None:
+    """422 YL-0113 when a string or key holds U+0000-U+001F other than tab, LF, CR - from
+    any channel (REST, Bundles, adapters), the same on both backends (issue 12). One
+    ``orjson.dumps`` to look; the walk that names the place runs only when something is found."""
+    try:
+        text = orjson.dumps(data)
+    except TypeError:  # orjson's recursion limit: no FHIR resource nests 255 levels deep
+        raise Unprocessable(
+            "YL-0700", reason="the resource nests deeper than 254 levels", expression=[str(data.get("resourceType"))]
+        ) from None
+    if not _CONTROL_ESCAPE.search(text):
+        return
+    where, char = _find_control(data, str(data.get("resourceType") or "Resource"))
+    raise Unprocessable("YL-0113", element=where, char=f"U+{ord(char):04X}", expression=[where])
+
+
+def _find_control(node: Any, path: str) -> tuple[str, str]:
+    if isinstance(node, str):
+        found = _CONTROL_CHAR.search(node)
+        return (path, found.group()) if found else ("", "")
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if isinstance(key, str) and (found := _CONTROL_CHAR.search(key)):
+            return path, found.group()
+        inner = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
+        where, char = _find_control(value, inner)
+        if char:
+            return where, char
+    return "", ""
+
+
 def require_type(resource_type: str) -> None:
     if not is_supported(resource_type):
         raise NotFound("YL-0200", type=resource_type)
+
+
+def require_id(resource_type: str, resource_id: str) -> None:
+    """An id no resource can have (a NUL, 65 characters…) names nothing: 404, before the
+    store sees it (PostgreSQL refuses a NUL in text; issue 12)."""
+    if not ID_RE.fullmatch(resource_id):
+        raise NotFound("YL-0201", type=resource_type, id=resource_id[:64].encode("unicode_escape").decode())
 
 
 def parse_etag(value: str) -> int:
@@ -113,6 +159,7 @@ class Writer:
 
     def _validate(self, data: dict[str, Any]) -> list[Issue]:
         """Structure always (a malformed resource is never stored); profiles per the mode."""
+        refuse_control_characters(data)
         validator = self.validator
         check = validator if validator is not None and self.validation_mode != "off" else structure_issues
         issues = remembered_findings(data, check)
@@ -194,8 +241,10 @@ class Writer:
                 reason="a conditional interaction needs search criteria",
             )
         query = parse_search(resource_type, params, strict=True, default_count=2, max_count=2)
-        # one lock per meaning, not per spelling: decoded, without result parameters, in order
-        meaning = sorted((k, v) for k, v in params if k.split(":", 1)[0] not in RESULT_PARAMS)
+        # One lock per meaning, not per spelling (issue 12): built from the parsed criteria -
+        # each a parameter with its modifier or chain and its set of OR values - as a set, so a
+        # repeated criterion, a repeated OR value, an escape or the order change nothing.
+        meaning = sorted({(c.name, tuple(sorted(set(c.values)))) for c in query.criteria})
         tx.lock(f"{resource_type}?{meaning}")
         if Pointcut.BEFORE_SEARCH in self.hooks:
             self.hooks.run(Pointcut.BEFORE_SEARCH, ctx, query)
@@ -298,6 +347,7 @@ class Writer:
         if_match: str | None = None,
     ) -> WriteResult:
         require_type(resource_type)
+        require_id(resource_type, resource_id)
         existing = tx.current(resource_type, resource_id)
         if existing is None:
             raise NotFound("YL-0201", type=resource_type, id=resource_id)
@@ -333,6 +383,7 @@ class Writer:
         if_match: str | None = None,
     ) -> StoredResource | None:
         require_type(resource_type)
+        require_id(resource_type, resource_id)
         existing = tx.current(resource_type, resource_id)
         if if_match is not None:  # version-aware delete: never remove a version the client has not seen
             current = existing.version if existing and not existing.deleted else 0

@@ -13,8 +13,10 @@ acknowledged before it is durable and no event is lost or invented.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -46,6 +48,62 @@ class SearchPage:
 
 class VersionConflict(Exception):
     """The row changed between read and write (If-Match race or concurrent create)."""
+
+
+class QueryTimeout(Exception):
+    """A read ran past the store's statement timeout and was cancelled (setting
+    ``statement_timeout_ms``; issue 12). The service answers it 400 (YL-0802)."""
+
+    def __init__(self, limit_ms: int) -> None:
+        super().__init__(f"query cancelled after {limit_ms} ms")
+        self.limit_ms = limit_ms
+
+
+class Cancellation:
+    """The reads of one request, cancellable from another thread when its client leaves
+    (issue 12): each bounded read registers how to interrupt its database connection
+    (psycopg's ``cancel``, sqlite3's ``interrupt``) while it runs; :meth:`cancel` interrupts
+    what runs and refuses what would start (both raise :class:`QueryTimeout`). A ``deadline``
+    makes the statement timeout one budget for all the reads of the request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, Callable[[], object]] = {}
+        self.cancelled = False
+        self.deadline: float | None = None  # time.monotonic() by which all its reads must end
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            running = list(self._running.values())
+        for interrupt in running:
+            interrupt()
+
+    @contextmanager
+    def running(self, interrupt: Callable[[], object]) -> Iterator[None]:
+        key = id(interrupt)
+        with self._lock:
+            if self.cancelled:
+                raise QueryTimeout(0)
+            self._running[key] = interrupt
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+
+
+READS: ContextVar[Cancellation | None] = ContextVar("yaolian_reads", default=None)
+
+
+@contextmanager
+def cancellable(token: Cancellation) -> Iterator[Cancellation]:
+    """Reads started (or handed to threads) inside this block can be cancelled by ``token``."""
+    reset = READS.set(token)
+    try:
+        yield token
+    finally:
+        READS.reset(reset)
 
 
 class DuplicateMessage(Exception):

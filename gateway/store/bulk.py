@@ -111,13 +111,25 @@ def bulk_load(store: SqlStore, items: Iterable[RawResource], *, batch: int = 100
                 with store.transaction() as tx:
                     _insert(tx.conn, prepared)
                 count += len(prepared.resources)
-        return count
-    for chunk in chunks:
-        prepared = prepare(chunk)
-        with store.transaction() as tx:
-            _insert(tx.conn, prepared)
-        count += len(prepared.resources)
+    else:
+        for chunk in chunks:
+            prepared = prepare(chunk)
+            with store.transaction() as tx:
+                _insert(tx.conn, prepared)
+            count += len(prepared.resources)
+    _analyze(store)
     return count
+
+
+def _analyze(store: SqlStore) -> None:
+    """Statistics for the planner at once: before autovacuum's first ANALYZE, PostgreSQL
+    planned searches on freshly loaded tables badly enough to reach the statement timeout
+    (issue 12). The gateway's own tables only (never the whole database)."""
+    if store.dialect != "postgresql":
+        return
+    with store.engine.connect() as conn:
+        names = ", ".join(table.name for table in (resources, *INDEX_TABLES.values()))
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"ANALYZE {names}")
 
 
 __all__ = ["PreparedBatch", "bulk_load", "prepare"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
@@ -34,6 +35,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from gateway.clock import now_instant
@@ -41,14 +43,17 @@ from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
 from gateway.store import sql_audit, sql_clients, sql_journal
 from gateway.store.base import (
+    READS,
     AuditAnchor,
     AuditCriteria,
     AuditRecord,
     AuditRow,
+    Cancellation,
     ChangeEvent,
     ClientRecord,
     DuplicateMessage,
     JournalEntry,
+    QueryTimeout,
     SearchPage,
     StoredResource,
     StoreTransaction,
@@ -324,12 +329,64 @@ class SqlTransaction:
 
 class SqlStore:
     dialect = "generic"
+    statement_timeout_ms = 0  # reads outside a write transaction stop after this long (0: never)
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        """Create what is missing, safely when several processes start at once (issue 12: two
+        workers on an empty database): one at a time, under the write lock (SQLite's
+        ``BEGIN IMMEDIATE`` and writer lock; a transaction advisory lock on PostgreSQL, whose
+        DDL is transactional, so the second sees the tables the first committed)."""
+        with self.write_connection() as conn, conn.begin():
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7231912)")
+            metadata.create_all(conn)
+
+    @contextmanager
+    def bounded(self) -> Iterator[Connection]:
+        """A connection in a transaction of its own whose statements are cancelled after
+        :attr:`statement_timeout_ms`, or when the request's :class:`Cancellation` (its client
+        left) says so - raising :class:`QueryTimeout`: PostgreSQL's ``SET LOCAL
+        statement_timeout`` and ``cancel``, SQLite's progress handler with a deadline and
+        ``interrupt``. Every read of search, history, ``_include`` and the journal runs on one."""
+        limit = self.statement_timeout_ms
+        token = READS.get()
+        deadline = _deadline(limit, token)
+        with self.engine.connect() as conn, conn.begin():
+            driver: Any = conn.connection.driver_connection
+            postgres = self.dialect == "postgresql"
+            if deadline is not None:
+                conn.info["yaolian_deadline"] = deadline
+                if postgres:
+                    self.renew(conn)
+                else:
+                    driver.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            watched = token.running(driver.cancel if postgres else driver.interrupt) if token else nullcontext()
+            try:
+                with watched:
+                    yield conn
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "57014" or "interrupted" in str(exc.orig):
+                    raise QueryTimeout(limit) from None  # query_canceled / SQLITE_INTERRUPT
+                raise
+            finally:
+                conn.info.pop("yaolian_deadline", None)
+                if not postgres and deadline is not None:
+                    driver.set_progress_handler(None, 0)
+
+    def renew(self, conn: Connection) -> None:
+        """Before the next statement of a :meth:`bounded` block: what is left of its time (the
+        whole block, page and count alike, stays within the limit). SQLite's progress handler
+        already counts down the block's deadline."""
+        deadline = conn.info.get("yaolian_deadline")
+        if deadline is None or self.dialect != "postgresql":
+            return
+        left = int((deadline - time.monotonic()) * 1000)
+        if left <= 0:
+            raise QueryTimeout(self.statement_timeout_ms)
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {left}")
 
     @contextmanager
     def staging(self) -> Iterator[StagedTransaction]:
@@ -388,13 +445,13 @@ class SqlStore:
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
         """The connection reads run on (a transaction's own, for :meth:`SqlTransaction.reader`)."""
-        with self.engine.connect() as conn:
+        with self.bounded() as conn:
             yield conn
 
     @contextmanager
     def _snapshot(self) -> Iterator[Connection]:
         """Several reads that must agree (a page and its total) in one transaction."""
-        with self.engine.connect() as conn, conn.begin():
+        with self.bounded() as conn:
             yield conn
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
@@ -486,6 +543,7 @@ class SqlStore:
             clauses.extend([h.last_updated <= at[1], ~replaced_before])
         with self._reading() as conn:
             total = conn.execute(select(func.count()).select_from(resource_history).where(*clauses)).scalar_one()
+            self.renew(conn)
             rows = conn.execute(
                 select(h.res_type, h.res_id, h.version, h.last_updated, h.deleted, h.body, h.method)
                 .where(*clauses)
@@ -515,6 +573,7 @@ class SqlStore:
                 if offset == 0 and query.after is None and len(ids) < count:
                     number = len(ids)
                 else:
+                    self.renew(conn)
                     number = int(conn.execute(count_select(query, base_url)).scalar_one())
         return SearchPage(ids, number)
 
@@ -697,7 +756,7 @@ class WriterLock:
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         if path is not None and fcntl is not None:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def __enter__(self) -> None:
         self._thread_lock.acquire()
@@ -731,7 +790,10 @@ class SqliteStore(SqlStore):
     def from_url(cls, url: str) -> SqliteStore:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # owner-only (issue 12): a new data folder 0700, a new database 0600 - SQLite gives
+            # its -wal and -shm files the database's mode
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         # A pool as large as the thread pool (40): a smaller one reconnected under load and
         # re-ran the PRAGMAs on every new connection.
         pool_args: dict[str, Any] = {"pool_size": 20, "max_overflow": 20} if path else {"poolclass": NullPool}
@@ -777,10 +839,27 @@ class PostgresStore(SqlStore):
         return cls(engine)
 
 
-def open_store(url: str) -> SqlStore:
-    """A store for a database URL: ``sqlite:///path`` or ``postgresql://…``."""
+def _deadline(limit_ms: int, token: Cancellation | None) -> float | None:
+    """When a bounded read must end: its statement timeout, or sooner what is left of its
+    request's (``Cancellation.deadline``: one budget for all the reads of a search)."""
+    now = time.monotonic()
+    ends = [now + limit_ms / 1000] if limit_ms > 0 else []
+    if token is not None and token.deadline is not None:
+        if token.deadline <= now:
+            raise QueryTimeout(limit_ms)
+        ends.append(token.deadline)
+    return min(ends) if ends else None
+
+
+def open_store(url: str, *, statement_timeout_ms: int = 0) -> SqlStore:
+    """A store for a database URL: ``sqlite:///path`` or ``postgresql://…``; reads outside
+    write transactions stop after ``statement_timeout_ms`` (0: never)."""
+    store: SqlStore
     if url.startswith("sqlite"):
-        return SqliteStore.from_url(url)
-    if url.startswith("postgres"):
-        return PostgresStore.from_url(url)
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://HOST/DB")
+        store = SqliteStore.from_url(url)
+    elif url.startswith("postgres"):
+        store = PostgresStore.from_url(url)
+    else:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://HOST/DB")
+    store.statement_timeout_ms = statement_timeout_ms
+    return store

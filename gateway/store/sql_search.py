@@ -345,12 +345,16 @@ def _sort_expression(key: SortKey, resource_type: str) -> Any:
     else:
         column = table.c[_SORT_COLUMN[param.type]]
     agg = func.max(column) if key.descending else func.min(column)
+    # One lookup per row, by its owner: ``param || ''`` keeps the planner off the
+    # (res_type, param, ...) lookup index, which SQLite without statistics chose here and then
+    # scanned all of that parameter's rows for every row (issue 12: 20,000 patients sorted ran
+    # past the statement timeout; 0.1 s with the owner index).
     return (
         select(agg)
         .where(
             table.c.res_type == resource_type,
             table.c.res_id == resources.c.res_id,
-            table.c.param == param.code,
+            table.c.param.concat("") == param.code,
         )
         .scalar_subquery()
     )

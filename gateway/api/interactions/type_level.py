@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.context import context, in_thread, service
+from gateway.api.context import context, in_thread, reading, service
 from gateway.api.formats import parse_resource, request_format
 from gateway.api.responses import fhir_response, written_response
 from gateway.errors import BadRequest
@@ -33,7 +33,7 @@ async def search(request: Request) -> Response:
     rtype = request.path_params["type"]
     ctx = context(request, "search-type", rtype)
     params = list(request.query_params.multi_items())
-    body = await in_thread(service(request).search, rtype, params, ctx)
+    body = await reading(request, service(request).search, rtype, params, ctx)
     return fhir_response(request, body)
 
 
@@ -50,7 +50,7 @@ async def search_post(request: Request) -> Response:
         )
     form = parse_qsl((await request.body()).decode(), keep_blank_values=True)
     params = list(request.query_params.multi_items()) + form
-    body = await in_thread(service(request).search, rtype, params, ctx)
+    body = await reading(request, service(request).search, rtype, params, ctx)
     return fhir_response(request, body)
 
 
