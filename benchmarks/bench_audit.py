@@ -48,6 +48,32 @@ def audit_rows(url: str) -> int:
         store.dispose()
 
 
+def insurance_client(url: str) -> tuple[str, str]:
+    """An insurance client (reads every member's prescriptions: the policy's checks run on each
+    result, none of its restrictions empties them), registered in the benchmark database."""
+    from gateway.principal import Role
+    from gateway.security.clients import register
+    from gateway.store.sql import open_store
+
+    store = open_store(url)
+    try:
+        store.create_schema()
+        done = register(store, "bench insurance", Role.INSURANCE, secret=True)
+    finally:
+        store.dispose()
+    assert done.secret is not None
+    return done.client.client_id, done.secret
+
+
+def bearer(url: str, client: tuple[str, str]) -> str:
+    import httpx
+
+    base = url.split("/fhir")[0]
+    answer = httpx.post(f"{base}/auth/token", data={"grant_type": "client_credentials"}, auth=client, timeout=10)
+    answer.raise_for_status()
+    return f"Bearer {answer.json()['access_token']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20_000, help="synthetic MedicationRequests (default 20000)")
@@ -65,6 +91,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases (for --reuse)")
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for both servers")
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="'on' is the production setting - a bearer token, access policy and audit - and 'off' is "
+        "--insecure-dev with audit off (issue 11's comparison); the per-client rate limit is lifted",
+    )
     parser.add_argument("--output", help="markdown file (default benchmarks/results/audit-<date>.md)")
     args = parser.parse_args()
     args.scale = 1
@@ -96,7 +128,14 @@ def main() -> None:
             for _ in range(args.rounds):
                 for mode in ("off", "on"):
                     os.environ["YAOLIAN_AUDIT"] = "true" if mode == "on" else "false"
-                    with bench_rest.server("gateway", db, args, paths["read"][0]) as (url, _pid):
+                    client = None
+                    if args.secure:
+                        os.environ["YAOLIAN_INSECURE_DEV"] = "false" if mode == "on" else "true"
+                        os.environ["YAOLIAN_RATE_LIMIT_PER_SECOND"] = "1000000"
+                        os.environ["YAOLIAN_RATE_LIMIT_BURST"] = "1000000"
+                        client = insurance_client(db.gateway_url) if mode == "on" else None
+                    with bench_rest.server("gateway", db, args, paths["read"][0], client) as (url, _pid):
+                        os.environ["BENCH_AUTHORIZATION"] = bearer(url, client) if args.secure and client else ""
                         for scenario in scenarios:
                             bench_rest.run_load(url, paths[scenario], None, args.warmup, args.connections, tool)
                             m = bench_rest.run_load(url, paths[scenario], None, args.duration, args.connections, tool)
@@ -109,7 +148,8 @@ def main() -> None:
                             )
             recorded[backend] = audit_rows(db.gateway_url) - before
         finally:
-            os.environ.pop("YAOLIAN_AUDIT", None)
+            for name in ("YAOLIAN_AUDIT", "YAOLIAN_INSECURE_DEV", "BENCH_AUTHORIZATION"):
+                os.environ.pop(name, None)
             bench_rest.drop(db, args)
 
     lines = [

@@ -230,7 +230,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(target: str, db: Database, args: argparse.Namespace, probe: str) -> Iterator[tuple[str, int]]:
+def server(
+    target: str, db: Database, args: argparse.Namespace, probe: str, client: tuple[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """``client`` (id, secret): the gateway runs with access control on (its caller fetches a
+    token for the client); without one it runs as the servers it is compared with do."""
     app, app_dir, base = TARGETS[target]
     port = _free_port()
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
@@ -239,7 +243,9 @@ def server(target: str, db: Database, args: argparse.Namespace, probe: str) -> I
         cmd += ["--app-dir", str(app_dir)]
     # No tokens: the servers compared here run without authentication too (docs/security.md).
     env = {**os.environ, "YAOLIAN_DATABASE": db.gateway_url, **db.bench_env, "PYTHONWARNINGS": "ignore"}
-    env["YAOLIAN_INSECURE_DEV"] = "1"
+    env["YAOLIAN_INSECURE_DEV"] = "0" if client is not None else "1"
+    if client is not None:
+        probe = "/metadata"  # public: the probe carries no token
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -286,13 +292,17 @@ if body_file and body_file ~= "" then
   local f = io.open(body_file, "rb"); body = f:read("*a"); f:close()
 end
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+local auth = os.getenv("BENCH_AUTHORIZATION")
 request = function()
   local p = paths[math.random(#paths)]
   if body then
     local headers = {["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json"}
+    if auth and auth ~= "" then headers["Authorization"] = auth end
     return wrk.format("POST", p, headers, body)
   end
-  return wrk.format("GET", p, {["Accept"] = "application/fhir+json"})
+  local headers = {["Accept"] = "application/fhir+json"}
+  if auth and auth ~= "" then headers["Authorization"] = auth end
+  return wrk.format("GET", p, headers)
 end
 """
 
@@ -333,6 +343,8 @@ async def _python_load(
     errors = 0
     method = "POST" if body is not None else "GET"
     extra = f"Content-Type: application/fhir+json\r\nContent-Length: {len(body)}\r\n" if body is not None else ""
+    if os.environ.get("BENCH_AUTHORIZATION"):  # a bearer token, for a gateway with access control on
+        extra += f"Authorization: {os.environ['BENCH_AUTHORIZATION']}\r\n"
     deadline = time.perf_counter() + seconds
 
     async def worker() -> None:

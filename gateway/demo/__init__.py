@@ -63,7 +63,8 @@ def load_demo(database_url: str) -> int:
     from gateway.hooks import RequestContext
     from gateway.settings import Settings
 
-    app = create_app(Settings(database=database_url, validation_mode="strict"))
+    # the operator's own loader, run from the command line: no client, so no access policy
+    app = create_app(Settings(database=database_url, validation_mode="strict", insecure_dev=True))
     service, store = app.state.service, app.state.store
     try:
         resources = demo_resources()

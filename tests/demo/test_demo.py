@@ -106,3 +106,17 @@ def test_synthetic_prescriptions_are_deterministic_and_valid() -> None:
     for resource in itertools.islice(first, 12):
         issues = validation.validate(resource, validation.profiles_for(resource))
         assert [i for i in issues if i.severity in ("error", "fatal")] == []
+
+
+def test_the_demo_loads_where_access_control_is_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``yaolian demo`` is the operator's own loader: it runs with no client, also on a gateway
+    whose settings turn access control on (it did refuse every write there)."""
+    monkeypatch.setenv("YAOLIAN_INSECURE_DEV", "0")
+    database = f"sqlite:///{tmp_path / 'secure.sqlite'}"
+    assert load_demo(database) == len(demo_resources())
+    connection = sqlite3.connect(tmp_path / "secure.sqlite")
+    try:
+        stored = connection.execute("SELECT count(*) FROM resources").fetchone()[0]
+    finally:
+        connection.close()
+    assert stored == len(demo_resources())
