@@ -1685,12 +1685,12 @@ def invalid_examples() -> list[tuple[str, str, dict, list[tuple[str, str, str]]]
         ("yl-patient", "birthdate-mismatch", m(pat, "birthDate", "1950-01-01"), [("YL-3060", "Patient", "error")]),
         ("yl-patient", "missing-gender", m(pat, "gender", delete=True), [("YL-3010", "Patient.gender", "error")]),
         ("yl-patient", "bad-gender-code", m(pat, "gender", "F"), [("YL-3030", "Patient.gender", "error")]),
-        ("yl-patient", "structure-bad-boolean", m(pat, "active", "maybe"), [("YL-3001", "Patient.active", "error")]),
+        ("yl-patient", "structure-bad-boolean", m(pat, "active", "maybe"), [("YL-3070", "Patient.active", "error")]),
         (
             "yl-patient",
             "structure-bad-date",
             m(pat, "name.0.period", {"start": "2020-02-30x"}),
-            [("YL-3001", "Patient.name[0].period.start", "error")],
+            [("YL-3070", "Patient.name[0].period.start", "error")],
         ),
         (
             "yl-organization",
@@ -1823,7 +1823,11 @@ def invalid_examples() -> list[tuple[str, str, dict, list[tuple[str, str, str]]]
             "yl-prescription",
             "extended-without-member",
             m(rx, "extension.2.extension", []),
-            [("YL-3010", f"{mr}.extension[2].extension", "error")],
+            [
+                ("YL-3010", f"{mr}.extension[2].extension", "error"),
+                ("YL-3071", f"{mr}.extension[2].extension", "error"),  # R5 JSON: no empty arrays
+                ("YL-3060", f"{mr}.extension[2]", "error"),  # ext-1: neither value nor extensions
+            ],
         ),
         (
             "yl-prescription",

@@ -10,6 +10,7 @@ invariants). The REST layer passes ``meta.profile`` plus :func:`default_profiles
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "profiles_for",
     "structure_issues",
     "validate",
+    "validate_json",
 ]
 
 _SD_BASE = "http://yaolian.org/fhir/StructureDefinition/"
@@ -103,3 +105,28 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
             seen.add(key)
             out.append(i)
     return out
+
+
+def validate_json(text: str | bytes, profiles: Sequence[str] = (), *, structure: bool = True) -> list[Issue]:
+    """:func:`validate` of a JSON text, which also refuses what a parsed ``dict`` no longer
+    shows: a property given twice in one object (``YL-3072``; the JSON form of FHIR forbids it,
+    and a parser silently keeps one of the two) and text that is not JSON (``YL-3004``)."""
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                duplicates.append(key)
+            out[key] = value
+        return out
+
+    try:
+        resource = json.loads(text, object_pairs_hook=pairs)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return [issue("YL-3004", "", detail=f"not JSON ({exc})")]
+    found = [
+        issue("YL-3072", str(resource.get("resourceType", "")) if isinstance(resource, dict) else "", name=name)
+        for name in dict.fromkeys(duplicates)
+    ]
+    return found + validate(resource, profiles, structure=structure)
