@@ -24,7 +24,8 @@ reports, in the same vocabulary as the rest of the validator:
 * ``YL-3075`` a reference to a type the element does not allow (its ``targetProfile`` list),
   read from the reference (``Patient/1``, an absolute URL ending so), from the contained
   resource a ``#id`` names, or from the Bundle entry a ``urn:uuid:`` / ``fullUrl`` names;
-  ``YL-3076`` a malformed conditional reference (``Type?query`` with a broken query).
+  ``YL-3076`` a malformed conditional reference (``Type?query`` with a broken query);
+* ``YL-3077`` an Attachment whose ``size`` or ``hash`` (SHA-1, base64) is not its ``data``'s.
 
 Paths are built only when a finding names them. ``ele-1`` and the remaining base invariants
 are evaluated in :mod:`._structure` and :mod:`._invariants`.
@@ -32,8 +33,11 @@ are evaluated in :mod:`._structure` and :mod:`._invariants`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import functools
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -407,6 +411,48 @@ def _object(node: dict[str, Any], context: str, path: Path, state: _State, res: 
                         _primitive_issue(found, (path, key, None), out)
         else:
             _value(member, value, (path, key, None), state, res, key)
+    if context == "Attachment" and "data" in node:
+        _attachment(node, path, out)
+
+
+def _attachment(node: dict[str, Any], path: Path, out: list[Issue]) -> None:
+    """Attachment.size and Attachment.hash (SHA-1, base64) state the data's (R5 Attachment)."""
+    data = node.get("data")
+    if type(data) is not str or not data:
+        return
+    try:
+        raw = base64.b64decode(_WS.sub("", data), validate=True)
+    except (binascii.Error, ValueError):
+        return  # not base64: YL-3070 already
+    size = node.get("size")
+    if type(size) is str and _INTEGER.fullmatch(size) is not None and int(size) != len(raw):
+        where = _where(path)
+        out.append(
+            issue(
+                "YL-3077",
+                where,
+                element=where,
+                detail=f"size {size} is not the data's size {len(raw)}",
+                detail_zh=f"size {size} 与数据实际大小 {len(raw)} 不符",
+            )
+        )
+    stated = node.get("hash")
+    if type(stated) is str and stated:
+        try:
+            digest = base64.b64decode(_WS.sub("", stated), validate=True)
+        except (binascii.Error, ValueError):
+            digest = b""
+        if digest != hashlib.sha1(raw).digest():
+            where = _where(path)
+            out.append(
+                issue(
+                    "YL-3077",
+                    where,
+                    element=where,
+                    detail="hash is not the SHA-1 of the data (base64)",
+                    detail_zh="hash 不是数据的 SHA-1（base64）",
+                )
+            )
 
 
 def _invariants(

@@ -118,6 +118,7 @@ ERROR_CODES: dict[str, tuple[str, str, str, str]] = {
         "{element}: {reference} is not a valid conditional reference (Type?name=value&...)",
         "{element}：{reference} 不是有效的条件引用（类型?参数=值&...）",
     ),
+    "YL-3077": ("error", "value", "Attachment {element}: {detail}", "附件 {element}：{detail_zh}"),
 }
 
 

@@ -39,7 +39,6 @@ _SUPERSEDED = {
 _KNOWN_MISSES = {
     "ext-stds-status-normative": "StructureDefinition authoring rules (context of a standards-status extension)",
     "ext-stds-status-deprecated": "StructureDefinition authoring rules (context of a standards-status extension)",
-    "dr-bad-att-hash": "Attachment.size and Attachment.hash against the data are not checked",
     # ctm-1 is evaluated, but member is Practitioner/notprac: the reference validator cannot
     # resolve it, so member.resolve() is empty and the invariant fails; the gateway types a
     # literal reference by its URL (a Practitioner) and fetches nothing
