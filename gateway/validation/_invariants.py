@@ -39,6 +39,7 @@ from fhirpathpy.models import models
 from fhirpathpy.parser import parse as _parse
 
 from gateway.errors import Issue
+from gateway.fhir import definitions
 from gateway.validation._fhirpath import Unsure, closure
 from gateway.validation._issues import issue
 
@@ -65,14 +66,16 @@ class Invariant:
     fn: Callable[[list[Any]], list[Any]] | None
     parsed: Any
     guard: tuple[str, str] | None  # (kind, name): the expression holds when name is absent/present
+    choice: bool  # the guard's name is a choice element (valueString… for value)
 
     def check(self, node: Any, where: Callable[[], str], resource: Any, root: Any, out: list[Issue]) -> None:
         guard = self.guard
         if guard is not None and type(node) is dict:
             kind, name = guard
             if kind == "absent":
-                if not any(k.startswith(name) or k[1:].startswith(name) for k in node):
-                    return
+                if name not in node and "_" + name not in node:
+                    if not self.choice or not any(k.startswith(name) or k[1:].startswith(name) for k in node):
+                        return
             elif node.get(name) not in (None, []):
                 return
         result: list[Any] | None = None
@@ -180,8 +183,32 @@ def _compile(row: list[str], context: str) -> Invariant | None:
     except Exception:  # fhirpathpy's grammar misses a few forms (e.g. double-quoted strings)
         _UNPARSED.append(key)
         return None
-    fn = closure(parsed["children"][0], context)
-    return Invariant(key, severity, human, expression, context, fn, parsed, _guard(expression))
+    fn = _HAND_WRITTEN.get(expression) or closure(parsed["children"][0], context)
+    guard = _guard(expression)
+    choice = guard is not None and guard[1] in definitions.choice_element_names()
+    return Invariant(key, severity, human, expression, context, fn, parsed, guard, choice)
+
+
+def _ext_1(focus: list[Any]) -> list[Any]:
+    """ext-1 ``extension.exists() != value.exists()`` on one Extension object: the most frequent
+    invariant of the write path (a dozen per prescription), so written out; primitive
+    extensions of the value (``_valueString``) are left to the general evaluation."""
+    node = focus[0] if len(focus) == 1 else None
+    if type(node) is not dict:
+        raise Unsure
+    has_value = False
+    for k in node:
+        if k.startswith("value"):
+            has_value = True
+        elif k.startswith("_value"):
+            raise Unsure
+    extension = node.get("extension")
+    if extension is not None and type(extension) is not list:
+        raise Unsure
+    return [bool(extension) != has_value]
+
+
+_HAND_WRITTEN: dict[str, Callable[[list[Any]], list[Any]]] = {"extension.exists() != value.exists()": _ext_1}
 
 
 @functools.cache
