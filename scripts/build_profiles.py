@@ -1127,8 +1127,11 @@ def resource_profiles() -> list[dict]:
                 el(
                     "InventoryReport.reporter",
                     card="1..1",
-                    zh="报告机构",
-                    types=[{"code": "Reference", "targetProfile": [f"{SD}/yl-organization"]}],
+                    zh="报告人",
+                    # R5 allows Device | Patient | Practitioner | RelatedPerson here (issue 17: an
+                    # Organization, the reporting member, contradicted the base); the member is the
+                    # writer's, stamped in meta.tag
+                    types=[{"code": "Reference", "targetProfile": [f"{SD}/yl-practitioner"]}],
                 ),
                 el("InventoryReport.reportedDateTime", zh="盘存时间"),
                 el("InventoryReport.inventoryListing", card="1..*", zh="库存清单"),
@@ -1617,7 +1620,7 @@ INVENTORY = {
     "status": "active",
     "countType": "snapshot",
     "reportedDateTime": "2025-03-01T18:00:00+08:00",
-    "reporter": {"reference": "Organization/village-clinic"},
+    "reporter": {"reference": "Practitioner/dr-li"},
     "inventoryListing": [
         {
             "countingDateTime": "2025-03-01T17:30:00+08:00",

@@ -18,14 +18,10 @@ from gateway.fhir import definitions
 SD_BASE = "http://yaolian.org/fhir/StructureDefinition/"
 CORE_BASE = "http://hl7.org/fhir/StructureDefinition/"
 
-# yl-inventory-report names the reporting member in reporter, a Reference(Organization) that R5
-# does not allow for InventoryReport.reporter (Device | Patient | Practitioner | RelatedPerson);
-# the access policy reads the member from it (gateway/security/policy.py MEMBER_CLAIMS), so the
-# fix (the member elsewhere, e.g. inventoryListing.location) changes the policy and the data.
-KNOWN = {
-    "yl-inventory-report InventoryReport.reporter: target Organization not among "
-    "Device, Patient, Practitioner, RelatedPerson",
-}
+# None left: yl-inventory-report's reporter was Reference(Organization), which R5 does not allow
+# for InventoryReport.reporter (Device | Patient | Practitioner | RelatedPerson); it is now the
+# reporting pharmacist (yl-practitioner).
+KNOWN: set[str] = set()
 
 
 def _profiles() -> list[dict[str, Any]]:
