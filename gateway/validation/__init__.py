@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.errors import Issue
+from gateway.fhir.json_text import loads_exact
+from gateway.validation._base import base_issues
 from gateway.validation._conformance import conformance
 from gateway.validation._formats import check_formats
 from gateway.validation._issues import ERROR_CODES, issue
 from gateway.validation._profile import Walker, compiled_profile
-from gateway.validation._structure import structure_issues
+from gateway.validation._structure import model_class, structure_issues
 
 __all__ = [
     "ERROR_CODES",
@@ -110,7 +112,8 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
 def validate_json(text: str | bytes, profiles: Sequence[str] = (), *, structure: bool = True) -> list[Issue]:
     """:func:`validate` of a JSON text, which also refuses what a parsed ``dict`` no longer
     shows: a property given twice in one object (``YL-3072``; the JSON form of FHIR forbids it,
-    and a parser silently keeps one of the two) and text that is not JSON (``YL-3004``)."""
+    and a parser silently keeps one of the two), a decimal whose text breaks the R5 grammar
+    (``YL-3070``), and text that is not JSON (``YL-3004``)."""
     duplicates: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -129,4 +132,11 @@ def validate_json(text: str | bytes, profiles: Sequence[str] = (), *, structure:
         issue("YL-3072", str(resource.get("resourceType", "")) if isinstance(resource, dict) else "", name=name)
         for name in dict.fromkeys(duplicates)
     ]
-    return found + validate(resource, profiles, structure=structure)
+    found += validate(resource, profiles, structure=structure)
+    if structure and isinstance(resource, dict) and model_class(str(resource.get("resourceType"))) is not None:
+        # numbers as the client wrote them: a parsed float has lost its text (18 fraction digits,
+        # an exponent form), which the R5 decimal grammar judges
+        named = {i.expression for i in found}
+        exact = base_issues(loads_exact(text), str(resource["resourceType"]))
+        found += [i for i in exact if i.error_code == "YL-3070" and i.expression not in named]
+    return found

@@ -45,11 +45,12 @@ from typing import Any
 
 from gateway.errors import Issue
 from gateway.fhir import definitions
+from gateway.fhir.json_text import RawNumber
 from gateway.fhir.xml_format import XHTML_NS, FhirFormatError, parse_narrative
 from gateway.validation._invariants import Invariant, element_invariants, invariants
 from gateway.validation._issues import issue
 
-__all__ = ["base_issues", "primitive_problem"]
+__all__ = ["base_issues"]
 
 Problem = tuple[str, str] | None  # (english, chinese) or None when the value is fine
 _Check = Callable[[Any], Problem]
@@ -114,7 +115,7 @@ def _integer_check(type_name: str, low: int, high: int) -> _Check:
 
     def check(value: Any) -> Problem:
         if type(value) is not int:
-            if isinstance(value, str) and not isinstance(value, bool) and type(value).__name__ == "RawNumber":
+            if isinstance(value, RawNumber):  # the client's own number text (loads_exact)
                 if _INTEGER.fullmatch(value) is None:
                     return wrong
                 value = int(value)
@@ -148,7 +149,7 @@ def _decimal(value: Any) -> Problem:
         # a parsed float no longer has the client's text (``repr`` writes 1e-06 for 0.000001):
         # every finite float has a text within the grammar
         return None if value - value == 0 else _BAD_DECIMAL
-    elif isinstance(value, str) and t.__name__ == "RawNumber":  # the client's own number text
+    elif isinstance(value, RawNumber):  # the client's own number text (loads_exact)
         text = value
     else:
         return _p("must be a JSON number (decimal)", "必须为 JSON 数值（decimal）")
@@ -256,12 +257,6 @@ _PRIMITIVES = (
 def _type_regex(name: str) -> str:
     raw: dict[str, Any] = definitions._raw_types()[name]
     return str(raw["regex"])
-
-
-def primitive_problem(type_name: str, value: Any) -> Problem:
-    """Why ``value`` is not a valid R5 ``type_name`` (english, chinese), or None."""
-    check = _checks().get(type_name)
-    return check(value) if check is not None else None
 
 
 # ----------------------------------------------------------------------------- element tables
