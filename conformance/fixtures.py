@@ -249,7 +249,7 @@ def inventory_report(i: int, tag: str, ref: Ref) -> Json:
         "status": ["active", "draft", "requested"][i],
         "countType": "snapshot",
         "reportedDateTime": f"2025-03-{1 + 4 * i:02d}T18:00:00+08:00",
-        "reporter": {"reference": ref("Organization", i)},
+        "reporter": {"reference": ref("Practitioner", i)},
         "inventoryListing": [
             {
                 "countingDateTime": f"2025-03-{1 + 4 * i:02d}T17:30:00+08:00",

@@ -1127,8 +1127,11 @@ def resource_profiles() -> list[dict]:
                 el(
                     "InventoryReport.reporter",
                     card="1..1",
-                    zh="报告机构",
-                    types=[{"code": "Reference", "targetProfile": [f"{SD}/yl-organization"]}],
+                    zh="报告人",
+                    # R5 allows Device | Patient | Practitioner | RelatedPerson here (issue 17: an
+                    # Organization, the reporting member, contradicted the base); the member is the
+                    # writer's, stamped in meta.tag
+                    types=[{"code": "Reference", "targetProfile": [f"{SD}/yl-practitioner"]}],
                 ),
                 el("InventoryReport.reportedDateTime", zh="盘存时间"),
                 el("InventoryReport.inventoryListing", card="1..*", zh="库存清单"),
@@ -1617,7 +1620,7 @@ INVENTORY = {
     "status": "active",
     "countType": "snapshot",
     "reportedDateTime": "2025-03-01T18:00:00+08:00",
-    "reporter": {"reference": "Organization/village-clinic"},
+    "reporter": {"reference": "Practitioner/dr-li"},
     "inventoryListing": [
         {
             "countingDateTime": "2025-03-01T17:30:00+08:00",
@@ -1685,12 +1688,12 @@ def invalid_examples() -> list[tuple[str, str, dict, list[tuple[str, str, str]]]
         ("yl-patient", "birthdate-mismatch", m(pat, "birthDate", "1950-01-01"), [("YL-3060", "Patient", "error")]),
         ("yl-patient", "missing-gender", m(pat, "gender", delete=True), [("YL-3010", "Patient.gender", "error")]),
         ("yl-patient", "bad-gender-code", m(pat, "gender", "F"), [("YL-3030", "Patient.gender", "error")]),
-        ("yl-patient", "structure-bad-boolean", m(pat, "active", "maybe"), [("YL-3001", "Patient.active", "error")]),
+        ("yl-patient", "structure-bad-boolean", m(pat, "active", "maybe"), [("YL-3070", "Patient.active", "error")]),
         (
             "yl-patient",
             "structure-bad-date",
             m(pat, "name.0.period", {"start": "2020-02-30x"}),
-            [("YL-3001", "Patient.name[0].period.start", "error")],
+            [("YL-3070", "Patient.name[0].period.start", "error")],
         ),
         (
             "yl-organization",
@@ -1823,7 +1826,11 @@ def invalid_examples() -> list[tuple[str, str, dict, list[tuple[str, str, str]]]
             "yl-prescription",
             "extended-without-member",
             m(rx, "extension.2.extension", []),
-            [("YL-3010", f"{mr}.extension[2].extension", "error")],
+            [
+                ("YL-3010", f"{mr}.extension[2].extension", "error"),
+                ("YL-3071", f"{mr}.extension[2].extension", "error"),  # R5 JSON: no empty arrays
+                ("YL-3060", f"{mr}.extension[2]", "error"),  # ext-1: neither value nor extensions
+            ],
         ),
         (
             "yl-prescription",

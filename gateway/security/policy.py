@@ -108,7 +108,6 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
 MEMBER_CLAIMS: dict[str, tuple[str, ...]] = {
     "Encounter": ("serviceProvider",),
     "MedicationDispense": ("performer.actor",),
-    "InventoryReport": ("reporter",),
     "SupplyRequest": ("requester",),
     "Medication": ("identifier.assigner",),
 }

@@ -42,7 +42,24 @@ from gateway.store.base import StoredResource, StoreTransaction, VersionConflict
 from gateway.validation import structure_issues
 
 # Findings that mean "not a valid R5 resource" (as opposed to "not conformant to a profile").
-STRUCTURAL_CODES = frozenset({"YL-0700", "YL-3001", "YL-3004"})
+# never stored, whatever the validation mode: the base R5 structure (the models, and the R5
+# rules they do not enforce: primitive grammars, empty values, narrative, contained resources,
+# reference targets, duplicate properties, attachment size/hash: YL-3070..YL-3077; issue 17)
+STRUCTURAL_CODES = frozenset(
+    {
+        "YL-0700",
+        "YL-3001",
+        "YL-3004",
+        "YL-3070",
+        "YL-3071",
+        "YL-3072",
+        "YL-3073",
+        "YL-3074",
+        "YL-3075",
+        "YL-3076",
+        "YL-3077",
+    }
+)
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 ETAG_RE = re.compile(r'^(?:W/)?"?([^"]+)"?$')
 

@@ -10,15 +10,18 @@ invariants). The REST layer passes ``meta.profile`` plus :func:`default_profiles
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from gateway.errors import Issue
+from gateway.fhir.json_text import loads_exact
+from gateway.validation._base import base_issues
 from gateway.validation._conformance import conformance
 from gateway.validation._formats import check_formats
 from gateway.validation._issues import ERROR_CODES, issue
 from gateway.validation._profile import Walker, compiled_profile
-from gateway.validation._structure import structure_issues
+from gateway.validation._structure import model_class, structure_issues
 
 __all__ = [
     "ERROR_CODES",
@@ -28,6 +31,7 @@ __all__ = [
     "profiles_for",
     "structure_issues",
     "validate",
+    "validate_json",
 ]
 
 _SD_BASE = "http://yaolian.org/fhir/StructureDefinition/"
@@ -103,3 +107,36 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
             seen.add(key)
             out.append(i)
     return out
+
+
+def validate_json(text: str | bytes, profiles: Sequence[str] = (), *, structure: bool = True) -> list[Issue]:
+    """:func:`validate` of a JSON text, which also refuses what a parsed ``dict`` no longer
+    shows: a property given twice in one object (``YL-3072``; the JSON form of FHIR forbids it,
+    and a parser silently keeps one of the two), a decimal whose text breaks the R5 grammar
+    (``YL-3070``), and text that is not JSON (``YL-3004``)."""
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                duplicates.append(key)
+            out[key] = value
+        return out
+
+    try:
+        resource = json.loads(text, object_pairs_hook=pairs)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return [issue("YL-3004", "", detail=f"not JSON ({exc})")]
+    found = [
+        issue("YL-3072", str(resource.get("resourceType", "")) if isinstance(resource, dict) else "", name=name)
+        for name in dict.fromkeys(duplicates)
+    ]
+    found += validate(resource, profiles, structure=structure)
+    if structure and isinstance(resource, dict) and model_class(str(resource.get("resourceType"))) is not None:
+        # numbers as the client wrote them: a parsed float has lost its text (18 fraction digits,
+        # an exponent form), which the R5 decimal grammar judges
+        named = {i.expression for i in found}
+        exact = base_issues(loads_exact(text), str(resource["resourceType"]))
+        found += [i for i in exact if i.error_code == "YL-3070" and i.expression not in named]
+    return found

@@ -96,6 +96,29 @@ ERROR_CODES: dict[str, tuple[str, str, str, str]] = {
         "Constraint {key} could not be evaluated: {detail}",
         "约束 {key} 无法求值：{detail}",
     ),
+    "YL-3070": ("error", "value", "{element} {detail}", "{element} {detail_zh}"),
+    "YL-3071": ("error", "structure", "{element}: an empty {what} is not allowed", "{element}：不允许空{what_zh}"),
+    "YL-3072": (
+        "error",
+        "structure",
+        "The JSON property {name} is given more than once in one object",
+        "JSON 属性 {name} 在同一对象中出现多次",
+    ),
+    "YL-3073": ("error", "value", "Narrative {element}: {detail}", "叙述 {element}：{detail_zh}"),
+    "YL-3074": ("error", "structure", "Contained resource {element}: {detail}", "被包含资源 {element}：{detail_zh}"),
+    "YL-3075": (
+        "error",
+        "structure",
+        "{element} refers to a {found}, which R5 does not allow here (allowed: {allowed})",
+        "{element} 引用了 {found}，R5 在此不允许（允许：{allowed}）",
+    ),
+    "YL-3076": (
+        "error",
+        "value",
+        "{element}: {reference} is not a valid conditional reference (Type?name=value&...)",
+        "{element}：{reference} 不是有效的条件引用（类型?参数=值&...）",
+    ),
+    "YL-3077": ("error", "value", "Attachment {element}: {detail}", "附件 {element}：{detail_zh}"),
 }
 
 

@@ -28,6 +28,7 @@ from fhir.resources import get_fhir_model_class
 from pydantic import ValidationError
 
 from gateway.errors import Issue
+from gateway.validation._base import base_issues
 from gateway.validation._fastpath import certainly_valid
 from gateway.validation._issues import issue
 
@@ -59,11 +60,19 @@ def structure_issues(resource: dict[str, Any]) -> list[Issue]:
     cls = model_class(resource_type) if isinstance(resource_type, str) else None
     if cls is None or not isinstance(resource_type, str):
         return [issue("YL-3004", str(resource_type or ""), detail=f"unknown resourceType {resource_type}")]
+    base = base_issues(resource, resource_type)
     if certainly_valid(cls, resource):
-        return []
+        return base
     out = _model_findings(cls, resource, resource_type)
+    if base:  # one finding per bad value: the base rule's, which names the R5 grammar
+        named = {i.expression for i in base if i.error_code in _BASE_VALUE_CODES}
+        out = [i for i in out if not (i.code == "value" and i.expression in named)]
     _empty_elements(resource, resource_type, out)
+    out.extend(base)
     return out
+
+
+_BASE_VALUE_CODES = frozenset({"YL-3070", "YL-3071", "YL-3073"})
 
 
 def _empty_elements(node: dict[str, Any], expr: str, out: list[Issue]) -> None:

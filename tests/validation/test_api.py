@@ -22,6 +22,7 @@ def test_all_is_pinned() -> None:
         "profiles_for",
         "structure_issues",
         "validate",
+        "validate_json",
     ]
 
 
