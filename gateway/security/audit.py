@@ -33,7 +33,7 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -496,40 +496,31 @@ class AuditTrail:
             seen.ctx = ctx
 
     @staticmethod
-    def _on_read(ctx: RequestContext, stored: StoredResource) -> None:
+    def _saw(ctx: RequestContext, resources: Iterable[StoredResource], *, by_id: bool = False) -> None:
+        """What the request showed: its patients (and, read by id, the resources themselves)."""
         seen = CURRENT.get()
         if seen is None:
             return
         seen.shown = True
         if seen.ctx is None:
             seen.ctx = ctx
-        seen.entities[f"{stored.res_type}/{stored.res_id}"] = None
-        for p in patients_of(stored):
-            seen.patients[p] = None
-
-    @staticmethod
-    def _on_search(ctx: RequestContext, results: SearchResults) -> None:
-        seen = CURRENT.get()
-        if seen is None:
-            return
-        seen.shown = True
-        if seen.ctx is None:
-            seen.ctx = ctx
-        for stored in (*results.matches, *results.included):
+        for stored in resources:
+            if by_id:
+                seen.entities[f"{stored.res_type}/{stored.res_id}"] = None
             for p in patients_of(stored):
                 seen.patients[p] = None
 
-    @staticmethod
-    def _on_history(ctx: RequestContext, page: HistoryPage) -> None:
-        seen = CURRENT.get()
-        if seen is None:
-            return
-        seen.shown = True
-        if seen.ctx is None:
-            seen.ctx = ctx
-        for stored in page.entries:
-            for p in patients_of(stored):
-                seen.patients[p] = None
+    @classmethod
+    def _on_read(cls, ctx: RequestContext, stored: StoredResource) -> None:
+        cls._saw(ctx, (stored,), by_id=True)
+
+    @classmethod
+    def _on_search(cls, ctx: RequestContext, results: SearchResults) -> None:
+        cls._saw(ctx, (*results.matches, *results.included))
+
+    @classmethod
+    def _on_history(cls, ctx: RequestContext, page: HistoryPage) -> None:
+        cls._saw(ctx, page.entries)
 
     def _on_write(self, ctx: RequestContext, tx: StoreTransaction, stored: StoredResource) -> None:
         patients = list(dict.fromkeys(patients_of(stored)))
