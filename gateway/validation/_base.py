@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime
 import functools
 import hashlib
 import re
@@ -49,6 +48,7 @@ from gateway.fhir.json_text import RawNumber
 from gateway.fhir.xml_format import XHTML_NS, FhirFormatError, parse_narrative
 from gateway.validation._invariants import Invariant, element_invariants, invariants
 from gateway.validation._issues import issue
+from gateway.validation._primitives import real_date
 
 __all__ = ["base_issues"]
 
@@ -156,14 +156,6 @@ def _decimal(value: Any) -> Problem:
     return None if _DECIMAL.fullmatch(text) is not None else _BAD_DECIMAL
 
 
-def _real_date(value: str) -> bool:
-    try:
-        datetime.date(int(value[0:4]), int(value[5:7]), int(value[8:10]))
-    except ValueError:
-        return False
-    return True
-
-
 def _dated(type_name: str, regex: str, needs_offset: bool) -> _Check:
     base = _regex_check(type_name, regex)
     no_date = _p(f"is not a real calendar date ({type_name})", f"不是真实存在的日期（{type_name}）")
@@ -176,7 +168,7 @@ def _dated(type_name: str, regex: str, needs_offset: bool) -> _Check:
         found = base(value)
         if found is not None:
             return found
-        if len(value) >= 10 and not _real_date(value):
+        if len(value) >= 10 and not real_date(value):
             return no_date
         if needs_offset and len(value) > 10 and not (value.endswith("Z") or value[-6] in "+-"):
             return no_offset

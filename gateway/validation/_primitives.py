@@ -82,7 +82,7 @@ def _decimal(value: Any) -> bool:
     return False
 
 
-def _real_date(value: str) -> bool:
+def real_date(value: str) -> bool:
     """``value`` starts with YYYY-MM-DD (already matched): is that a calendar date?"""
     try:
         datetime.date(int(value[0:4]), int(value[5:7]), int(value[8:10]))
@@ -103,7 +103,7 @@ def _time_part(value: str) -> bool:
 def _date(value: Any) -> bool:
     if type(value) is not str or fhir_types.Date.pattern.fullmatch(value) is None:
         return False
-    return len(value) < 10 or _real_date(value)  # YYYY and YYYY-MM are kept as strings
+    return len(value) < 10 or real_date(value)  # YYYY and YYYY-MM are kept as strings
 
 
 def _date_time(value: Any) -> bool:
@@ -111,13 +111,13 @@ def _date_time(value: Any) -> bool:
         return False
     if len(value) < 10:
         return True
-    return _real_date(value) and (len(value) == 10 or _time_part(value[11:]))
+    return real_date(value) and (len(value) == 10 or _time_part(value[11:]))
 
 
 def _instant(value: Any) -> bool:
     if type(value) is not str or fhir_types.Instant.pattern.fullmatch(value) is None:
         return False
-    return _real_date(value) and _time_part(value[11:])
+    return real_date(value) and _time_part(value[11:])
 
 
 def _time(value: Any) -> bool:
