@@ -33,7 +33,7 @@ from gateway.hooks import RequestContext
 from gateway.ingest.pipeline import IngestPipeline, Prepared
 from gateway.ingest.replies import hl7_reply
 from gateway.principal import Principal
-from gateway.security.senders import Sender, SenderBinding, message_claims, refusals, sender_principal
+from gateway.security.senders import Sender, SenderBinding, admit
 from gateway.settings import Settings
 
 log = logging.getLogger("yaolian.mllp")
@@ -122,13 +122,10 @@ class MllpServer:
         not send is refused (AR, kept as a dead letter) without being converted."""
         if self.binding is None:
             return self.pipeline.prepare(self.adapter, raw, self.context())
-        bound = sender.members if sender is not None else frozenset()
-        refused = refusals(raw, bound)
-        if refused:
-            return self.pipeline.refuse(self.adapter, raw, refused)
-        member, _ = message_claims(raw)
-        assert member is not None and sender is not None, "refusals() checked MSH-4 against the sender"
-        return self.pipeline.prepare(self.adapter, raw, self.context(sender_principal(member, sender.peer)))
+        runs_as = admit(raw, sender if sender is not None else Sender(None, frozenset()))
+        if isinstance(runs_as, list):
+            return self.pipeline.refuse(self.adapter, raw, runs_as)
+        return self.pipeline.prepare(self.adapter, raw, self.context(runs_as))
 
     def handle_group(self, raws: list[bytes]) -> list[bytes]:
         """ACKs for messages converted and stored together (one commit)."""

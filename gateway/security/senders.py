@@ -86,7 +86,19 @@ def message_claims(raw: bytes) -> tuple[str | None, list[str]]:
 
 def refusals(raw: bytes, bound: frozenset[str]) -> list[Issue]:
     """Why a message may not run for the members its connection is bound to (fatal: AR)."""
+    return _refusals(*message_claims(raw), bound)
+
+
+def admit(raw: bytes, sender: Sender) -> Principal | list[Issue]:
+    """Whom a message runs as (its sending facility's member), or why it is refused."""
     facility, orders = message_claims(raw)
+    refused = _refusals(facility, orders, sender.members)
+    if refused or facility is None:
+        return refused
+    return sender_principal(facility, sender.peer)
+
+
+def _refusals(facility: str | None, orders: list[str], bound: frozenset[str]) -> list[Issue]:
     if facility is None or facility not in bound:
         named = ", ".join(sorted(bound)) or "(none)"
         return [issue("YL-0273", severity="fatal", facility=facility or "(none)", bound=named, expression=["MSH-4"])]
@@ -143,6 +155,7 @@ __all__ = [
     "Sender",
     "SenderAllowList",
     "SenderBinding",
+    "admit",
     "certificate_member",
     "message_claims",
     "refusals",
