@@ -23,6 +23,7 @@ PSN_NO = SID + "nhsa-psn-no"
 NHSA_DRUG = SID + "nhsa-drug-code"
 STANDARD_CODE = SID + "drug-standard-code"
 MEMBER_DRUG = SID + "member-drug-code"
+MEMBER = SID + "member"
 HI_RXNO = SID + "hi-rxno"
 TRACE_CODE = SID + "drug-trace-code"
 

@@ -1,0 +1,1 @@
+"""The alliance's own work: formulary, prescription review, supply and stock."""

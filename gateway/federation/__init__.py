@@ -1,0 +1,1 @@
+"""Federation: the member registry and live cross-member queries (``docs/federation.md``)."""
