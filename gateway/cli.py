@@ -461,6 +461,10 @@ def _mount_optional() -> None:
         app.add_typer(adapters_app, name="adapter", hidden=True)
         app.command("convert", help="Convert FILE with an adapter, store nothing (= adapters convert).")(convert)
     from conformance.cli import app as conformance_app
+    from gateway.commands import feature_commands
+
+    for command in feature_commands():
+        app.add_typer(command.app, name=command.name, help=command.help)
 
     app.add_typer(conformance_app, name="conformance", help="Run the vendor conformance kit against any FHIR server.")
 

@@ -14,7 +14,9 @@ from gateway import errors
 from gateway.errors import CODES, Code, issue
 
 GATEWAY = Path(errors.__file__).parent
-CORE_CODE = re.compile(r"^YL-0\d{3}$")
+#: the REST core (YL-0xxx) and the alliance features built on it (YL-1xxx: 10xx federation,
+#: 11xx formulary and review, 12xx supply, 13xx subscriptions and deliveries)
+CORE_CODE = re.compile(r"^YL-[01]\d{3}$")
 ISSUE_TYPES = {
     "invalid", "structure", "required", "value", "invariant", "security", "login", "unknown", "expired",
     "forbidden", "suppressed", "processing", "not-supported", "duplicate", "multiple-matches", "not-found",
