@@ -18,7 +18,7 @@ from gateway.security import redact
 from gateway.security.authn import Authenticator
 from gateway.service.fhir_service import FhirService
 from gateway.service.ports import Validator
-from gateway.settings import Settings, get_settings
+from gateway.settings import Settings, audit_spool_directory, get_settings
 from gateway.store.sql import open_store
 
 log = logging.getLogger("yaolian")
@@ -74,12 +74,17 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
             store,
             retention_days=settings.audit_retention_days,
             reads_fsync=settings.audit_read_durability == "fsync",
+            spool_dir=audit_spool_directory(settings),
+            chainer=settings.audit_chainer,
+            database=settings.database,
         )
         audit.install(service.hooks)
         pipeline.audit = audit
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if audit is not None:
+            audit.start()  # chains what a gateway killed before chaining its reads' records left
         relay.start()
         mllp = None
         if settings.mllp_port:

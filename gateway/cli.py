@@ -375,15 +375,21 @@ def audit_verify(
     """Walk the hash chain; exit 1 naming each record edited, deleted or re-ordered."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from gateway.security.audit import verify
-    from gateway.settings import get_settings
+    from gateway.security.audit import record_of_line, verify
+    from gateway.security.audit_spool import chain as chain_spools
+    from gateway.settings import audit_spool_directory, get_settings
     from gateway.store.base import AuditCriteria
     from gateway.store.sql import open_store
 
     _apply_env(database=database)
-    store = open_store(get_settings().database)
+    settings = get_settings()
+    store = open_store(settings.database)
     store.create_schema()
     try:
+        spool = audit_spool_directory(settings)
+        recovered = chain_spools(store, spool, record_of_line) if spool is not None else 0
+        if recovered:
+            console.print(f"{recovered} spooled records of reads chained first")
         anchor = store.audit_anchor()
         total = store.audit_search(AuditCriteria(), count=0, offset=0)[1]
         columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn())

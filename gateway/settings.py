@@ -70,6 +70,16 @@ class Settings(BaseSettings):
         description="Records of reads: committed before the response (a gateway crash loses none; flushed to disk "
         "with the next durable commit, a checkpoint or PostgreSQL's WAL writer), or also fsync'd ('fsync').",
     )
+    audit_spool_dir: Path | None = Field(
+        default=None,
+        description="Where read records are spooled before they are chained (durability 'commit'); default: beside "
+        "the SQLite file, or var/audit-spool. Keep it on a local disk of the gateway's machine.",
+    )
+    audit_chainer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Who chains spooled read records into the audit table: a chainer process beside the gateway "
+        "(its CPU is not the gateway's) or a thread of the gateway.",
+    )
     audit_retention_days: int = Field(default=183, description="`yaolian audit prune` keeps at least this many days.")
 
     # -- Limits (issue 12): no single message, query or connection can stall the gateway.
@@ -92,6 +102,19 @@ class Settings(BaseSettings):
         default=["localhost", "127.0.0.1", "[::1]", "testserver"],
         description="Host headers accepted when base_url is unset (JSON list in YAOLIAN_ALLOWED_HOSTS).",
     )
+
+
+def audit_spool_directory(settings: Settings) -> Path | None:
+    """The audit spool of ``settings`` (None: an in-memory database, which a spool would outlive)."""
+    if settings.audit_spool_dir is not None:
+        return settings.audit_spool_dir
+    if settings.database.startswith("sqlite"):
+        path = settings.database.split("///", 1)[1] if "///" in settings.database else ""
+        path = path.split("?", 1)[0]
+        if not path or path == ":memory:" or "mode=memory" in settings.database:
+            return None
+        return Path(path + ".audit-spool")
+    return DEFAULT_DATA_DIR / "audit-spool"
 
 
 @cache

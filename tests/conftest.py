@@ -23,6 +23,9 @@ from sqlalchemy import create_engine, text
 # test says otherwise (tests/security pass Settings(..., insecure_dev=False)). Set before any
 # Settings is built; the environment fixture below restores it after every test.
 os.environ.setdefault("YAOLIAN_INSECURE_DEV", "1")
+# Chain spooled audit records in a thread: a chainer process per app the tests create would
+# cost each a process start (tests/security/test_audit_chainer.py runs the process).
+os.environ.setdefault("YAOLIAN_AUDIT_CHAINER", "thread")
 
 POSTGRES_URL = os.environ.get("YAOLIAN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("YAOLIAN_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -4,7 +4,8 @@
 :class:`~gateway.security.audit.RequestAudit` for each request under ``/fhir`` (but
 ``metadata``); the read hook points fill it with what is shown. When the response starts,
 the record (the request's outcome included: a 401, 403 or 404 is recorded as a failure) goes
-to the group committer and the response is held until that commit is done. A write already
+to the trail and the response is held until it is durable (in the process's audit spool, or
+committed by the group committer). A write already
 recorded itself in its own transaction, so it adds nothing here. If the record cannot be
 stored the answer is withheld: the client gets a 500 instead (fail closed).
 
@@ -51,10 +52,10 @@ class AuditMiddleware:
         async def send_audited(message: Message) -> None:
             nonlocal withheld
             if message["type"] == "http.response.start":
-                record = self.trail.request_record(seen, int(message["status"]))
+                record = self.trail.request_facts(seen, int(message["status"]))
                 if record is not None:
                     try:
-                        await self.trail.async_committer.commit(record)
+                        await self.trail.commit_read(record)
                     except Exception:
                         withheld = True
                         reference = uuid.uuid4().hex[:12]
@@ -73,9 +74,9 @@ class AuditMiddleware:
             await self.app(scope, receive, send_audited)
         except Exception:
             # the server's error handler answers 500 outside this layer: record it, then let it
-            record = self.trail.request_record(seen, 500)
+            record = self.trail.request_facts(seen, 500)
             if record is not None:
-                self.trail.committer.submit(record)
+                self.trail.submit_read(record)
             raise
         finally:
             CURRENT.reset(token)

@@ -45,7 +45,8 @@ def authenticate(request: Request) -> Principal:
     ``insecure_dev``: the INSECURE_DEV principal."""
     authenticator: Authenticator = request.app.state.authenticator
     source_ip = request.client.host if request.client else None
-    return authenticator.authenticate(request.headers.get("authorization"), source_ip, token_url(request))
+    # the token URL (for the 401's message) only when there is no token: building it costs
+    return authenticator.authenticate(request.headers.get("authorization"), source_ip, lambda: token_url(request))
 
 
 def context(request: Request, interaction: str, resource_type: str | None = None) -> RequestContext:

@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
@@ -49,6 +50,7 @@ from gateway.errors import BadRequest, Forbidden, Unauthorized
 from gateway.hooks import HistoryPage, Hooks, Pointcut, RequestContext, SearchResults
 from gateway.principal import Principal, Role
 from gateway.search.values import ValueFormatError, date_range
+from gateway.security.audit_spool import AuditSpool, spawn_chainer
 from gateway.service.bundles import Entry, render_bundle
 from gateway.store.base import (
     AUDIT_GENESIS,
@@ -283,6 +285,38 @@ def _record(
     )
 
 
+def record_of_facts(facts: list[Any]) -> AuditRecord:
+    """The record of :meth:`AuditTrail.request_facts` (in the chainer: the AuditEvent, its JSON)."""
+    recorded, interaction, outcome, who, ip, patients, entities, query, detail = facts
+    principal = Principal(who[0], who[1], Role(who[2]), who[3]) if who else None
+    patients = [p for p in patients if _ID.match(p)]  # what a client typed may be no id at all
+    body = audit_event(
+        interaction=interaction,
+        recorded=recorded,
+        outcome=outcome,
+        principal=principal,
+        source_ip=ip,
+        patients=patients,
+        entities=entities,
+        query=query,
+        detail=detail,
+    )
+    return AuditRecord(
+        recorded=recorded,
+        client_id=principal.client_id if principal else ANONYMOUS,
+        member=principal.member if principal else None,
+        action=interaction or "operation",
+        outcome=outcome,
+        patients=tuple(patients),
+        event=orjson.dumps(body, option=orjson.OPT_SORT_KEYS),
+    )
+
+
+def record_of_line(line: bytes) -> AuditRecord:
+    """A spool line (:meth:`AuditTrail.commit_read`) as the record chained."""
+    return record_of_facts(orjson.loads(line))
+
+
 # -- group commit of read records ----------------------------------------------------------
 class GroupCommitter:
     """One thread appending the records of concurrent requests, a batch per transaction; each
@@ -457,14 +491,60 @@ def _patients_of_request(segments: list[str], query: str) -> list[str]:
 
 
 class AuditTrail:
-    def __init__(self, store: Store, *, retention_days: int = 183, reads_fsync: bool = False) -> None:
-        """``reads_fsync``: the records of reads also wait for their commit's flush to disk
-        (``audit_read_durability = "fsync"``); by default they are committed before the
-        response (a gateway crash loses none) and flushed with the next durable commit."""
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retention_days: int = 183,
+        reads_fsync: bool = False,
+        spool_dir: Path | None = None,
+        chainer: str = "thread",
+        database: str | None = None,
+    ) -> None:
+        """Where the records of reads become durable before their answer: with ``spool_dir``
+        (``audit_read_durability = "commit"``, the default) in this process's write-ahead spool
+        file there (:mod:`gateway.security.audit_spool`: a gateway crash loses none), chained
+        into the table by a chainer process (``chainer = "process"``, for ``database``) or a
+        thread of this one; without it, or with ``reads_fsync`` (``audit_read_durability =
+        "fsync"``), each waits for a group commit of the database (flushed to disk too)."""
         self.store = store
         self.retention_days = retention_days
         self.committer = GroupCommitter(store, durable=reads_fsync)  # for callers without an event loop
         self.async_committer = AsyncGroupCommitter(store, durable=reads_fsync)  # the HTTP layer's
+        self.spool: AuditSpool | None = None
+        if spool_dir is not None and not reads_fsync:
+            self.spool = AuditSpool(store, spool_dir, record_of_line, thread=chainer != "process")
+        self._chainer_process = chainer == "process" and self.spool is not None
+        self._database = database
+        self._chainer: Any = None
+
+    def start(self) -> None:
+        """Chain what stopped gateways left in the spool; start the chainer process."""
+        if self.spool is None:
+            return
+        self.spool.flush()
+        if self._chainer_process and self._chainer is None:
+            self._chainer = spawn_chainer(self.spool.directory, self._database)
+
+    async def commit_read(self, facts: list[Any]) -> None:
+        """Make a read's record durable; returns once it is (raises when it cannot be)."""
+        if self.spool is not None:
+            self.spool.append(orjson.dumps(facts) + b"\n")
+        else:
+            await self.async_committer.commit(record_of_facts(facts))
+
+    def submit_read(self, facts: list[Any]) -> None:
+        """The same without an event loop (the record of a request that crashed)."""
+        if self.spool is not None:
+            self.spool.append(orjson.dumps(facts) + b"\n")
+        else:
+            self.committer.submit(record_of_facts(facts))
+
+    def flush(self) -> None:
+        """Every answered read of any gateway of this spool is in the table (before an
+        auditor's search)."""
+        if self.spool is not None:
+            self.spool.flush()
 
     # -- registration
     def install(self, hooks: Hooks) -> None:
@@ -480,6 +560,12 @@ class AuditTrail:
     def close(self) -> None:
         self.committer.close()
         self.async_committer.close()
+        if self.spool is not None:
+            self.spool.close()
+        if self._chainer is not None:
+            chainer, self._chainer = self._chainer, None
+            chainer.terminate()
+            chainer.wait(timeout=10)
 
     # -- hooks
     @staticmethod
@@ -590,6 +676,14 @@ class AuditTrail:
     # -- the record of an HTTP request, when its response starts
     def request_record(self, seen: RequestAudit, status: int) -> AuditRecord | None:
         """None when the request's writes already recorded it in their transaction."""
+        facts = self.request_facts(seen, status)
+        return record_of_facts(facts) if facts is not None else None
+
+    @staticmethod
+    def request_facts(seen: RequestAudit, status: int) -> list[Any] | None:
+        """What a request's record says, as plain values (the spool line; the AuditEvent is
+        built from them when the record is chained, off the request path). None when the
+        request's writes already recorded it in their transaction."""
         if seen.written and not seen.shown and status < 400:
             return None
         segments = [s for s in _PATH_PARTS.sub(r"\1", seen.path).split("/") if s]
@@ -599,8 +693,9 @@ class AuditTrail:
             interaction = ctx.interaction
         principal = ctx.principal if ctx is not None else None
         patients = dict(seen.patients)
-        for p in _patients_of_request(segments, seen.query):
-            patients.setdefault(p, None)
+        if seen.query or (segments and segments[0] == "Patient"):
+            for p in _patients_of_request(segments, seen.query):
+                patients.setdefault(p, None)
         search = interaction.startswith("search") or segments[-1:] == ["_search"]
         query = None
         if search or interaction == "operation":
@@ -610,16 +705,9 @@ class AuditTrail:
         entities = list(seen.entities)
         if not entities and interaction in ("read", "vread") and len(segments) >= 2:
             entities = ["/".join(segments)]
-        return _record(
-            interaction,
-            outcome,
-            principal,
-            ip,
-            list(patients),
-            entities=entities,
-            query=query,
-            detail=None if status < 400 else f"HTTP {status}",
-        )
+        who = [principal.client_id, principal.name, principal.role.value, principal.member] if principal else None
+        detail = None if status < 400 else f"HTTP {status}"
+        return [now_instant(), interaction, outcome, who, ip, list(patients), entities, query, detail]
 
     # -- auditors' search (GET /fhir/AuditEvent)
     def search(
@@ -627,6 +715,7 @@ class AuditTrail:
     ) -> bytes:
         require_auditor(ctx.principal)
         criteria, count, offset = parse_audit_search(params, default_count, max_count)
+        self.flush()
         rows, total = self.store.audit_search(criteria, count=count, offset=offset)
         base = ctx.base_url
         entries = [Entry(f"{base}/AuditEvent/{row.seq}", render_row(row), "match") for row in rows]
@@ -644,6 +733,7 @@ class AuditTrail:
 
     def read(self, seq: str, ctx: RequestContext) -> bytes | None:
         require_auditor(ctx.principal)
+        self.flush()
         if not seq.isdigit():
             return None
         rows = self.store.audit_rows(int(seq) - 1, 1)

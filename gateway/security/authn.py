@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import TooManyRequests, Unauthorized
@@ -43,14 +44,14 @@ class Authenticator:
         if self.insecure:
             log.warning(INSECURE_WARNING)
 
-    def authenticate(self, authorization: str | None, source_ip: str | None, token_url: str) -> Principal:
+    def authenticate(self, authorization: str | None, source_ip: str | None, token_url: Callable[[], str]) -> Principal:
         """Who is asking; :class:`Unauthorized` (401) without a valid bearer token,
         :class:`TooManyRequests` (429) when the client is over its rate limit."""
         if self.insecure:
             return dataclasses.replace(INSECURE_DEV, source_ip=source_ip)
         scheme, _, token = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("YL-0900", token_url=token_url)
+            raise Unauthorized("YL-0900", token_url=token_url())
         principal = self.authority.principal(token.strip(), source_ip)
         wait = self.limiter.acquire(principal.client_id)
         if wait > 0:

@@ -140,6 +140,7 @@ class Authority:
         self._lock = threading.Lock()
         self._clients: dict[str, tuple[float, ClientRecord | None]] = {}
         self._verified: dict[str, tuple[dict[str, Any], float]] = {}  # token -> (claims, exp)
+        self._granted: dict[str, tuple[Role, frozenset[Scope]]] = {}  # token -> (role, scopes)
 
     # --- the server key ----------------------------------------------------------------------
 
@@ -295,16 +296,18 @@ class Authority:
         if client.revoked:
             raise Unauthorized("YL-0903", client_id=client_id)
         try:
-            return Principal(
-                client_id=client_id,
-                name=client.name,
-                role=Role(claims["role"]),
-                member=claims.get("member"),
-                scopes=parse_scopes(str(claims.get("scope", ""))),
-                source_ip=source_ip,
-            )
+            role, scopes = self._granted.get(token) or self._grant(token, claims)
         except (KeyError, ValueError):
             raise Unauthorized("YL-0901", reason="its claims are incomplete") from None
+        return Principal(client_id, client.name, role, claims.get("member"), scopes, source_ip)
+
+    def _grant(self, token: str, claims: dict[str, Any]) -> tuple[Role, frozenset[Scope]]:
+        """A token's role and scopes, parsed once per token (like its signature, verified once)."""
+        granted = Role(claims["role"]), parse_scopes(str(claims.get("scope", "")))
+        if len(self._granted) >= 4096:
+            self._granted.clear()
+        self._granted[token] = granted
+        return granted
 
     def _verify(self, token: str) -> tuple[dict[str, Any], float]:
         try:

@@ -354,8 +354,23 @@ class Store(Protocol):
         """Append audit records in a transaction of their own. ``durable`` False: the commit
         reaches the database (a crash of the gateway loses nothing) without waiting for its
         flush to disk, which the next durable commit, a checkpoint or (PostgreSQL) the WAL
-        writer does within moments: the records of reads, where a wait per response would cost
-        most of the read throughput."""
+        writer does within moments."""
+        ...
+
+    def audit_chain_spool(self, name: str, take: Callable[[int], tuple[Sequence[AuditRecord], int]]) -> int:
+        """Chain what spool file ``name`` holds past its mark, in one transaction under the
+        audit lock: ``take(mark)`` gives the records after byte ``mark`` and the byte they end
+        at, which becomes the new mark. The lock is taken before the mark is read, so any
+        number of chainers (threads, processes) may work on one spool: none chains a record
+        twice. Returns the new mark."""
+        ...
+
+    def audit_spool_chained(self, name: str) -> int:
+        """How many bytes of spool file ``name`` are chained already (0: none, or unknown)."""
+        ...
+
+    def audit_spool_forget(self, name: str) -> None:
+        """The spool file ``name`` is gone: drop its mark."""
         ...
 
     def staging(self) -> AbstractContextManager[StagingTransaction]:

@@ -254,6 +254,16 @@ audit_patient = Table(
     Index("ix_audit_patient_seq", "seq"),
 )
 
+# How far each audit spool file (gateway/security/audit_spool.py) has been chained into
+# ``audit_log``: moved in the same transaction as the records it covers, so a crash between the
+# commit and the file's removal never chains a record twice.
+audit_spool = Table(
+    "audit_spool",
+    metadata,
+    Column("name", String(200), primary_key=True, autoincrement=False),
+    Column("chained", BigInteger, nullable=False),
+)
+
 audit_anchor = Table(
     "audit_anchor",
     metadata,

@@ -437,6 +437,27 @@ class SqlStore:
                 if relaxed and self.dialect == "sqlite":
                     conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]
 
+    def audit_chain_spool(self, name: str, take: Callable[[int], tuple[Sequence[AuditRecord], int]]) -> int:
+        with self.write_connection() as conn, conn.begin():
+            tx = SqlTransaction(self, conn)
+            tx.lock_all([sql_audit.AUDIT_LOCK])  # SQLite: the writer lock already serialises
+            mark = sql_audit.spool_chained(conn, name)
+            records, end = take(mark)
+            if records:
+                tx.audit_append(records)
+                tx.flush_audit()
+            if end != mark:
+                sql_audit.mark_spool(conn, name, end)
+            return end
+
+    def audit_spool_chained(self, name: str) -> int:
+        with self.engine.connect() as conn:
+            return sql_audit.spool_chained(conn, name)
+
+    def audit_spool_forget(self, name: str) -> None:
+        with self.write_connection() as conn, conn.begin():
+            sql_audit.forget_spool(conn, name)
+
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:

@@ -24,7 +24,7 @@ from gateway.store.base import (
     AuditRow,
     audit_hash,
 )
-from gateway.store.schema import audit_anchor, audit_log, audit_patient
+from gateway.store.schema import audit_anchor, audit_log, audit_patient, audit_spool
 
 #: The advisory lock key appends and prunes take on PostgreSQL.
 AUDIT_LOCK = "yaolian:audit_log"
@@ -194,3 +194,21 @@ def prune(conn: Connection, before: str) -> AuditAnchor | None:
     else:
         conn.execute(update(audit_anchor).where(audit_anchor.c.id == 1).values(**values))
     return anchor
+
+
+# -- spool marks (gateway/security/audit_spool.py) ------------------------------------------
+def mark_spool(conn: Connection, name: str, chained: int) -> None:
+    """Record, in the transaction that chains them, how far spool ``name`` is chained. Only the
+    process holding the spool's file lock (or the one recovering it) marks it: no race."""
+    s = audit_spool.c
+    if conn.execute(update(audit_spool).where(s.name == name).values(chained=chained)).rowcount == 0:
+        conn.execute(insert(audit_spool).values(name=name, chained=chained))
+
+
+def spool_chained(conn: Connection, name: str) -> int:
+    found = conn.execute(select(audit_spool.c.chained).where(audit_spool.c.name == name)).scalar()
+    return int(found or 0)
+
+
+def forget_spool(conn: Connection, name: str) -> None:
+    conn.execute(delete(audit_spool).where(audit_spool.c.name == name))

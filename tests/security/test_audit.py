@@ -48,8 +48,11 @@ def client(database_url: str) -> Iterator[TestClient]:
         yield test_client
 
 
-def rows(url: str) -> list[dict[str, Any]]:
-    """The audit table as the database has it now (committed rows only)."""
+def rows(url: str, client: TestClient | None = None) -> list[dict[str, Any]]:
+    """The audit table as the database has it now (committed rows only); with ``client``, once
+    its gateway has chained what its audit spool holds (as an auditor's search does first)."""
+    if client is not None:
+        client.app.state.audit.flush()  # type: ignore[attr-defined]
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         with engine.connect() as conn:
@@ -81,7 +84,7 @@ def patient(client: TestClient, family: str = "王") -> str:
 
 def test_a_write_commits_its_record_with_it(client: TestClient, database_url: str) -> None:
     pid = patient(client)
-    created = [r for r in rows(database_url) if r["action"] == "create"]
+    created = [r for r in rows(database_url, client) if r["action"] == "create"]
     assert len(created) == 1
     record = created[0]
     assert record["client_id"] == "clinic-7" and record["member"] == "M007" and record["patients"] == pid
@@ -90,10 +93,10 @@ def test_a_write_commits_its_record_with_it(client: TestClient, database_url: st
     assert {"reference": f"Patient/{pid}"} in [e.get("what") for e in event["entity"]]
     assert event["agent"][0]["networkString"] == "10.0.0.7"
     # a write that fails writes nothing, and its refusal is recorded as a failure
-    before = len(rows(database_url))
+    before = len(rows(database_url, client))
     bad = client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Observation", "id": pid})
     assert bad.status_code == 400
-    after = rows(database_url)
+    after = rows(database_url, client)
     assert len(after) == before + 1 and after[-1]["outcome"] == "4" and after[-1]["action"] == "update"
 
 
@@ -113,15 +116,20 @@ def test_a_write_rolled_back_takes_its_record_with_it(client: TestClient, databa
     }
     response = client.post("/fhir", json=bundle)
     assert response.status_code >= 400
-    assert [r["action"] for r in rows(database_url)] == ["transaction"]  # only the failure
-    assert rows(database_url)[0]["outcome"] == "4"
+    assert [r["action"] for r in rows(database_url, client)] == ["transaction"]  # only the failure
+    assert rows(database_url, client)[0]["outcome"] == "4"
 
 
 def test_a_read_is_durable_before_its_answer(client: TestClient, database_url: str) -> None:
     pid = patient(client)
     response = client.get(f"/fhir/Patient/{pid}", headers={"x-test-principal": "clinic"})
     assert response.status_code == 200
-    last = rows(database_url)[-1]  # read from the database right after the call returned
+    # right after the call returned, before anything chained it, the record is in the spool
+    spool = client.app.state.audit.spool  # type: ignore[attr-defined]
+    spooled = (spool.directory / spool.name).read_bytes().splitlines()
+    assert audit.record_of_line(spooled[-1]).action == "read"
+    assert audit.record_of_line(spooled[-1]).patients == (pid,)
+    last = rows(database_url, client)[-1]
     assert last["action"] == "read" and last["patients"] == pid and last["outcome"] == "0"
     assert last["event"]["code"]["coding"][0]["code"] == "read" and last["event"]["action"] == "R"
     # a search records the patients shown and its query
@@ -136,18 +144,18 @@ def test_a_read_is_durable_before_its_answer(client: TestClient, database_url: s
     )
     response = client.get("/fhir/Observation?code:text=bp", headers={"x-test-principal": "clinic"})
     assert response.json()["total"] == 1
-    last = rows(database_url)[-1]
+    last = rows(database_url, client)[-1]
     assert last["action"] == "search-type" and last["patients"] == pid
     query = next(e for e in last["event"]["entity"] if "query" in e)
     assert base64.b64decode(query["query"]).decode() == "Observation?code:text=bp"
     # a refused look is recorded too, with the patient it was about
     missing = client.get("/fhir/Patient/nobody", headers={"x-test-principal": "clinic"})
     assert missing.status_code == 404
-    last = rows(database_url)[-1]
+    last = rows(database_url, client)[-1]
     assert last["outcome"] == "4" and last["patients"] == "nobody" and last["client_id"] == "clinic-7"
     # history too
     client.get(f"/fhir/Patient/{pid}/_history")
-    assert rows(database_url)[-1]["action"] == "history-instance"
+    assert rows(database_url, client)[-1]["action"] == "history-instance"
     assert _verify(database_url).ok
 
 
@@ -319,7 +327,7 @@ def test_auditors_search_by_patient_client_and_period(client: TestClient, databa
     one = client.get(f"/fhir/AuditEvent/{seq}", headers={"x-test-principal": "auditor"})
     assert one.status_code == 200 and one.json()["id"] == seq
     # the auditors' own searches are recorded too
-    assert rows(database_url)[-1]["client_id"] == "reg-1"
+    assert rows(database_url, client)[-1]["client_id"] == "reg-1"
 
 
 def test_the_patients_of_an_mllp_message_are_recorded(database_url: str) -> None:
@@ -429,6 +437,11 @@ def test_a_read_answered_is_recorded_even_if_the_gateway_is_killed_right_after(
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=10)
+    # what the killed gateway had not chained waits in its spool; verify chains it first
+    verified = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "audit", "verify"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     reads = [r for r in rows(database_url) if r["action"] == "read" and r["patients"] == pid]
     assert len(reads) == 20
     assert _verify(database_url).ok
