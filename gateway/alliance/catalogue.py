@@ -216,8 +216,9 @@ class Catalogue:
 
     @classmethod
     def of(cls, drugs: Iterable[Drug]) -> Catalogue:
-        by_code = {d.nhsa_code: d for d in drugs}
-        return cls(by_code, {d.id: d for d in by_code.values()})
+        every = list(drugs)
+        by_code = {d.nhsa_code: d for d in every}
+        return cls(by_code, {d.id: d for d in every})  # two Medications of one code: both found by id
 
     def get(self, nhsa_code: str) -> Drug | None:
         return self.drugs.get(nhsa_code)

@@ -1,0 +1,325 @@
+"""The central review service: what ``$review``, CDS Hooks, review-on-write and the
+post-review share. It reads the alliance (members, catalogue, lists) and the patient's active
+prescriptions through the service as the central reviewer, reviews, and records each decision
+as FHIR resources (DetectedIssue per finding, one Task per review) written through the service.
+
+The reviewer reads alliance-wide on purpose: duplicate therapy with another member's
+prescription is what a county-wide pre-review is for (POL-06). What it reveals to the caller is
+the rule, the drug group and the other member's code, never the other prescription itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from gateway.alliance.catalogue import NHSA_SYSTEM, Catalogue, Drug, from_medication
+from gateway.alliance.prescriptions import (
+    days_supply,
+    diagnoses,
+    medication_codes,
+    medication_reference,
+    reference_of,
+    tagged_member,
+)
+from gateway.alliance.review.engine import Review, detected_issues, review
+from gateway.alliance.review.facts import ActivePrescription, AllianceSnapshot, member_of_reference, pregnant
+from gateway.alliance.review.rules import RuleSet, cached_rule_set
+from gateway.alliance.stored import load_catalogue, load_formularies
+from gateway.errors import BadRequest
+from gateway.federation.registry import load_registry
+from gateway.fhir.json_text import ResourceText
+from gateway.hooks import RequestContext
+from gateway.principal import Principal, Role, parse_scopes
+from gateway.service.fhir_service import FhirService
+from gateway.service.write_path import new_resource_id
+from gateway.store.base import StoreTransaction
+
+#: Who the central review reads and records as (audited under this name).
+REVIEWER = Principal(
+    "central-review",
+    "central prescription review (县域处方前置审核)",
+    Role.ADMIN,
+    None,
+    parse_scopes(
+        "system/MedicationRequest.rs system/Medication.rs system/List.rs system/Organization.rs "
+        "system/Patient.r system/DetectedIssue.cruds system/Task.cruds"
+    ),
+)
+TASK_CODE_SYSTEM = "http://yaolian.org/fhir/CodeSystem/review-task"
+RESULT_SYSTEM = "http://yaolian.org/fhir/CodeSystem/review-result"
+SNAPSHOT_SECONDS = 30.0
+ACTIVE_LIMIT = 200
+
+
+@dataclass
+class Subject:
+    """One prescription to review, with what the request sent beside it."""
+
+    rx: dict[str, Any]
+    where: str
+    drug: Drug | None = None
+    patient: dict[str, Any] | None = None
+    member: str | None = None
+    others: list[dict[str, Any]] = field(default_factory=list)  # resources sent with it
+
+
+class CentralReview:
+    """Reviews prescriptions for one gateway (one service, one rule set folder)."""
+
+    def __init__(self, service: FhirService, rules_folder: str | None = None) -> None:
+        self.service = service
+        self.rules_folder = rules_folder
+        self._snapshot: AllianceSnapshot | None = None
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    # -- what the review reads -------------------------------------------------------
+    @property
+    def rule_set(self) -> RuleSet:
+        return cached_rule_set(self.rules_folder)
+
+    def reviewer_context(self, ctx: RequestContext) -> RequestContext:
+        return RequestContext(base_url=ctx.base_url, interaction="operation", principal=REVIEWER)
+
+    def invalidate(self) -> None:
+        """Forget the snapshot (a Medication, List or Organization was written)."""
+        self._snapshot = None
+
+    def snapshot(self, ctx: RequestContext) -> AllianceSnapshot:
+        """Members, catalogue and lists, re-read after a write here or at most every 30 s
+        (another gateway process's writes)."""
+        with self._lock:
+            if self._snapshot is None or time.monotonic() - self._loaded_at > SNAPSHOT_SECONDS:
+                reader = self.reviewer_context(ctx)
+                self._snapshot = AllianceSnapshot(
+                    load_registry(self.service, reader),
+                    load_catalogue(self.service, reader),
+                    load_formularies(self.service, reader),
+                )
+                self._loaded_at = time.monotonic()
+            return self._snapshot
+
+    def active_prescriptions(self, patient: str, catalogue: Catalogue, ctx: RequestContext) -> list[ActivePrescription]:
+        """The patient's active prescriptions anywhere in the alliance, read through the service."""
+        found = self.service.find(
+            "MedicationRequest",
+            [("subject", patient), ("status", "active"), ("_count", str(ACTIVE_LIMIT))],
+            self.reviewer_context(ctx),
+        )
+        out = []
+        for stored in found:
+            if not stored.body:
+                continue
+            rx = orjson.loads(stored.body)
+            drug = self._drug_of(rx, catalogue, {})
+            if drug is None or not drug.atc:
+                continue
+            supply = days_supply(rx)
+            out.append(
+                ActivePrescription(
+                    stored.res_id, tagged_member(rx), drug.atc.upper(), drug.generic_name, rx.get("authoredOn"), supply
+                )
+            )
+        return out
+
+    @staticmethod
+    def _drug_of(rx: Mapping[str, Any], catalogue: Catalogue, sent: Mapping[str, dict[str, Any]]) -> Drug | None:
+        reference = medication_reference(rx)
+        if reference:
+            if reference in sent:  # the Medication came with the request
+                sent_drug = from_medication(sent[reference])
+                if sent_drug is not None:
+                    return catalogue.get(sent_drug.nhsa_code) or sent_drug
+            drug = catalogue.by_medication(reference)
+            if drug is not None:
+                return drug
+        for system, code in medication_codes(rx):
+            if system == NHSA_SYSTEM and catalogue.get(code):
+                return catalogue.get(code)
+        return None
+
+    # -- requests ----------------------------------------------------------------------
+    def subjects(self, body: Mapping[str, Any], ctx: RequestContext, member_hint: str | None) -> list[Subject]:
+        """The prescriptions a request holds: one MedicationRequest, or each of a Bundle's
+        (with its Medication, Patient and whatever else came along)."""
+        kind = body.get("resourceType")
+        if kind == "MedicationRequest":
+            found = [Subject(dict(body), "MedicationRequest")]
+            others: list[dict[str, Any]] = [c for c in body.get("contained") or () if isinstance(c, dict)]
+        elif kind == "Bundle":
+            found, others = [], []
+            for index, entry in enumerate(body.get("entry") or ()):
+                resource = (entry or {}).get("resource")
+                if not isinstance(resource, dict):
+                    continue
+                if resource.get("resourceType") == "MedicationRequest":
+                    found.append(Subject(resource, f"Bundle.entry[{index}].resource"))
+                else:
+                    others.append(resource)
+                    if entry.get("fullUrl") and "id" not in resource:
+                        resource = {**resource, "id": str(entry["fullUrl"]).rsplit("/", 1)[-1]}
+                        others[-1] = resource
+        else:
+            found, others = [], []
+        if not found:
+            raise BadRequest("YL-1110", found=str(kind or "nothing"))
+        snapshot = self.snapshot(ctx)
+        sent = {f"{r.get('resourceType')}/{r.get('id')}": r for r in others if r.get("id")}
+        sent.update({f"#{r.get('id')}": r for r in others if r.get("id")})
+        for subject in found:
+            subject.others = others
+            subject.drug = self._drug_of(subject.rx, snapshot.catalogue, sent)
+            subject.patient = self._patient(subject.rx, sent, ctx)
+            subject.member = self._member(subject.rx, sent, snapshot, ctx, member_hint)
+        return found
+
+    def _patient(
+        self, rx: Mapping[str, Any], sent: Mapping[str, dict[str, Any]], ctx: RequestContext
+    ) -> dict[str, Any] | None:
+        reference = reference_of(rx.get("subject"))
+        if not reference:
+            return None
+        if reference in sent:
+            return sent[reference]
+        stored = self.service.read_reference(reference, self.reviewer_context(ctx))
+        return orjson.loads(stored.body) if stored is not None and stored.body else None
+
+    @staticmethod
+    def _member(
+        rx: Mapping[str, Any],
+        sent: Mapping[str, dict[str, Any]],
+        snapshot: AllianceSnapshot,
+        ctx: RequestContext,
+        hint: str | None,
+    ) -> str | None:
+        """The prescribing member: named by the caller, stamped on the prescription, the
+        caller's own, or the requester's organisation."""
+        if hint:
+            return hint
+        tagged = tagged_member(rx)
+        if tagged:
+            return tagged
+        if ctx.principal is not None and ctx.principal.member:
+            return ctx.principal.member
+        requester = rx.get("requester") if isinstance(rx.get("requester"), dict) else None
+        by_org = member_of_reference(snapshot.registry, requester)
+        if by_org and (reference_of(requester) or "").startswith("Organization/"):
+            return by_org
+        role = sent.get(reference_of(requester) or "")
+        if role is not None and role.get("resourceType") == "PractitionerRole":
+            return member_of_reference(snapshot.registry, role.get("organization"))
+        return None
+
+    def review_subjects(
+        self, subjects: Sequence[Subject], ctx: RequestContext, *, today: dt.date | None = None
+    ) -> list[Review]:
+        snapshot = self.snapshot(ctx)
+        rule_set = self.rule_set
+        reviews = []
+        active_by_patient: dict[str, list[ActivePrescription]] = {}
+        for index, subject in enumerate(subjects):
+            patient_ref = reference_of(subject.rx.get("subject"))
+            active: list[ActivePrescription] = []
+            if patient_ref:
+                if patient_ref not in active_by_patient:
+                    active_by_patient[patient_ref] = self.active_prescriptions(patient_ref, snapshot.catalogue, ctx)
+                active = list(active_by_patient[patient_ref])
+            for other_index, other in enumerate(subjects):  # the other lines of the same request
+                if other_index != index and other.drug is not None and other.drug.atc:
+                    active.append(
+                        ActivePrescription(
+                            str(other.rx.get("id") or f"line-{other_index}"),
+                            other.member,
+                            other.drug.atc.upper(),
+                            other.drug.generic_name,
+                            None,
+                            None,
+                        )
+                    )
+            reviews.append(
+                review(
+                    rule_set,
+                    snapshot,
+                    subject.rx,
+                    subject.drug,
+                    patient=subject.patient,
+                    member=subject.member,
+                    active=active,
+                    is_pregnant=pregnant(subject.others, diagnoses(subject.rx)),
+                    today=today,
+                )
+            )
+        return reviews
+
+    def review_body(
+        self, body: Mapping[str, Any], ctx: RequestContext, member_hint: str | None = None
+    ) -> tuple[list[Subject], list[Review]]:
+        subjects = self.subjects(body, ctx, member_hint)
+        return subjects, self.review_subjects(subjects, ctx)
+
+    # -- records -----------------------------------------------------------------------
+    def record_in(self, tx: StoreTransaction, ctx: RequestContext, found: Review) -> str:
+        """Store one review decision inside ``tx``: a DetectedIssue per finding and a Task
+        naming the prescription, rule set version, result, member and prescriber (POL-07)."""
+        reviewer = replace(self.reviewer_context(ctx), extra={"review-record": True})
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        outputs = []
+        for resource in detected_issues(found, now=now):
+            resource["id"] = new_resource_id()
+            self.service.writer.create(
+                tx, reviewer, "DetectedIssue", ResourceText.of_plain_data(resource), resource_id=resource["id"]
+            )
+            outputs.append(
+                {"type": {"text": "finding"}, "valueReference": {"reference": f"DetectedIssue/{resource['id']}"}}
+            )
+        task = review_task(found, now)
+        task["output"] = outputs
+        task_id = new_resource_id()
+        self.service.writer.create(tx, reviewer, "Task", ResourceText.of_plain_data(task), resource_id=task_id)
+        return task_id
+
+    def record(self, ctx: RequestContext, reviews: Sequence[Review]) -> list[str]:
+        """Store each decision in one transaction of its own, through the service."""
+
+        def work(tx: StoreTransaction) -> list[str]:
+            return [self.record_in(tx, ctx, r) for r in reviews]
+
+        return self.service.write(self.reviewer_context(ctx), work)
+
+
+def review_task(found: Review, now: str) -> dict[str, Any]:
+    """The Task that records one review decision."""
+    inputs: list[dict[str, Any]] = [
+        {"type": {"text": "ruleSet"}, "valueString": found.rule_set},
+        {"type": {"text": "ruleSetVersion"}, "valueString": found.version},
+    ]
+    if found.member:
+        inputs.append({"type": {"text": "member"}, "valueString": found.member})
+    if found.prescriber:
+        inputs.append({"type": {"text": "prescriber"}, "valueReference": {"reference": found.prescriber}})
+    if found.drug:
+        inputs.append({"type": {"text": "drug"}, "valueString": found.drug})
+    for finding in found.findings:
+        inputs.append({"type": {"text": "rule"}, "valueString": f"{finding.rule}|{finding.severity}"})
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "status": "completed",
+        "intent": "order",
+        "code": {"coding": [{"system": TASK_CODE_SYSTEM, "code": "prescription-review"}]},
+        "businessStatus": {"coding": [{"system": RESULT_SYSTEM, "code": found.result}]},
+        "authoredOn": now,
+        "lastModified": now,
+        "input": inputs,
+    }
+    if found.prescription != "MedicationRequest":
+        task["focus"] = {"reference": found.prescription}
+    if found.patient:
+        task["for"] = {"reference": found.patient}
+    return task
