@@ -21,6 +21,7 @@ import orjson
 
 from gateway.alliance.catalogue import NHSA_SYSTEM, Catalogue, Drug, from_medication
 from gateway.alliance.prescriptions import (
+    REVIEW_URL,
     days_supply,
     diagnoses,
     medication_codes,
@@ -53,6 +54,7 @@ REVIEWER = Principal(
     ),
 )
 TASK_CODE_SYSTEM = "http://yaolian.org/fhir/CodeSystem/review-task"
+OVERRIDE_ACTION_SYSTEM = "http://yaolian.org/fhir/CodeSystem/review-action"
 RESULT_SYSTEM = "http://yaolian.org/fhir/CodeSystem/review-result"
 SNAPSHOT_SECONDS = 30.0
 ACTIVE_LIMIT = 200
@@ -323,3 +325,70 @@ def review_task(found: Review, now: str) -> dict[str, Any]:
     if found.patient:
         task["for"] = {"reference": found.patient}
     return task
+
+
+def override(central: CentralReview, ctx: RequestContext, task_id: str, pharmacist: str, reason: str) -> list[str]:
+    """A pharmacist overrides a review decision with a reason: each DetectedIssue of the Task
+    becomes ``mitigated`` with the override as its mitigation, the Task notes it, and the
+    prescription's review extension names the pharmacist (so review on write lets it pass).
+    Returns the references written."""
+    reviewer = replace(central.reviewer_context(ctx), extra={"review-record": True})
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    task = orjson.loads(central.service.read("Task", task_id, reviewer).body or b"{}")
+    written: list[str] = []
+
+    def work(tx: StoreTransaction) -> None:
+        mitigation = {
+            "action": {
+                "coding": [{"system": OVERRIDE_ACTION_SYSTEM, "code": "pharmacist-override"}],
+                "text": "药师审核通过（人工干预）",
+            },
+            "date": now,
+            "author": {"reference": pharmacist},
+            "note": [{"text": reason}],
+        }
+        for output in task.get("output") or ():
+            reference = reference_of(output.get("valueReference")) or ""
+            if not reference.startswith("DetectedIssue/"):
+                continue
+            found = central.service.within(tx).read_reference(reference, reviewer)
+            if found is None or not found.body:
+                continue
+            issue_data = orjson.loads(found.body)
+            issue_data["status"] = "mitigated"
+            issue_data["mitigation"] = [*issue_data.get("mitigation", []), mitigation]
+            central.service.writer.update(
+                tx, reviewer, "DetectedIssue", found.res_id, ResourceText.of_plain_data(issue_data)
+            )
+            written.append(reference)
+        task["note"] = [
+            *task.get("note", []),
+            {"authorReference": {"reference": pharmacist}, "time": now, "text": f"override 药师干预: {reason}"},
+        ]
+        task["input"] = [*task.get("input", []), {"type": {"text": "override"}, "valueString": reason}]
+        central.service.writer.update(tx, reviewer, "Task", task_id, ResourceText.of_plain_data(task))
+        written.append(f"Task/{task_id}")
+        focus = reference_of(task.get("focus")) or ""
+        stored_rx = central.service.within(tx).read_reference(focus, reviewer) if focus else None
+        if stored_rx is not None and stored_rx.body:
+            rx = orjson.loads(stored_rx.body)
+            others = [e for e in rx.get("extension") or () if e.get("url") != REVIEW_URL]
+            rx["extension"] = [
+                *others,
+                {
+                    "url": REVIEW_URL,
+                    "extension": [
+                        {"url": "result", "valueCode": "pass"},
+                        {"url": "reviewer", "valueReference": {"reference": pharmacist}},
+                        {"url": "date", "valueDateTime": now},
+                        {"url": "note", "valueString": f"override: {reason}"},
+                    ],
+                },
+            ]
+            central.service.writer.update(
+                tx, reviewer, "MedicationRequest", stored_rx.res_id, ResourceText.of_plain_data(rx)
+            )
+            written.append(focus)
+
+    central.service.write(reviewer, work)
+    return written

@@ -108,10 +108,10 @@ def _rule(path: Path) -> Rule:
     condition = data.get("condition")
     if not isinstance(condition, str) or not condition.strip():
         raise _refuse(path, rule_id, "the condition (FHIRPath) is missing")
-    try:
-        evaluate = fhirpath_compile(condition)
-    except Exception as exc:  # fhirpathpy raises its parser's own errors
-        raise _refuse(path, rule_id, f"the condition does not parse: {exc}") from None
+    problem = syntax_error(condition)
+    if problem:
+        raise _refuse(path, rule_id, f"the condition does not parse: {problem}")
+    evaluate = fhirpath_compile(condition)
     return Rule(
         id=rule_id,
         severity=severity,
@@ -124,6 +124,34 @@ def _rule(path: Path) -> Rule:
         policy=str(data.get("policy") or ""),
         evaluate=evaluate,
     )
+
+
+def syntax_error(expression: str) -> str | None:
+    """The first syntax error of a FHIRPath expression, or None. fhirpathpy's own parser
+    recovers silently (a broken rule would simply never fire), so rules are parsed here with
+    its grammar and an error listener that keeps what it hears."""
+    from antlr4 import CommonTokenStream, InputStream, Token
+    from antlr4.error.ErrorListener import ErrorListener
+    from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+    from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+
+    errors: list[str] = []
+
+    class Heard(ErrorListener):  # type: ignore[misc]
+        def syntaxError(self, recognizer: Any, offending: Any, line: int, column: int, msg: str, e: Any) -> None:
+            errors.append(f"column {column + 1}: {msg}")
+
+    lexer = FHIRPathLexer(InputStream(expression))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(Heard())
+    tokens = CommonTokenStream(lexer)
+    parser = FHIRPathParser(tokens)
+    parser.removeErrorListeners()
+    parser.addErrorListener(Heard())
+    parser.expression()
+    if not errors and tokens.LA(1) != Token.EOF:
+        errors.append(f"column {tokens.LT(1).column + 1}: unexpected {tokens.LT(1).text!r}")
+    return errors[0] if errors else None
 
 
 def _patterns(folder: Path, name: str) -> tuple[re.Pattern[str], ...]:
