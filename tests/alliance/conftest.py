@@ -203,9 +203,17 @@ class Alliance:
     def snapshot(self) -> AllianceSnapshot:
         return AllianceSnapshot(self.registry, self.catalogue, self.formularies)
 
-    code: Callable[[str], str] = staticmethod(code)  # type: ignore[assignment]
-    prescription: Callable[..., dict[str, Any]] = staticmethod(prescription)  # type: ignore[assignment]
-    organizations: Callable[[], list[dict[str, Any]]] = staticmethod(organizations)  # type: ignore[assignment]
+    @staticmethod
+    def code(name: str) -> str:
+        return code(name)
+
+    @staticmethod
+    def prescription(drug: str = "METF", **kw: Any) -> dict[str, Any]:
+        return prescription(drug, **kw)
+
+    @staticmethod
+    def organizations() -> list[dict[str, Any]]:
+        return organizations()
 
 
 @pytest.fixture
