@@ -71,7 +71,8 @@ class ImportReport:
 
     @property
     def errors(self) -> int:
-        return sum(1 for i in self.issues if i.severity in ("error", "fatal"))
+        """Rows refused (a row with three bad cells is one row)."""
+        return len({i.where.split(",")[0] for i in self.issues if i.severity in ("error", "fatal")})
 
     def as_json(self) -> dict[str, Any]:
         return {

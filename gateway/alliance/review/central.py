@@ -282,7 +282,8 @@ class CentralReview:
                 {"type": {"text": "finding"}, "valueReference": {"reference": f"DetectedIssue/{resource['id']}"}}
             )
         task = review_task(found, now)
-        task["output"] = outputs
+        if outputs:
+            task["output"] = outputs
         task_id = new_resource_id()
         self.service.writer.create(tx, reviewer, "Task", ResourceText.of_plain_data(task), resource_id=task_id)
         return task_id
