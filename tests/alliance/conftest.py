@@ -143,12 +143,14 @@ def prescription(
                 "extension": [
                     {
                         "url": "chronicGroup",
-                        "valueCoding": {"system": "http://yaolian.org/fhir/CodeSystem/chronic-disease-group",
-                                        "code": long_term},
+                        "valueCoding": {
+                            "system": "http://yaolian.org/fhir/CodeSystem/chronic-disease-group",
+                            "code": long_term,
+                        },
                     }
                 ],
             }
-        )  # fmt: skip
+        )
     if extended_to:
         extensions.append(
             {
@@ -166,8 +168,16 @@ def prescription(
         "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
     }
     if dose is not None:
-        dosage["doseAndRate"] = [{"doseQuantity": {"value": dose[0], "unit": dose[1], "system": "http://unitsofmeasure.org",
-                                                   "code": dose[1]}}]  # fmt: skip
+        dosage["doseAndRate"] = [
+            {
+                "doseQuantity": {
+                    "value": dose[0],
+                    "unit": dose[1],
+                    "system": "http://unitsofmeasure.org",
+                    "code": dose[1],
+                }
+            }
+        ]
     rx: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": rx_id,

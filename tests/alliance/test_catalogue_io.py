@@ -24,8 +24,10 @@ def test_pol01_chinese_headers_utf8_with_every_attribute(alliance: Any) -> None:
 
 def test_gb18030_and_english_headers_read_the_same(alliance: Any) -> None:
     utf8 = parse_sheet(alliance.csv.encode(), "c.csv", need_attributes=True)
-    english = alliance.csv.replace(alliance.csv.splitlines()[0], "nhsa_code,generic_name,dose_form,specification,"
-                                   "chronic_group,atc,control_class,max_daily_dose,essential,vbp")  # fmt: skip
+    english = alliance.csv.replace(
+        alliance.csv.splitlines()[0],
+        "nhsa_code,generic_name,dose_form,specification,chronic_group,atc,control_class,max_daily_dose,essential,vbp",
+    )
     gb = parse_sheet(english.encode("gb18030"), "c.csv", need_attributes=True)
     assert [d for _, d in gb.drugs] == [d for _, d in utf8.drugs]
 
@@ -48,14 +50,19 @@ def test_bad_rows_are_named_by_line_and_column_and_good_rows_still_go_in(allianc
     assert len(sheet.drugs) == len(lines) - 3  # header and the two bad rows
     where = sorted(i.where for i in sheet.issues if i.severity == "error")
     assert where == [
-        "line 3, column 基药", "line 3, column 慢病分组", "line 3, column 每日最大剂量", "line 3, column 通用名",
-        "line 5, column 管制类别", "line 5, column 集采",
-    ]  # fmt: skip
+        "line 3, column 基药",
+        "line 3, column 慢病分组",
+        "line 3, column 每日最大剂量",
+        "line 3, column 通用名",
+        "line 5, column 管制类别",
+        "line 5, column 集采",
+    ]
     assert all(i.error_code == "YL-1100" and i.zh.startswith("第 ") for i in sheet.issues)
 
 
 def test_chinese_values_are_understood() -> None:
-    text = "医保药品编码,通用名,剂型,规格,慢病分组,ATC,管制类别,每日最大剂量,基药,集采\nXA1,某药,片剂,1mg,高血压,,精二,3 mg,是,国家\n"
+    text = "医保药品编码,通用名,剂型,规格,慢病分组,ATC,管制类别,每日最大剂量,基药,集采\n"
+    text += "XA1,某药,片剂,1mg,高血压,,精二,3 mg,是,国家\n"
     ((line, drug),) = parse_sheet(text.encode("gb18030"), "c.csv", need_attributes=True).drugs
     assert line == 2 and drug.chronic_group == "hypertension" and drug.control_class == "psychotropic-2"
     assert drug.essential and drug.vbp == "national"

@@ -28,9 +28,13 @@ ROWS = [
 def _alliance(database: str) -> None:
     with operator_service(database) as (service, ctx), service.store.transaction() as tx:
         for oid, tier, parent in (("C1", "county", None), ("T1", "township", "C1"), ("V1", "village", "T1")):
-            org: dict[str, object] = {"resourceType": "Organization", "id": oid.lower(), "name": oid,
-                                      "identifier": [{"system": MEMBER, "value": oid}],
-                                      "type": [{"coding": [{"system": TIER, "code": tier}]}]}  # fmt: skip
+            org: dict[str, object] = {
+                "resourceType": "Organization",
+                "id": oid.lower(),
+                "name": oid,
+                "identifier": [{"system": MEMBER, "value": oid}],
+                "type": [{"coding": [{"system": TIER, "code": tier}]}],
+            }
             if parent:
                 org["partOf"] = {"reference": f"Organization/{parent.lower()}"}
             service.writer.update(tx, ctx, "Organization", oid.lower(), ResourceText.parse(orjson.dumps(org)))
@@ -57,8 +61,19 @@ def test_pol27_import_catalogue_and_lists_diff_versions_and_check(tmp_path: Path
     township_v2 = tmp_path / "t1-b.csv"
     township_v2.write_text(HEAD + ROWS[0] + "\n", encoding="utf-8")
     for day, path in (("2026-01-01", township_v1), ("2026-06-01", township_v2)):
-        args = ["formulary", "import", "--member", "T1", "--effective", day, "--decision", "药事会 2026-1", str(path),
-                "--database", database]  # fmt: skip
+        args = [
+            "formulary",
+            "import",
+            "--member",
+            "T1",
+            "--effective",
+            day,
+            "--decision",
+            "药事会 2026-1",
+            str(path),
+            "--database",
+            database,
+        ]
         assert runner.invoke(app, args).exit_code == 0
     result = runner.invoke(app, ["formulary", "diff", "T1", "--database", database])
     changes = json.loads(result.output)
@@ -80,17 +95,35 @@ def test_pol27_import_catalogue_and_lists_diff_versions_and_check(tmp_path: Path
 def test_pol07_review_sample_writes_html_and_csv(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 's.db'}"
     _alliance(database)
-    with operator_service(database) as (service, ctx):
-        with service.store.transaction() as tx:
-            for n in range(20):
-                rx = {"resourceType": "MedicationRequest", "id": f"rx{n}", "status": "active", "intent": "order",
-                      "subject": {"reference": f"Patient/p{n}"}, "requester": {"reference": "Practitioner/d1"},
-                      "authoredOn": f"2025-11-{n + 1:02d}", "medication": {"concept": {"text": "x"}},
-                      "dispenseRequest": {"expectedSupplyDuration": {"value": 10 if n % 4 == 0 else 5, "code": "d"}}}  # fmt: skip
-                service.writer.update(tx, ctx, "MedicationRequest", f"rx{n}", ResourceText.parse(orjson.dumps(rx)))
+    with operator_service(database) as (service, ctx), service.store.transaction() as tx:
+        for n in range(20):
+            rx = {
+                "resourceType": "MedicationRequest",
+                "id": f"rx{n}",
+                "status": "active",
+                "intent": "order",
+                "subject": {"reference": f"Patient/p{n}"},
+                "requester": {"reference": "Practitioner/d1"},
+                "authoredOn": f"2025-11-{n + 1:02d}",
+                "medication": {"concept": {"text": "x"}},
+                "dispenseRequest": {"expectedSupplyDuration": {"value": 10 if n % 4 == 0 else 5, "code": "d"}},
+            }
+            service.writer.update(tx, ctx, "MedicationRequest", f"rx{n}", ResourceText.parse(orjson.dumps(rx)))
     runner = CliRunner()
-    args = ["review", "sample", "--period", "2025-11", "--rate", "0.5", "--seed", "3", "--out", str(tmp_path),
-            "--database", database]  # fmt: skip
+    args = [
+        "review",
+        "sample",
+        "--period",
+        "2025-11",
+        "--rate",
+        "0.5",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--database",
+        database,
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "10 of 20 prescription(s) sampled" in first.output

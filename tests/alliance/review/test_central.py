@@ -66,12 +66,29 @@ def _review(client: TestClient, body: dict[str, Any], member: str = "T1") -> tup
 
 def test_pol06_duplicate_therapy_across_two_members_read_through_the_service(gateway: Client, alliance: Any) -> None:
     client = gateway()
-    at_t2 = alliance.prescription("AMLO", rx_id="rx-t2", patient="Patient/p1", diagnosis="I10.x00x002",
-                                  dose=(5, "mg"), per_day=1, days=28, long_term="hypertension", member="T2",
-                                  authored="2026-11-01T08:00:00+08:00")  # fmt: skip
+    at_t2 = alliance.prescription(
+        "AMLO",
+        rx_id="rx-t2",
+        patient="Patient/p1",
+        diagnosis="I10.x00x002",
+        dose=(5, "mg"),
+        per_day=1,
+        days=28,
+        long_term="hypertension",
+        member="T2",
+        authored="2026-11-01T08:00:00+08:00",
+    )
     assert client.put("/fhir/MedicationRequest/rx-t2", json=at_t2).status_code == 201
-    new = alliance.prescription("AMLO", rx_id="rx-t1", patient="Patient/p1", diagnosis="I10.x00x002",
-                                dose=(5, "mg"), per_day=1, days=7, authored="2026-11-10T08:00:00+08:00")  # fmt: skip
+    new = alliance.prescription(
+        "AMLO",
+        rx_id="rx-t1",
+        patient="Patient/p1",
+        diagnosis="I10.x00x002",
+        dose=(5, "mg"),
+        per_day=1,
+        days=7,
+        authored="2026-11-10T08:00:00+08:00",
+    )
     results, rules = _review(client, new)
     assert results == ["reject"] and rules == {"duplicate-therapy": "high"}
     # another patient: no duplicate
@@ -83,12 +100,17 @@ def test_pol06_review_of_a_bundle_with_medication_and_patient(gateway: Client, a
     client = gateway()
     rx = alliance.prescription("LEVO", patient="Patient/child", diagnosis="J18.900", dose=(0.5, "g"), per_day=1)
     rx["medication"] = {"reference": {"reference": "Medication/levo"}}
-    medication = {"resourceType": "Medication", "id": "levo",
-                  "code": {"coding": [{"system": "http://yaolian.org/fhir/sid/nhsa-drug-code",
-                                       "code": alliance.code("LEVO")}]}}  # fmt: skip
+    medication = {
+        "resourceType": "Medication",
+        "id": "levo",
+        "code": {"coding": [{"system": "http://yaolian.org/fhir/sid/nhsa-drug-code", "code": alliance.code("LEVO")}]},
+    }
     patient = {"resourceType": "Patient", "id": "child", "birthDate": "2016-03-01"}
-    bundle = {"resourceType": "Bundle", "type": "collection",
-              "entry": [{"resource": rx}, {"resource": medication}, {"resource": patient}]}  # fmt: skip
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": rx}, {"resource": medication}, {"resource": patient}],
+    }
     results, rules = _review(client, bundle, member="T1")
     assert results == ["warn"] and rules == {"not-in-formulary": "moderate", "age-caution": "moderate"}
     response = client.post("/fhir/MedicationRequest/$review?member=T1", json=bundle)
@@ -128,21 +150,27 @@ def test_pol06_cds_hooks_order_sign(gateway: Client, alliance: Any) -> None:
     client = gateway()
     services = client.get("/cds-services").json()["services"]
     assert services[0]["hook"] == "order-sign"
-    emergency = alliance.prescription("IBUP", patient="Patient/p1", category="emergency", days=5,
-                                      diagnosis="M54.500", dose=(0.2, "g"), per_day=3)  # fmt: skip
+    emergency = alliance.prescription(
+        "IBUP", patient="Patient/p1", category="emergency", days=5, diagnosis="M54.500", dose=(0.2, "g"), per_day=3
+    )
     request = {
         "hook": "order-sign",
         "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "context": {"userId": "Practitioner/dr-li", "patientId": "p1",
-                    "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": emergency}]}},
-    }  # fmt: skip
+        "context": {
+            "userId": "Practitioner/dr-li",
+            "patientId": "p1",
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": emergency}]},
+        },
+    }
     answer = client.post(f"/cds-services/{services[0]['id']}?member=T1", json=request)
     assert answer.status_code == 200, answer.text
     cards = answer.json()["cards"]
     assert [(c["indicator"], c["source"]["topic"]["code"]) for c in cards] == [("warning", "days-supply-over-limit")]
     assert answer.json()["systemActions"][0]["resource"]["resourceType"] == "DetectedIssue"
-    request["context"]["draftOrders"]["entry"][0]["resource"] = {**emergency, "dispenseRequest": {
-        **emergency["dispenseRequest"], "expectedSupplyDuration": {"value": 3, "code": "d"}}}  # fmt: skip
+    request["context"]["draftOrders"]["entry"][0]["resource"] = {
+        **emergency,
+        "dispenseRequest": {**emergency["dispenseRequest"], "expectedSupplyDuration": {"value": 3, "code": "d"}},
+    }
     assert client.post(f"/cds-services/{services[0]['id']}?member=T1", json=request).json()["cards"] == []
     bad = client.post(f"/cds-services/{services[0]['id']}", json={"hook": "order-sign", "context": {}})
     assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
@@ -154,15 +182,15 @@ def test_pol06_review_on_write_block_refuses_with_findings_and_stores_clean_ones
 ) -> None:
     gateway()
     client = gateway("block")
-    long = alliance.prescription("METF", rx_id="rx-b1", patient="Patient/p1", days=85, long_term="diabetes",
-                                 member="T1")  # fmt: skip
+    long = alliance.prescription(
+        "METF", rx_id="rx-b1", patient="Patient/p1", days=85, long_term="diabetes", member="T1"
+    )
     refused = client.put("/fhir/MedicationRequest/rx-b1", json=long)
     assert refused.status_code == 422
     issues = refused.json()["issue"]
     assert any("long-term-over-12-weeks" in i["diagnostics"] and i["severity"] == "error" for i in issues)
     assert client.get("/fhir/MedicationRequest/rx-b1").status_code == 404
-    ok = alliance.prescription("METF", rx_id="rx-b2", patient="Patient/p1", days=84, long_term="diabetes",
-                               member="T1")  # fmt: skip
+    ok = alliance.prescription("METF", rx_id="rx-b2", patient="Patient/p1", days=84, long_term="diabetes", member="T1")
     stored = client.put("/fhir/MedicationRequest/rx-b2", json=ok)
     assert stored.status_code == 201, stored.text
     review_ext = next(e for e in stored.json()["extension"] if e["url"].endswith("yl-central-review-result"))
@@ -190,8 +218,14 @@ def test_pol07_post_review_sample_is_reproducible_and_reports_rates(
     client = gateway()
     for n in range(12):
         days = 30 if n % 3 == 0 else 5  # every third one over 7 days
-        rx = alliance.prescription("METF", rx_id=f"rx-s{n:02d}", patient=f"Patient/s{n}", days=days,
-                                   member="T1" if n % 2 else "V1", authored=f"2025-11-{n + 1:02d}T09:00:00+08:00")  # fmt: skip
+        rx = alliance.prescription(
+            "METF",
+            rx_id=f"rx-s{n:02d}",
+            patient=f"Patient/s{n}",
+            days=days,
+            member="T1" if n % 2 else "V1",
+            authored=f"2025-11-{n + 1:02d}T09:00:00+08:00",
+        )
         assert client.put(f"/fhir/MedicationRequest/rx-s{n:02d}", json=rx).status_code == 201
     december = alliance.prescription("METF", rx_id="rx-dec", authored="2025-12-01T09:00:00+08:00")
     client.put("/fhir/MedicationRequest/rx-dec", json=december)

@@ -58,9 +58,16 @@ def test_pol20_drug_not_in_the_prescribing_members_list(alliance: Any) -> None:
     assert _rules(_review(alliance, rx, member=None)) == {}  # no member known: no list to hold it to
 
 
-@pytest.mark.parametrize(("days", "category", "fires"), [(7, "general", False), (8, "general", True),
-                                                          (3, "emergency", False), (4, "emergency", True),
-                                                          (90, "general", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("days", "category", "fires"),
+    [
+        (7, "general", False),
+        (8, "general", True),
+        (3, "emergency", False),
+        (4, "emergency", True),
+        (90, "general", True),
+    ],
+)
 def test_pol06_days_of_supply_over_7_or_3_for_emergency_without_long_term(
     alliance: Any, days: int, category: str, fires: bool
 ) -> None:
@@ -139,11 +146,13 @@ def test_pol06_age_and_pregnancy_cautions(alliance: Any) -> None:
 
 
 def test_pol09_extended_prescription_whose_dispensing_member_lacks_the_drug(alliance: Any) -> None:
-    rx = alliance.prescription("AMLO", days=28, long_term="hypertension", diagnosis="I10.x00x002", dose=(5, "mg"),
-                               per_day=1, extended_to="V1")  # fmt: skip
+    rx = alliance.prescription(
+        "AMLO", days=28, long_term="hypertension", diagnosis="I10.x00x002", dose=(5, "mg"), per_day=1, extended_to="V1"
+    )
     assert _rules(_review(alliance, rx, member="T1")) == {"extended-not-in-dispensing-formulary": "high"}
-    rx = alliance.prescription("CAPT", days=28, long_term="hypertension", diagnosis="I10.x00x002", dose=(25, "mg"),
-                               per_day=2, extended_to="V1")  # fmt: skip
+    rx = alliance.prescription(
+        "CAPT", days=28, long_term="hypertension", diagnosis="I10.x00x002", dose=(25, "mg"), per_day=2, extended_to="V1"
+    )
     assert _rules(_review(alliance, rx, member="T1")) == {}
 
 
@@ -187,8 +196,9 @@ def test_pol06_a_rule_added_as_a_data_file_changes_the_outcome_without_code(alli
     data = orjson.loads(days_rule.read_bytes())
     data["params"]["maxDays"] = 5
     days_rule.write_bytes(orjson.dumps(data))
-    assert "days-supply-over-limit" in _rules(_review(alliance, alliance.prescription("METF", days=7),
-                                                        rules=load_rule_set(folder)))  # fmt: skip
+    assert "days-supply-over-limit" in _rules(
+        _review(alliance, alliance.prescription("METF", days=7), rules=load_rule_set(folder))
+    )
 
 
 def test_a_rule_file_that_does_not_parse_is_refused_with_its_name(tmp_path: Path) -> None:
