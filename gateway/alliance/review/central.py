@@ -110,16 +110,26 @@ class CentralReview:
 
     def active_prescriptions(self, patient: str, catalogue: Catalogue, ctx: RequestContext) -> list[ActivePrescription]:
         """The patient's active prescriptions anywhere in the alliance, read through the service."""
-        found = self.service.find(
-            "MedicationRequest",
-            [("subject", patient), ("status", "active"), ("_count", str(ACTIVE_LIMIT))],
-            self.reviewer_context(ctx),
-        )
+        # By subject alone, status filtered here: with status as a second criterion the store's
+        # plan scans every active prescription (SQLite: 35 ms against 2 ms at 20k stored).
+        reader = self.reviewer_context(ctx)
+        found: list[Any] = []
+        while True:
+            page = self.service.find(
+                "MedicationRequest",
+                [("subject", patient), ("_count", str(ACTIVE_LIMIT)), ("_total", "none"), ("_offset", str(len(found)))],
+                reader,
+            )
+            found += page
+            if len(page) < ACTIVE_LIMIT:
+                break
         out = []
         for stored in found:
             if not stored.body:
                 continue
             rx = orjson.loads(stored.body)
+            if rx.get("status") != "active":
+                continue
             drug = self._drug_of(rx, catalogue, {})
             if drug is None or not drug.atc:
                 continue
