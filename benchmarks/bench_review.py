@@ -48,13 +48,37 @@ MEMBERS = (
 
 def drugs(count: int) -> list[Drug]:
     rnd = random.Random(1)
-    out = [Drug("XA10BAE054A001010102770", "二甲双胍", "片剂", "0.5g", "diabetes", "A10BA02", None, Dose(2.55, "g"), True,
-                "national")]  # fmt: skip
+    out = [
+        Drug(
+            "XA10BAE054A001010102770",
+            "二甲双胍",
+            "片剂",
+            "0.5g",
+            "diabetes",
+            "A10BA02",
+            None,
+            Dose(2.55, "g"),
+            True,
+            "national",
+        )
+    ]
     for n in range(1, count):
-        atc = f"{rnd.choice('ABCDJMNR')}{rnd.randint(1, 16):02d}{rnd.choice('ABCDE')}{rnd.choice('ABCDE')}{rnd.randint(1, 30):02d}"
-        out.append(Drug(f"X{n:022d}", f"药品{n}", rnd.choice(["片剂", "胶囊", "注射剂"]), f"{rnd.randint(1, 500)}mg",
-                        rnd.choice([None, None, None, "hypertension", "diabetes", "copd"]), atc, None,
-                        Dose(rnd.randint(1, 20) * 100, "mg"), rnd.random() < 0.5, "none"))  # fmt: skip
+        group = f"{rnd.choice('ABCDJMNR')}{rnd.randint(1, 16):02d}{rnd.choice('ABCDE')}{rnd.choice('ABCDE')}"
+        atc = f"{group}{rnd.randint(1, 30):02d}"
+        out.append(
+            Drug(
+                f"X{n:022d}",
+                f"药品{n}",
+                rnd.choice(["片剂", "胶囊", "注射剂"]),
+                f"{rnd.randint(1, 500)}mg",
+                rnd.choice([None, None, None, "hypertension", "diabetes", "copd"]),
+                atc,
+                None,
+                Dose(rnd.randint(1, 20) * 100, "mg"),
+                rnd.random() < 0.5,
+                "none",
+            )
+        )
     return out
 
 
@@ -81,10 +105,14 @@ def typical(patient: int) -> dict[str, Any]:
         "id": "typical",
         "extension": [
             {"url": SD + "yl-prescription-category", "valueCoding": {"code": "general"}},
-            {"url": SD + "yl-long-term-prescription", "extension": [{"url": "chronicGroup",
-                                                                     "valueCoding": {"code": "diabetes"}}]},
-            {"url": SD + "yl-extended-prescription", "extension": [{"url": "dispensingMember",
-                                                                    "valueReference": {"reference": "Organization/v1"}}]},
+            {
+                "url": SD + "yl-long-term-prescription",
+                "extension": [{"url": "chronicGroup", "valueCoding": {"code": "diabetes"}}],
+            },
+            {
+                "url": SD + "yl-extended-prescription",
+                "extension": [{"url": "dispensingMember", "valueReference": {"reference": "Organization/v1"}}],
+            },
         ],
         "status": "active",
         "intent": "order",
@@ -93,10 +121,14 @@ def typical(patient: int) -> dict[str, Any]:
         "authoredOn": "2026-11-10T09:00:00+08:00",
         "requester": {"reference": "Practitioner/d1"},
         "reason": [{"concept": {"coding": [{"code": "E11.900"}]}}],
-        "dosageInstruction": [{"timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
-                               "doseAndRate": [{"doseQuantity": {"value": 0.5, "unit": "g", "code": "g"}}]}],
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": {"value": 0.5, "unit": "g", "code": "g"}}],
+            }
+        ],
         "dispenseRequest": {"quantity": {"value": 56}, "expectedSupplyDuration": {"value": 28, "code": "d"}},
-    }  # fmt: skip
+    }
 
 
 def load(url: str, n_drugs: int, n_rx: int, n_patients: int) -> None:
@@ -113,9 +145,13 @@ def load(url: str, n_drugs: int, n_rx: int, n_patients: int) -> None:
 
     def resources() -> Any:
         for code, tier, parent in MEMBERS:
-            org: dict[str, Any] = {"resourceType": "Organization", "id": code.lower(), "name": code,
-                                   "identifier": [{"system": MEMBER, "value": code}],
-                                   "type": [{"coding": [{"system": TIER, "code": tier}]}]}  # fmt: skip
+            org: dict[str, Any] = {
+                "resourceType": "Organization",
+                "id": code.lower(),
+                "name": code,
+                "identifier": [{"system": MEMBER, "value": code}],
+                "type": [{"coding": [{"system": TIER, "code": tier}]}],
+            }
             if parent:
                 org["partOf"] = {"reference": f"Organization/{parent.lower()}"}
             yield org
@@ -177,13 +213,18 @@ def main() -> None:
     subjects = central.subjects(rx, ctx, "T1")
     active = central.active_prescriptions(f"Patient/p{patient}", snapshot.catalogue, ctx)
     found = central.review_subjects(subjects, ctx)[0]
-    print(f"catalogue {len(snapshot.catalogue):,} drugs, {len(snapshot.formularies.members())} lists, "
-          f"{len(central.rule_set.rules)} rules (rule set {central.rule_set.version}); "
-          f"patient has {len(active)} active prescriptions; typical result: {found.result} "
-          f"{[f.rule for f in found.findings]}")  # fmt: skip
+    print(
+        f"catalogue {len(snapshot.catalogue):,} drugs, {len(snapshot.formularies.members())} lists, "
+        f"{len(central.rule_set.rules)} rules (rule set {central.rule_set.version}); "
+        f"patient has {len(active)} active prescriptions; typical result: {found.result} "
+        f"{[f.rule for f in found.findings]}"
+    )
     drug = subjects[0].drug
-    rate("engine", args.seconds, lambda: review(central.rule_set, snapshot, rx, drug, patient=subjects[0].patient,
-                                                member="T1", active=active))  # fmt: skip
+    rate(
+        "engine",
+        args.seconds,
+        lambda: review(central.rule_set, snapshot, rx, drug, patient=subjects[0].patient, member="T1", active=active),
+    )
     rate("review", args.seconds, lambda: central.review_body(rx, ctx, "T1"))
     rate("review+record", args.seconds, lambda: central.record(ctx, central.review_body(rx, ctx, "T1")[1]))
     store.dispose()
