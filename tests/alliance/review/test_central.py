@@ -257,3 +257,18 @@ def test_record_survives_a_json_round_trip(alliance: Any) -> None:
 
     task = review_task(Review("set", "1", "MedicationRequest/x", "T1", "Patient/p", None, None), "2026-01-01T00:00:00Z")
     assert orjson.loads(orjson.dumps(task))["focus"] == {"reference": "MedicationRequest/x"}
+
+
+def test_pol03_formulary_check_operation(gateway: Client, alliance: Any) -> None:
+    client = gateway()
+    answer = client.get("/fhir/$formulary-check")
+    assert answer.status_code == 200, answer.text
+    findings = [
+        {p["name"]: next(iter(v for k, v in p.items() if k.startswith("value"))) for p in f["part"]}
+        for f in answer.json()["parameter"]
+    ]
+    assert {"rule": "village-chronic-not-in-township", "member": "V1", "drug": alliance.code("GLIC")}.items() <= next(
+        f for f in findings if f["rule"] == "village-chronic-not-in-township"
+    ).items()
+    page = client.get("/fhir/$formulary-check?format=html")
+    assert page.status_code == 200 and "sinking-candidate" in page.text
