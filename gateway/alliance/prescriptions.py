@@ -73,9 +73,20 @@ def days_supply(rx: Mapping[str, Any]) -> float | None:
     return float(value) * _DAYS_PER.get(unit, 1.0)
 
 
+CATEGORY_SYSTEM = "http://yaolian.org/fhir/CodeSystem/prescription-category"
+
+
 def category(rx: Mapping[str, Any]) -> str:
+    """The prescription category (处方类别): the profile's extension, else a
+    ``MedicationRequest.category`` coding of the same code system."""
     coding = (extension(rx, CATEGORY_URL) or {}).get("valueCoding") or {}
-    return str(coding.get("code") or "")
+    if coding.get("code"):
+        return str(coding["code"])
+    for concept in rx.get("category") or ():
+        for found in (concept or {}).get("coding") or ():
+            if found.get("system") == CATEGORY_SYSTEM and found.get("code"):
+                return str(found["code"])
+    return ""
 
 
 def long_term(rx: Mapping[str, Any]) -> tuple[bool, str | None, int | None]:
@@ -95,10 +106,15 @@ def dispensing_member_reference(rx: Mapping[str, Any]) -> Mapping[str, Any] | No
     return value if isinstance(value, dict) else None
 
 
-def diagnoses(rx: Mapping[str, Any]) -> list[str]:
+def diagnoses(rx: Mapping[str, Any], conditions: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """Diagnosis codes of ``reason`` (concepts, and Conditions it references that came along)."""
     codes = []
     for reason in rx.get("reason") or ():
-        for coding in ((reason or {}).get("concept") or {}).get("coding") or ():
+        concept = (reason or {}).get("concept") or {}
+        referenced = ((reason or {}).get("reference") or {}).get("reference")
+        if not concept and conditions and isinstance(referenced, str) and referenced in conditions:
+            concept = conditions[referenced].get("code") or {}
+        for coding in concept.get("coding") or ():
             if coding.get("code"):
                 codes.append(str(coding["code"]))
     return codes

@@ -56,6 +56,7 @@ REVIEWER = Principal(
 TASK_CODE_SYSTEM = "http://yaolian.org/fhir/CodeSystem/review-task"
 OVERRIDE_ACTION_SYSTEM = "http://yaolian.org/fhir/CodeSystem/review-action"
 RESULT_SYSTEM = "http://yaolian.org/fhir/CodeSystem/review-result"
+RESIDENT_ID_SYSTEM = "urn:oid:2.16.156.10011.1.3"
 SNAPSHOT_SECONDS = 30.0
 ACTIVE_LIMIT = 200
 
@@ -70,6 +71,7 @@ class Subject:
     patient: dict[str, Any] | None = None
     member: str | None = None
     others: list[dict[str, Any]] = field(default_factory=list)  # resources sent with it
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)  # Conditions sent, by reference
 
 
 class CentralReview:
@@ -141,6 +143,20 @@ class CentralReview:
             )
         return out
 
+    def same_person(self, patient_ref: str, patient: Mapping[str, Any] | None, ctx: RequestContext) -> list[str]:
+        """``patient_ref`` and every other Patient with the same resident ID card number: each
+        member may have registered the person under a Patient of its own."""
+        refs = [patient_ref]
+        for ident in (patient or {}).get("identifier") or ():
+            if isinstance(ident, dict) and ident.get("system") == RESIDENT_ID_SYSTEM and ident.get("value"):
+                found = self.service.find(
+                    "Patient",
+                    [("identifier", f"{RESIDENT_ID_SYSTEM}|{ident['value']}"), ("_count", "20"), ("_total", "none")],
+                    self.reviewer_context(ctx),
+                )
+                refs += [f"Patient/{p.res_id}" for p in found if f"Patient/{p.res_id}" not in refs]
+        return refs
+
     @staticmethod
     def _drug_of(rx: Mapping[str, Any], catalogue: Catalogue, sent: Mapping[str, dict[str, Any]]) -> Drug | None:
         reference = medication_reference(rx)
@@ -152,10 +168,11 @@ class CentralReview:
             drug = catalogue.by_medication(reference)
             if drug is not None:
                 return drug
-        for system, code in medication_codes(rx):
+        codes = medication_codes(rx)
+        for system, code in codes:  # the national code first, then any code the catalogue knows
             if system == NHSA_SYSTEM and catalogue.get(code):
                 return catalogue.get(code)
-        return None
+        return next((d for d in (catalogue.get(c) for _, c in codes) if d is not None), None)
 
     # -- requests ----------------------------------------------------------------------
     def subjects(self, body: Mapping[str, Any], ctx: RequestContext, member_hint: str | None) -> list[Subject]:
@@ -185,8 +202,21 @@ class CentralReview:
         snapshot = self.snapshot(ctx)
         sent = {f"{r.get('resourceType')}/{r.get('id')}": r for r in others if r.get("id")}
         sent.update({f"#{r.get('id')}": r for r in others if r.get("id")})
+        if kind == "Bundle":  # references by fullUrl (urn:uuid:...) too
+            for entry in body.get("entry") or ():
+                resource = (entry or {}).get("resource")
+                if isinstance(resource, dict) and isinstance(entry.get("fullUrl"), str):
+                    sent.setdefault(entry["fullUrl"], resource)
+        conditions = {k: v for k, v in sent.items() if v.get("resourceType") == "Condition"}
         for subject in found:
             subject.others = others
+            subject.conditions = conditions
+            if conditions and any((r or {}).get("reference") for r in subject.rx.get("reason") or ()):
+                codes = diagnoses(subject.rx, conditions)  # reasons given as Conditions count as diagnoses
+                subject.rx = {
+                    **subject.rx,
+                    "reason": [*subject.rx.get("reason", []), *({"concept": {"coding": [{"code": c}]}} for c in codes)],
+                }
             subject.drug = self._drug_of(subject.rx, snapshot.catalogue, sent)
             subject.patient = self._patient(subject.rx, sent, ctx)
             subject.member = self._member(subject.rx, sent, snapshot, ctx, member_hint)
@@ -212,7 +242,8 @@ class CentralReview:
         hint: str | None,
     ) -> str | None:
         """The prescribing member: named by the caller, stamped on the prescription, the
-        caller's own, or the requester's organisation."""
+        caller's own, the requester's organisation (or PractitionerRole's), the assigner of the
+        prescription number, the encounter's service provider, the performer, the dispenser."""
         if hint:
             return hint
         tagged = tagged_member(rx)
@@ -227,7 +258,20 @@ class CentralReview:
         role = sent.get(reference_of(requester) or "")
         if role is not None and role.get("resourceType") == "PractitionerRole":
             return member_of_reference(snapshot.registry, role.get("organization"))
-        return None
+        for ident in rx.get("identifier") or ():  # the prescription number's assigner (the member)
+            assigner = (ident or {}).get("assigner")
+            if isinstance(assigner, dict):
+                found = member_of_reference(snapshot.registry, assigner)
+                if found:
+                    return found
+        encounter = sent.get(reference_of(rx.get("encounter")) or "")
+        if encounter is not None and isinstance(encounter.get("serviceProvider"), dict):
+            return member_of_reference(snapshot.registry, encounter["serviceProvider"])
+        for performer in rx.get("performer") or ():  # the organisation asked to carry it out
+            if (reference_of(performer) or "").startswith("Organization/") or (performer or {}).get("identifier"):
+                return member_of_reference(snapshot.registry, performer)
+        dispenser = (rx.get("dispenseRequest") or {}).get("dispenser")
+        return member_of_reference(snapshot.registry, dispenser) if isinstance(dispenser, dict) else None
 
     def review_subjects(
         self, subjects: Sequence[Subject], ctx: RequestContext, *, today: dt.date | None = None
@@ -241,7 +285,10 @@ class CentralReview:
             active: list[ActivePrescription] = []
             if patient_ref:
                 if patient_ref not in active_by_patient:
-                    active_by_patient[patient_ref] = self.active_prescriptions(patient_ref, snapshot.catalogue, ctx)
+                    same_person = self.same_person(patient_ref, subject.patient, ctx)
+                    active_by_patient[patient_ref] = self.active_prescriptions(
+                        ",".join(same_person), snapshot.catalogue, ctx
+                    )
                 active = list(active_by_patient[patient_ref])
             for other_index, other in enumerate(subjects):  # the other lines of the same request
                 if other_index != index and other.drug is not None and other.drug.atc:
@@ -264,7 +311,7 @@ class CentralReview:
                     patient=subject.patient,
                     member=subject.member,
                     active=active,
-                    is_pregnant=pregnant(subject.others, diagnoses(subject.rx)),
+                    is_pregnant=pregnant(subject.others, diagnoses(subject.rx, subject.conditions)),
                     today=today,
                 )
             )

@@ -29,6 +29,23 @@ LOINC = "http://loinc.org"
 PREGNANCY_STATUS = "82810-3"
 PREGNANT = "LA15173-0"
 _PER_DAY = {"s": 86400.0, "min": 1440.0, "h": 24.0, "d": 1.0, "wk": 1 / 7, "mo": 1 / 30, "a": 1 / 365}
+#: Frequency abbreviations (HL7 v3 GTSAbbreviation and the Latin ones Chinese HIS use) -> times a day.
+TIMES_A_DAY = {
+    "QD": 1.0,
+    "BID": 2.0,
+    "TID": 3.0,
+    "QID": 4.0,
+    "QN": 1.0,
+    "QOD": 0.5,
+    "QW": 1 / 7,
+    "Q12H": 2.0,
+    "Q8H": 3.0,
+    "Q6H": 4.0,
+    "Q4H": 6.0,
+    "AM": 1.0,
+    "PM": 1.0,
+    "HS": 1.0,
+}
 _COUNTABLE = {"片", "粒", "丸", "袋", "支", "瓶", "tablet", "tab", "capsule", "cap", "{tbl}", "{cap}"}
 
 
@@ -93,7 +110,17 @@ def _daily_dose(rx: Mapping[str, Any], drug: Drug) -> float | None:
     for dosage in rx.get("dosageInstruction") or ():
         repeat = ((dosage or {}).get("timing") or {}).get("repeat") or {}
         per_day: float | None = None
-        if repeat:
+        timing_code = next(
+            (
+                str(c.get("code")).upper()
+                for c in ((dosage or {}).get("timing") or {}).get("code", {}).get("coding") or ()
+                if c.get("code")
+            ),
+            None,
+        )
+        if timing_code in TIMES_A_DAY:
+            per_day = TIMES_A_DAY[timing_code]
+        elif repeat:
             frequency = repeat.get("frequency") or 1
             period = repeat.get("period") or 1
             per_day = float(frequency) / float(period) * _PER_DAY.get(str(repeat.get("periodUnit") or "d"), 1.0)

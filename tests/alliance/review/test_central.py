@@ -272,3 +272,72 @@ def test_pol03_formulary_check_operation(gateway: Client, alliance: Any) -> None
     ).items()
     page = client.get("/fhir/$formulary-check?format=html")
     assert page.status_code == 200 and "sinking-candidate" in page.text
+
+
+def test_pol06_duplicate_therapy_when_each_member_registered_the_patient_itself(gateway: Client, alliance: Any) -> None:
+    """The same person as two Patients (one per member) sharing the resident ID card number."""
+    client = gateway()
+    card = {"system": "urn:oid:2.16.156.10011.1.3", "value": "11010519491231002X"}
+    for pid in ("at-t2", "at-t1"):
+        client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "identifier": [card]})
+    first = alliance.prescription(
+        "CAPT",
+        rx_id="rx-cap-t2",
+        patient="Patient/at-t2",
+        diagnosis="I10.x00x002",
+        dose=(25, "mg"),
+        per_day=2,
+        days=7,
+        member="T2",
+        authored="2026-11-08T08:00:00+08:00",
+    )
+    assert client.put("/fhir/MedicationRequest/rx-cap-t2", json=first).status_code == 201
+    # a Bundle with urn:uuid references, the drug by code only, the diagnosis as a Condition
+    second = alliance.prescription(
+        "CAPT",
+        rx_id="rx-cap-t1",
+        patient="urn:uuid:pat",
+        dose=(25, "mg"),
+        per_day=2,
+        days=5,
+        authored="2026-11-10T08:00:00+08:00",
+    )
+    second["medication"] = {"concept": {"coding": [{"code": alliance.code("CAPT")}]}}
+    second["reason"] = [{"reference": {"reference": "urn:uuid:dx"}}]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:rx", "resource": second},
+            {
+                "fullUrl": "urn:uuid:pat",
+                "resource": {"resourceType": "Patient", "identifier": [card], "birthDate": "1949-12-31"},
+            },
+            {
+                "fullUrl": "urn:uuid:dx",
+                "resource": {
+                    "resourceType": "Condition",
+                    "code": {"coding": [{"system": "urn:oid:2.16.156.10011.2.3.3.11.1", "code": "I10.x00x002"}]},
+                },
+            },
+        ],
+    }
+    assert _review(client, bundle, member="T1") == (["reject"], {"duplicate-therapy": "high"})
+
+
+def test_pol20_prescribing_member_from_the_prescription_number_assigner(gateway: Client, alliance: Any) -> None:
+    client = gateway()
+    rx = alliance.prescription("LEVO", diagnosis="J18.900", dose=(0.5, "g"), per_day=1)
+    response = client.post("/fhir/MedicationRequest/$review", json=rx)
+    assert [p["valueCode"] for p in response.json()["parameter"] if p["name"] == "result"] == ["pass"]
+    rx["identifier"][0]["assigner"] = {"reference": "Organization/org-t1"}
+    assert _review_without_member(client, rx) == {"not-in-formulary": "moderate"}
+    rx["identifier"][0]["assigner"] = {"identifier": {"system": "http://yaolian.org/fhir/sid/member", "value": "C1"}}
+    assert _review_without_member(client, rx) == {}
+
+
+def _review_without_member(client: TestClient, body: dict[str, Any]) -> dict[str, str]:
+    params = client.post("/fhir/MedicationRequest/$review", json=body).json()["parameter"]
+    return {
+        p["resource"]["code"]["coding"][0]["code"]: p["resource"]["severity"] for p in params if p["name"] == "issue"
+    }

@@ -116,6 +116,24 @@ def test_pol06_daily_dose_above_the_maximum(alliance: Any) -> None:
     assert "daily-dose-over-max" in _rules(_review(alliance, alliance.prescription("METF", dose=(2, "片"), per_day=3)))
 
 
+def test_pol06_daily_dose_from_frequency_codes(alliance: Any) -> None:
+    rx = alliance.prescription("METF", dose=(1, "g"))
+    rx["dosageInstruction"][0]["timing"] = {"code": {"coding": [{"code": "TID"}]}}
+    assert _rules(_review(alliance, rx)) == {"daily-dose-over-max": "high"}  # 3 g a day
+    rx["dosageInstruction"][0]["timing"] = {"code": {"coding": [{"code": "BID"}]}}
+    assert _rules(_review(alliance, rx)) == {}  # 2 g a day
+
+
+def test_pol06_emergency_category_may_also_come_as_medicationrequest_category(alliance: Any) -> None:
+    rx = alliance.prescription("IBUP", days=5, diagnosis="M54.500", dose=(0.2, "g"), per_day=3)
+    rx["extension"] = []
+    assert _rules(_review(alliance, rx)) == {}
+    rx["category"] = [
+        {"coding": [{"system": "http://yaolian.org/fhir/CodeSystem/prescription-category", "code": "emergency"}]}
+    ]
+    assert _rules(_review(alliance, rx)) == {"days-supply-over-limit": "moderate"}
+
+
 def test_pol06_duplicate_therapy_with_an_active_prescription_of_another_member(alliance: Any) -> None:
     elsewhere = ActivePrescription("rx-t2", "T2", "C08CA01", "氨氯地平", "2026-11-01T08:00:00+08:00", 28)
     rx = alliance.prescription("AMLO", diagnosis="I10.x00x002", dose=(5, "mg"), per_day=1)
