@@ -38,6 +38,7 @@ from gateway.federation.registry import load_registry
 from gateway.fhir.json_text import ResourceText
 from gateway.hooks import RequestContext
 from gateway.principal import Principal, Role, parse_scopes
+from gateway.security.policy import MEMBER_SYSTEM
 from gateway.service.fhir_service import FhirService
 from gateway.service.write_path import new_resource_id
 from gateway.store.base import StoreTransaction
@@ -330,8 +331,11 @@ class CentralReview:
         reviewer = replace(self.reviewer_context(ctx), extra={"review-record": True})
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         outputs = []
+        owner = {"tag": [{"system": MEMBER_SYSTEM, "code": found.member}]} if found.member else None
         for resource in detected_issues(found, now=now):
             resource["id"] = new_resource_id()
+            if owner:  # the prescribing member sees the decisions on its prescriptions
+                resource["meta"] = owner
             self.service.writer.create(
                 tx, reviewer, "DetectedIssue", ResourceText.of_plain_data(resource), resource_id=resource["id"]
             )
@@ -341,6 +345,8 @@ class CentralReview:
         task = review_task(found, now)
         if outputs:
             task["output"] = outputs
+        if owner:
+            task["meta"] = owner
         task_id = new_resource_id()
         self.service.writer.create(tx, reviewer, "Task", ResourceText.of_plain_data(task), resource_id=task_id)
         return task_id
