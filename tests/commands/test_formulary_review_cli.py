@@ -132,3 +132,40 @@ def test_pol07_review_sample_writes_html_and_csv(tmp_path: Path) -> None:
     assert runner.invoke(app, args).exit_code == 0
     assert (tmp_path / "post-review-2025-11.csv").read_text(encoding="utf-8-sig") == csv_text  # same seed, same sample
     assert "<table" in (tmp_path / "post-review-2025-11.html").read_text(encoding="utf-8")
+
+
+def test_pol06_review_check_of_a_file_exits_1_when_rejected(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'c.db'}"
+    _alliance(database)
+    catalogue = tmp_path / "catalogue.csv"
+    catalogue.write_text(HEAD + "\n".join(ROWS) + "\n", encoding="utf-8")
+    runner = CliRunner()
+    assert (
+        runner.invoke(app, ["formulary", "import", "--catalogue", str(catalogue), "--database", database]).exit_code
+        == 0
+    )
+    rx = {
+        "resourceType": "MedicationRequest",
+        "id": "rx-file",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "authoredOn": "2026-11-10",
+        "medication": {"concept": {"coding": [{"code": METF}]}},
+        "extension": [
+            {
+                "url": "http://yaolian.org/fhir/StructureDefinition/yl-long-term-prescription",
+                "extension": [{"url": "chronicGroup", "valueCoding": {"code": "diabetes"}}],
+            }
+        ],
+        "reason": [{"concept": {"coding": [{"code": "E11.900"}]}}],
+        "dispenseRequest": {"expectedSupplyDuration": {"value": 85, "code": "d"}},
+    }
+    path = tmp_path / "rx.json"
+    path.write_bytes(orjson.dumps(rx))
+    result = runner.invoke(app, ["review", "check", str(path), "--database", database])
+    assert result.exit_code == 1 and "long-term-over-12-weeks" in result.output and "reject" in result.output
+    rx["dispenseRequest"]["expectedSupplyDuration"]["value"] = 84
+    path.write_bytes(orjson.dumps(rx))
+    result = runner.invoke(app, ["review", "check", str(path), "--database", database])
+    assert result.exit_code == 0 and ": pass" in result.output
