@@ -63,7 +63,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "review",
             "http://yaolian.org/fhir/OperationDefinition/review",
-            ("type",),
+            ("type", "instance"),
             review.handle,
             ("MedicationRequest",),
         ),

@@ -1,11 +1,12 @@
 """``POST /fhir/MedicationRequest/$review``: the central pre-review (前置审核) of a prescription.
 
-The body is a MedicationRequest, a Bundle with it and its Medication and Patient (and, for
-pregnancy, an Observation or Condition), or a Parameters with it as ``resource``. The answer is
-a Parameters: ``result`` (pass / warn / reject per prescription), ``ruleSetVersion``, one
-``issue`` (DetectedIssue) per finding and the ``outcome`` (OperationOutcome). Each decision is
-recorded (``?record=false`` to only ask). ``?member=CODE`` names the prescribing member when
-neither the prescription's owner tag nor the caller's binding does (POL-06, POL-20).
+At type level the body is a MedicationRequest, a Bundle with it and its Medication and Patient
+(and, for pregnancy, an Observation or Condition), or a Parameters with it as ``resource``; at
+instance level (``/fhir/MedicationRequest/{id}/$review``, empty body) the stored prescription
+is reviewed. The answer is a Parameters: ``result`` (pass / warn / reject per prescription),
+``ruleSetVersion``, one ``issue`` (DetectedIssue) per finding and the ``outcome``
+(OperationOutcome). Each decision is recorded (``?record=false`` to only ask). ``?member=CODE``
+names the prescribing member when nothing in the request does (POL-06, POL-20).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.responses import Response
 
 from gateway.alliance.review.central import CentralReview
 from gateway.alliance.review.engine import detected_issues, outcome_issues
-from gateway.api.context import context, in_thread
+from gateway.api.context import context, in_thread, service
 from gateway.api.formats import parse_resource, request_format
 from gateway.api.responses import fhir_response
 from gateway.errors import BadRequest, operation_outcome
@@ -36,9 +37,14 @@ def _unwrap(data: dict[str, Any]) -> dict[str, Any]:
 async def handle(request: Request) -> Response:
     ctx = context(request, "operation", "MedicationRequest")
     raw = await request.body()
-    if not raw.strip():
+    rid = request.path_params.get("id")
+    if raw.strip():
+        body = _unwrap(parse_resource(raw, request_format(request)).data)
+    elif rid:  # instance level: the stored prescription, read as the caller may read it
+        stored = await in_thread(service(request).read, "MedicationRequest", rid, ctx)
+        body = orjson.loads(stored.body or b"{}")
+    else:
         raise BadRequest("YL-1110", found="an empty body")
-    body = _unwrap(parse_resource(raw, request_format(request)).data)
     central: CentralReview = request.app.state.review
     member = request.query_params.get("member")
     record = request.query_params.get("record", "true").lower() != "false"

@@ -92,6 +92,8 @@ def test_pol07_every_review_decision_is_recorded_and_a_pharmacist_may_override(g
     rx = alliance.prescription("METF", rx_id="rx-long", patient="Patient/p1", days=90, long_term="diabetes")
     assert client.put("/fhir/MedicationRequest/rx-long", json=rx).status_code == 201
     assert _review(client, rx) == (["reject"], {"long-term-over-12-weeks": "high"})
+    stored = client.post("/fhir/MedicationRequest/rx-long/$review?member=T1&record=false")  # instance level
+    assert [p["valueCode"] for p in stored.json()["parameter"] if p["name"] == "result"] == ["reject"]
     tasks = client.get("/fhir/Task?focus=MedicationRequest/rx-long").json()["entry"]
     (task,) = [e["resource"] for e in tasks]
     assert task["businessStatus"]["coding"][0]["code"] == "reject"
