@@ -207,6 +207,12 @@ def from_medication(resource: Mapping[str, Any]) -> Drug | None:
     )
 
 
+def _richness(drug: Drug) -> tuple[bool, int]:
+    """Which of two entries of one code to believe: the committee's import, then the fuller."""
+    filled = sum(1 for v in (drug.atc, drug.chronic_group, drug.control_class, drug.max_daily_dose) if v)
+    return drug.medication_id == medication_id(drug.nhsa_code), filled
+
+
 @dataclass(frozen=True)
 class Catalogue:
     """The drugs by national insurance code, with a look-up by Medication id."""
@@ -216,9 +222,18 @@ class Catalogue:
 
     @classmethod
     def of(cls, drugs: Iterable[Drug]) -> Catalogue:
+        """The catalogue of ``drugs``. Two Medications may carry one national code (the
+        committee's import and one a member stored itself): the code stands for the one the
+        committee imported (its id, else the one with the most attributes), and either id
+        finds that entry, so a prescription pointing at a member's own Medication is reviewed
+        with the committee's attributes."""
         every = list(drugs)
-        by_code = {d.nhsa_code: d for d in every}
-        return cls(by_code, {d.id: d for d in every})  # two Medications of one code: both found by id
+        by_code: dict[str, Drug] = {}
+        for drug in every:
+            known = by_code.get(drug.nhsa_code)
+            if known is None or _richness(drug) > _richness(known):
+                by_code[drug.nhsa_code] = drug
+        return cls(by_code, {d.id: by_code[d.nhsa_code] for d in every})
 
     def get(self, nhsa_code: str) -> Drug | None:
         return self.drugs.get(nhsa_code)

@@ -77,3 +77,23 @@ def test_a_sheet_without_the_code_column_is_refused_at_line_1() -> None:
 def test_doses_compare_across_mass_units(text: str, mg: float) -> None:
     dose = Dose.parse(text)
     assert dose is not None and dose.in_unit_of(Dose(1, "mg")) == pytest.approx(mg)
+
+
+def test_a_members_own_medication_of_a_catalogue_code_reads_as_the_committees_entry(alliance: Any) -> None:
+    from gateway.alliance.catalogue import Catalogue, from_medication
+
+    own = from_medication(
+        {
+            "resourceType": "Medication",
+            "id": "his-0001",
+            "code": {
+                "text": "二甲双胍片",
+                "coding": [{"system": "http://yaolian.org/fhir/sid/nhsa-drug-code", "code": alliance.code("METF")}],
+            },
+        }
+    )
+    assert own is not None and own.atc is None
+    for order in ([own, *alliance.catalogue], [*alliance.catalogue, own]):
+        catalogue = Catalogue.of(order)
+        assert catalogue.by_medication("Medication/his-0001") == alliance.catalogue.get(alliance.code("METF"))
+        assert catalogue.get(alliance.code("METF")).atc == "A10BA02"  # type: ignore[union-attr]
