@@ -20,6 +20,7 @@ from gateway.alliance.prescriptions import (
     dispensing_member_reference,
     long_term,
     parse_day,
+    tagged_member,
 )
 from gateway.alliance.review.rules import RuleSet
 from gateway.federation.registry import MemberRegistry
@@ -97,6 +98,28 @@ def member_of_reference(registry: MemberRegistry, value: Mapping[str, Any] | Non
         return str(ident["value"])
     if isinstance(reference, str) and reference.startswith("Organization/"):
         return reference.removeprefix("Organization/")
+    return None
+
+
+def member_named_by(rx: Mapping[str, Any], registry: MemberRegistry) -> str | None:
+    """The prescribing member a prescription names by itself: its owner tag, a requester
+    Organization, the assigner of its number, the performer, the dispenser."""
+    tagged = tagged_member(rx)
+    if tagged:
+        return tagged
+    candidates: list[Any] = [rx.get("requester")]
+    candidates += [(i or {}).get("assigner") for i in rx.get("identifier") or ()]
+    candidates += list(rx.get("performer") or ())
+    candidates.append((rx.get("dispenseRequest") or {}).get("dispenser"))
+    for value in candidates:
+        if not isinstance(value, dict):
+            continue
+        reference = value.get("reference")
+        names_org = isinstance(reference, str) and reference.startswith("Organization/")
+        if names_org or isinstance(value.get("identifier"), dict):
+            found = member_of_reference(registry, value)
+            if found:
+                return found
     return None
 
 
