@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.responses import RedirectResponse, Response
 
-from gateway.api import auth, errors
+from gateway.api import auth, cds_hooks, errors
 from gateway.api.routes import ROUTES
 from gateway.hooks import Hooks
 from gateway.security import redact
@@ -63,6 +63,11 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
 
     relay = OutboxRelay(store, settings.redis)
     service.hooks.register(Pointcut.AFTER_COMMIT, relay.notify)
+
+    # Central prescription review (issue 14): $review, CDS Hooks, and the review on write.
+    from gateway.alliance.review import on_write
+
+    review = on_write.install(service, settings)
 
     # The audit trail registers last, after any access-control hooks at the same points, so it
     # records what was shown (gateway/security/audit.py).
@@ -124,6 +129,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.store = store
     app.state.ingest = pipeline
     app.state.relay = relay
+    app.state.review = review
     app.state.capability_cache = {}
     app.state.profile_validator = validator
     app.state.profiles_by_type = profiles_by_type
@@ -132,6 +138,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.audit = audit
     errors.install(app)
     app.router.routes.extend(auth.ROUTES)
+    app.router.routes.extend(cds_hooks.ROUTES)
     from gateway.api.limits import BodyLimit  # issue 12: request bodies over max_body_bytes are a 413
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

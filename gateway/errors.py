@@ -412,6 +412,74 @@ CODES: dict[str, Code] = _table(
         "{element} 处的 JSON 对象中键 {key!r} 出现了两次。",
     ),
     Code("YL-0701", "invariant", "{reason}", "{reason}"),
+    # Formulary and prescription review (issue 14, gateway.alliance): YL-1100..1199
+    Code(
+        "YL-1100",
+        "value",
+        "Line {line}, column {column}: {reason}.",
+        "第 {line} 行，{column} 列：{reason_zh}。",
+    ),
+    Code(
+        "YL-1101",
+        "required",
+        "The spreadsheet has no header row with the column(s) {missing}.",
+        "表格缺少表头列 {missing}。",
+    ),
+    Code(
+        "YL-1102",
+        "not-found",
+        "Line {line}, column {column}: drug {drug} is not in the catalogue and the row has no generic name; "
+        "import the catalogue first.",
+        "第 {line} 行，{column} 列：药品 {drug} 不在药品目录中且本行没有通用名；请先导入药品目录。",
+    ),
+    Code(
+        "YL-1103",
+        "not-found",
+        "Member {member} is not in the alliance's member registry.",
+        "成员单位 {member} 不在医共体成员登记中。",
+    ),
+    Code(
+        "YL-1104",
+        "not-found",
+        "Formulary version {version} of member {member} does not exist.",
+        "成员单位 {member} 的药品目录版本 {version} 不存在。",
+    ),
+    Code(
+        "YL-1110",
+        "invalid",
+        "Nothing to review: send a MedicationRequest, or a Bundle holding one (found {found}).",
+        "没有可审核的处方：请提交 MedicationRequest 或包含它的 Bundle（收到 {found}）。",
+    ),
+    Code(
+        "YL-1111",
+        "business-rule",
+        "{text} (rule {rule}, rule set {version}).",
+        "{text_zh}（规则 {rule}，规则集版本 {version}）。",
+    ),
+    Code(
+        "YL-1112",
+        "invalid",
+        "The CDS Hooks request is not valid: {reason}.",
+        "CDS Hooks 请求无效：{reason}。",
+    ),
+    Code(
+        "YL-1113",
+        "invalid",
+        "Rule {rule} of rule set {path} is not valid: {reason}.",
+        "规则集 {path} 中的规则 {rule} 无效：{reason}。",
+    ),
+    Code(
+        "YL-1114",
+        "informational",
+        "The prescription passed the central pre-review (rule set {version}).",
+        "处方通过前置审核（规则集版本 {version}）。",
+    ),
+    Code(
+        "YL-1115",
+        "not-found",
+        "No service {service} here; GET /cds-services lists them.",
+        "没有名为 {service} 的服务；GET /cds-services 可列出全部服务。",
+    ),
     # Authentication and rate limits (gateway.security; answered with WWW-Authenticate / Retry-After)
     Code(
         "YL-0900",

@@ -16,6 +16,8 @@ search (REST, GET entries of a Bundle, the sibling orders of ``$hl7v2``), its ``
 pointcut                 called with                                               may stop it
 =======================  ========================================================  ===========
 REQUEST_RECEIVED         (ctx: RequestContext)                                     yes (auth)
+BEFORE_STORE             (ctx: RequestContext, tx: StoreTransaction,               yes (review
+                         resource_type: str, body: ResourceText)                   on write)
 BEFORE_WRITE             (ctx: RequestContext, resource_type: str,                 yes (rules)
                          data: dict[str, Any] | None, existing: StoredResource
                          | None)
@@ -28,6 +30,10 @@ BEFORE_HISTORY_RESPONSE  (ctx: RequestContext, page: HistoryPage)               
 BEFORE_READ_RESPONSE     (ctx: RequestContext, stored: StoredResource)             yes (consent)
 =======================  ========================================================  ===========
 
+* ``BEFORE_STORE`` runs when a create or update is prepared, before validation and rendering
+  (HAPI's STORAGE_PRESTORAGE_RESOURCE_CREATED): a hook may amend ``body`` (its ``data`` and the
+  matching ``members`` text) and write other resources in ``tx`` (they commit or roll back with
+  this write); it runs again if the write path re-runs the work. The review on write hangs here.
 * ``BEFORE_WRITE``: ``data`` is None for a delete; ``existing`` is None for a create.
   ``AFTER_COMMIT`` is called once per committed interaction with ``stored`` None.
 * ``BEFORE_SEARCH`` runs after the search is parsed and before the store runs it (HAPI's
@@ -73,12 +79,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 from gateway.principal import Principal
 
 if TYPE_CHECKING:
+    from gateway.fhir.json_text import ResourceText
     from gateway.search.query import SearchQuery
     from gateway.store.base import StoredResource, StoreTransaction
 
 
 class Pointcut(Enum):
     REQUEST_RECEIVED = "request_received"
+    BEFORE_STORE = "before_store"
     BEFORE_WRITE = "before_write"
     AFTER_WRITE_IN_TX = "after_write_in_tx"
     AFTER_COMMIT = "after_commit"
@@ -129,6 +137,7 @@ class HistoryPage:
 
 
 RequestHook: TypeAlias = Callable[[RequestContext], None]
+BeforeStoreHook: TypeAlias = Callable[[RequestContext, "StoreTransaction", str, "ResourceText"], None]
 BeforeWriteHook: TypeAlias = Callable[
     [RequestContext, str, "dict[str, Any] | None", "StoredResource | None"],
     None,
@@ -148,6 +157,8 @@ class Hooks:
     @overload
     def register(self, pointcut: Literal[Pointcut.REQUEST_RECEIVED], hook: RequestHook) -> None: ...
     @overload
+    def register(self, pointcut: Literal[Pointcut.BEFORE_STORE], hook: BeforeStoreHook) -> None: ...
+    @overload
     def register(self, pointcut: Literal[Pointcut.BEFORE_WRITE], hook: BeforeWriteHook) -> None: ...
     @overload
     def register(self, pointcut: Literal[Pointcut.AFTER_WRITE_IN_TX], hook: AfterWriteHook) -> None: ...
@@ -166,6 +177,16 @@ class Hooks:
 
     @overload
     def run(self, pointcut: Literal[Pointcut.REQUEST_RECEIVED], ctx: RequestContext, /) -> None: ...
+    @overload
+    def run(
+        self,
+        pointcut: Literal[Pointcut.BEFORE_STORE],
+        ctx: RequestContext,
+        tx: StoreTransaction,
+        resource_type: str,
+        body: ResourceText,
+        /,
+    ) -> None: ...
     @overload
     def run(
         self,

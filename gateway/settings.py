@@ -103,6 +103,28 @@ class Settings(BaseSettings):
         description="Host headers accepted when base_url is unset (JSON list in YAOLIAN_ALLOWED_HOSTS).",
     )
 
+    # -- Formulary and prescription review (issue 14, docs/formulary.md)
+    review_on_write: Literal["off", "warn", "block"] = Field(
+        default="off",
+        description="Pre-review every MedicationRequest written: 'block' refuses one with a high-severity "
+        "finding (422), 'warn' stores it with the result in its review extension.",
+    )
+    review_rules: str | None = Field(
+        default=None, description="Folder of the review rule set (default: profiles/rules/review)."
+    )
+    formulary_variety_average: float | None = Field(
+        default=None,
+        description="Provincial average variety count of township lists (else the known townships').",
+    )
+    formulary_alliance_essential_min: int | None = Field(
+        default=None,
+        description="Essential-medicine varieties the alliance sets for itself as a whole (POL-21).",
+    )
+    formulary_low_use_max: int = Field(
+        default=2, description="Prescriptions a year at or below which a listed drug with a substitute is little used."
+    )
+    formulary_adjust_days: int = Field(default=365, description="Longest time between two adjustments of a list.")
+
 
 def audit_spool_directory(settings: Settings) -> Path | None:
     """The audit spool of ``settings`` (None: an in-memory database, which a spool would outlive)."""

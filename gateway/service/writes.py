@@ -209,6 +209,8 @@ class Writer:
         existing: StoredResource | None,
         method: str,
     ) -> WriteResult:
+        if Pointcut.BEFORE_STORE in self.hooks:  # may amend the body (review on write, issue 14)
+            self.hooks.run(Pointcut.BEFORE_STORE, ctx, tx, resource_type, body)
         form = json_form_issues(body.data)  # the client's text is stored: it must be FHIR JSON
         if form:
             raise BadRequest(form)

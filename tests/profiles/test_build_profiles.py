@@ -42,7 +42,11 @@ def test_committed_profiles_equal_the_build_script_output(tmp_path: Path) -> Non
         "rerun scripts/core_subset.py)"
     )
     built = _files(tmp_path)
-    committed = {name: data for name, data in _files(PROFILES).items() if name not in HAND_KEPT}
+    committed = {
+        name: data
+        for name, data in _files(PROFILES).items()
+        if name not in HAND_KEPT and not name.startswith("rules/")  # review rule sets: kept by hand (issue 14)
+    }
     assert sorted(built) == sorted(committed), "files generated but not committed, or committed but not generated"
     stale = sorted(name for name in built if built[name] != committed[name])
     assert not stale, f"rerun scripts/build_profiles.py: {len(stale)} files differ from its output: {stale[:5]}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import ingest, terminology, validate, writeback
+from gateway.api.operations import formulary_check, ingest, review, terminology, validate, writeback
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -59,6 +59,19 @@ OPERATIONS: dict[str, Operation] = {
             ("type",),
             terminology.translate,
             ("ConceptMap",),
+        ),
+        Operation(
+            "review",
+            "http://yaolian.org/fhir/OperationDefinition/review",
+            ("type", "instance"),
+            review.handle,
+            ("MedicationRequest",),
+        ),
+        Operation(
+            "formulary-check",
+            "http://yaolian.org/fhir/OperationDefinition/formulary-check",
+            ("system",),
+            formulary_check.handle,
         ),
         Operation(
             "validate",
