@@ -78,6 +78,10 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
             )
         },
         "SupplyDelivery": "rs",
+        # the central review's findings and decisions on the member's own prescriptions
+        # (gateway.alliance.review: owner-tagged with the prescribing member)
+        "DetectedIssue": "rs",
+        "Task": "rs",
     },
     Role.COUNTY_PHARMACY: {
         **{t: _ALL for t in SUPPLY_TYPES},
