@@ -60,13 +60,17 @@ async def _fhir_error(request: Request, exc: Exception) -> Response:
     return outcome_response(request, exc.issues, exc.status, _headers(exc))
 
 
-#: RFC 6750 section 3: what a 401 of the FHIR API tells the client to do.
+#: RFC 6750 section 3: what a 401 of the FHIR API tells the client to do - with an error code
+#: when a token was sent and refused; without one when none was sent (section 3.1: a request
+#: that lacks any authentication information gets no error code).
 WWW_AUTHENTICATE = 'Bearer realm="yaolian", error="invalid_token"'
+WWW_AUTHENTICATE_NO_TOKEN = 'Bearer realm="yaolian"'
 
 
 def _headers(exc: FhirError) -> dict[str, str] | None:
     if isinstance(exc, Unauthorized):
-        return {"WWW-Authenticate": WWW_AUTHENTICATE}
+        missing = any(i.error_code == "YL-0900" for i in exc.issues)
+        return {"WWW-Authenticate": WWW_AUTHENTICATE_NO_TOKEN if missing else WWW_AUTHENTICATE}
     if isinstance(exc, TooManyRequests):
         return {"Retry-After": str(exc.retry_after)}
     return None

@@ -31,7 +31,9 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 def _assert_401(response: Any, code: str = "YL-0900") -> None:
     assert response.status_code == 401, (response.request.method, response.request.url, response.text)
-    assert response.headers["www-authenticate"] == 'Bearer realm="yaolian", error="invalid_token"'
+    # RFC 6750 3.1: no error code when no token was sent; invalid_token when one was refused
+    expected = 'Bearer realm="yaolian"' if code == "YL-0900" else 'Bearer realm="yaolian", error="invalid_token"'
+    assert response.headers["www-authenticate"] == expected
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["details"]["coding"][0]["code"] == code
