@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import ingest, terminology, validate, writeback
+from gateway.api.operations import ingest, prescriptions, terminology, validate, writeback
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -59,6 +59,13 @@ OPERATIONS: dict[str, Operation] = {
             ("type",),
             terminology.translate,
             ("ConceptMap",),
+        ),
+        Operation(
+            "prescriptions",
+            "http://yaolian.org/fhir/OperationDefinition/prescriptions",
+            ("type",),
+            prescriptions.prescriptions,
+            ("Patient",),
         ),
         Operation(
             "validate",
