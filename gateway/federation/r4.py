@@ -14,6 +14,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from gateway.fhir.definitions import elements
+
 Resource = dict[str, Any]
 
 
@@ -171,4 +173,9 @@ def to_r5(resource: Resource) -> tuple[Resource, list[str]]:
     if translate is None:
         return resource, []
     dropped: list[str] = []
-    return translate(copy.deepcopy(resource), dropped), dropped
+    translated = translate(copy.deepcopy(resource), dropped)
+    known = elements(str(resource["resourceType"]))
+    for name in [n for n in translated if n not in known and n != "resourceType" and not n.startswith("_")]:
+        del translated[name]  # an R4 element without a rule above and without an R5 namesake
+        dropped.append(f"{resource['resourceType']}.{name}")
+    return translated, dropped
