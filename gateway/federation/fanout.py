@@ -43,7 +43,7 @@ from gateway.federation.registry import Member, MemberRegistry, load_registry
 from gateway.federation.remote import INCLUDE, MemberAnswer, MemberClient
 from gateway.hooks import Pointcut, RequestContext
 from gateway.principal import Principal, Role, parse_scopes
-from gateway.security.policy import MEMBER_SYSTEM, owner_tag, role_allows
+from gateway.security.policy import MEMBER_SYSTEM, member_claims, owner_tag, role_allows
 from gateway.service.bundles import Entry, render_bundle
 from gateway.service.fhir_service import FhirService
 from gateway.settings import Settings
@@ -263,7 +263,7 @@ class Federation:
                 resource = entry.get("resource") or {}
                 mode = (entry.get("search") or {}).get("mode")
                 if mode == "match" and resource.get("resourceType") == resource_type:
-                    member = owner_tag(resource) or ""
+                    member = _local_member(resource)
                     if member:
                         resource.setdefault("meta", {})["source"] = member_source(member)
                     records.append(Record(resource, member, str(entry.get("fullUrl")), local=True))
@@ -380,6 +380,14 @@ class Federation:
         if cursor is not None:
             links.append(("next", f"{base}/{path}?{urlencode([*query.link_params, *count, *_page(cursor)])}"))
         return render_bundle("searchset", entries, total=len(merged), links=links)
+
+
+def _local_member(resource: dict[str, Any]) -> str:
+    """The member a stored record belongs to: its owner tag (stamped when a member's client
+    wrote it), else what the record says of its member (e.g. an HL7 v2 placer order number
+    ``http://yaolian.org/fhir/sid/{MSH-4}/placer-order`` when an administrator loaded it)."""
+    claims = member_claims(str(resource.get("resourceType")), resource)
+    return owner_tag(resource) or (claims[0][1] if claims else "")
 
 
 def _page(cursor: tuple[str, str] | None) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import ingest, prescriptions, terminology, validate, writeback
+from gateway.api.operations import ingest, match, prescriptions, terminology, validate, writeback
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -59,6 +59,9 @@ OPERATIONS: dict[str, Operation] = {
             ("type",),
             terminology.translate,
             ("ConceptMap",),
+        ),
+        Operation(
+            "match", "http://hl7.org/fhir/OperationDefinition/Patient-match", ("type",), match.handle, ("Patient",)
         ),
         Operation(
             "prescriptions",
