@@ -44,7 +44,7 @@ def test_match_over_rest_finds_by_id_number_then_by_score_and_merges_nothing(gat
     wanted = {"resourceType": "Patient", "name": [{"family": "王", "given": ["建国"]}], "birthDate": "1956-03-07",
               "gender": "male", "telecom": [{"system": "phone", "value": "13903551234"}]}  # fmt: skip
     found = run(gateway, wanted)
-    assert [(e["resource"]["id"], e["search"]["score"]) for e in found][0] == ("c", 1.0)
+    assert (found[0]["resource"]["id"], found[0]["search"]["score"]) == ("c", 1.0)
     assert {e["resource"]["id"] for e in found} == {"a", "b", "c"}
     assert {e["search"]["extension"][0]["valueCode"] for e in found[1:]} == {"possible"}  # 0.75 < 0.8
     assert run(gateway, wanted, onlyCertainMatches={"valueBoolean": True}) == []
