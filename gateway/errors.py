@@ -483,7 +483,7 @@ CODES: dict[str, Code] = _table(
         "YL-1030",
         "invalid",
         "$continue: {reason}.",
-        "$continue：{reason}。",
+        "续方（$continue）：{reason}。",
     ),
     # Authentication and rate limits (gateway.security; answered with WWW-Authenticate / Retry-After)
     Code(

@@ -39,6 +39,7 @@ from gateway.errors import BadRequest, Forbidden, Issue, NotFound, issue, operat
 from gateway.federation.breaker import Breakers
 from gateway.federation.cache import AnswerCache, open_cache
 from gateway.federation.merge import Record, decode_token, deduplicate, encode_token, ordered, page
+from gateway.federation.recognition import Origin
 from gateway.federation.registry import Member, MemberRegistry, load_registry
 from gateway.federation.remote import INCLUDE, MemberAnswer, MemberClient
 from gateway.hooks import Pointcut, RequestContext
@@ -229,6 +230,44 @@ class Federation:
         shown, cursor = page(merged, query.count, query.after)
         organizations = await asyncio.to_thread(self._organizations, registry, shown, ctx)
         return self._bundle(ctx, query, path, merged, shown, cursor, includes, organizations, registry, issues)
+
+    async def find_prescription(self, ctx: RequestContext, identifier: str, patient: str | None) -> Origin | None:
+        """The prescription with business identifier ``identifier``: stored here (searched as
+        the caller, in the context of ``patient`` when given), else on a live member (all
+        asked at once, the first that has it wins)."""
+        params = [("identifier", identifier), ("_count", "1")]
+        if patient:
+            params.append(("patient", patient))
+        find_ctx = replace(ctx, interaction="search-type", resource_type="MedicationRequest")
+        found = await asyncio.to_thread(self.service.find, "MedicationRequest", params, find_ctx)
+        if found and found[0].body:
+            resource = orjson.loads(found[0].body)
+            return Origin(resource, _local_member(resource), local=True)
+        registry = await asyncio.to_thread(self.registry)
+        answers = await asyncio.gather(
+            *(
+                self.members.ask(
+                    m,
+                    identifier,
+                    ("MedicationRequest",),
+                    timeout=self.settings.federation_timeout,
+                    most=1,
+                    criterion="identifier",
+                )
+                for m in registry.live()
+            )
+        )
+        for answer in answers:
+            for resource in answer.matches:
+                if not visible(ctx.principal, "MedicationRequest"):
+                    continue
+                wanted = _medication_references(resource)
+                medication = next(
+                    (m for m in answer.included if wanted and f"Medication/{m.get('id')}" == wanted[0]), None
+                )
+                _stamp(resource, answer.member.code)
+                return Origin(resource, answer.member.code, local=False, medication=medication)
+        return None
 
     def _patient_identifier(self, patient_id: str, ctx: RequestContext) -> str | None:
         """The identifier members know the patient by: the resident ID card number first."""

@@ -63,26 +63,31 @@ class MemberAnswer:
         return cls(member, list(data["matches"]), list(data["included"]), cached=True)
 
 
-def _failure(code: str, member: Member, **params: str | int) -> MemberFailure:
-    found = issue(code, severity="warning", expression=(), member=member.code, name=member.name, **params)
+def _failure(found: Issue) -> MemberFailure:
     return MemberFailure(found)
 
 
 def _entries(member: Member, response: httpx.Response) -> tuple[list[Any], Any]:
     """The entries and links of a member's searchset, or the failure naming what is wrong."""
+    code, name = member.code, member.name
     if response.status_code != 200:
-        raise _failure("YL-1003", member, status=response.status_code)
+        raise _failure(issue("YL-1003", severity="warning", member=code, name=name, status=response.status_code))
     try:
         bundle = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        raise _failure("YL-1002", member, reason="the body is not JSON") from None
+        raise _failure(
+            issue("YL-1002", severity="warning", member=code, name=name, reason="the body is not JSON")
+        ) from None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise _failure("YL-1002", member, reason="the body is not a Bundle")
+        raise _failure(issue("YL-1002", severity="warning", member=code, name=name, reason="the body is not a Bundle"))
     if bundle.get("type") != "searchset":
-        raise _failure("YL-1002", member, reason=f"Bundle.type is {str(bundle.get('type'))[:40]!r}")
+        kind = f"Bundle.type is {str(bundle.get('type'))[:40]!r}"
+        raise _failure(issue("YL-1002", severity="warning", member=code, name=name, reason=kind))
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
-        raise _failure("YL-1002", member, reason="Bundle.entry is not a list")
+        raise _failure(
+            issue("YL-1002", severity="warning", member=code, name=name, reason="Bundle.entry is not a list")
+        )
     return entries, bundle.get("link")
 
 
@@ -115,11 +120,9 @@ class MemberClient:
         return response
 
     async def _search(
-        self, member: Member, endpoint: MemberEndpoint, resource_type: str, identifier: str, most: int
+        self, member: Member, endpoint: MemberEndpoint, resource_type: str, criteria: list[tuple[str, str]], most: int
     ) -> tuple[list[dict[str, Any]], list[Issue]]:
-        query = urlencode(
-            [("patient.identifier", identifier), ("_include", INCLUDE[resource_type]), ("_count", str(min(most, 1000)))]
-        )
+        query = urlencode([*criteria, ("_include", INCLUDE[resource_type]), ("_count", str(min(most, 1000)))])
         url: str | None = f"{endpoint.address}/{resource_type}?{query}"
         found: list[dict[str, Any]] = []
         issues: list[Issue] = []
@@ -157,9 +160,17 @@ class MemberClient:
         return found, issues
 
     async def ask(
-        self, member: Member, identifier: str, types: Sequence[str], *, timeout: float, most: int
+        self,
+        member: Member,
+        identifier: str,
+        types: Sequence[str],
+        *,
+        timeout: float,
+        most: int,
+        criterion: str = "patient.identifier",
     ) -> MemberAnswer:
-        """The member's records of the patient ``identifier`` (``SYSTEM|VALUE``), or an answer
+        """The member's records of the patient ``identifier`` (``SYSTEM|VALUE``; with
+        ``criterion="identifier"``: the records with that business identifier), or an answer
         with ``ok`` False and the issue naming why; never longer than ``timeout`` seconds."""
         endpoint = member.live_endpoint
         assert endpoint is not None, "only live members are asked"
@@ -167,16 +178,22 @@ class MemberClient:
         answer = MemberAnswer(member)
         try:
             async with asyncio.timeout(timeout):
-                parts = await asyncio.gather(*(self._search(member, endpoint, t, identifier, most) for t in types))
+                parts = await asyncio.gather(
+                    *(self._search(member, endpoint, t, [(criterion, identifier)], most) for t in types)
+                )
         except TimeoutError:
             answer.ok = False
-            answer.issues.append(_failure("YL-1000", member, timeout=f"{timeout:g}").issue)
+            waited = f"{timeout:g}"
+            answer.issues.append(
+                issue("YL-1000", severity="warning", member=member.code, name=member.name, timeout=waited)
+            )
         except MemberFailure as failure:
             answer.ok = False
             answer.issues.append(failure.issue)
         except (httpx.HTTPError, TokenError, OSError) as exc:
             answer.ok = False
-            answer.issues.append(_failure("YL-1001", member, reason=_reason(exc)).issue)
+            why = _reason(exc)
+            answer.issues.append(issue("YL-1001", severity="warning", member=member.code, name=member.name, reason=why))
         else:
             for found, issues in parts:
                 answer.issues.extend(issues)

@@ -88,12 +88,17 @@ class TinyFhir:
 
     def search(self, resource_type: str, params: list[tuple[str, str]]) -> dict[str, Any]:
         values = dict(params)
-        patients = self.patients_with(values.get("patient.identifier", ""))
-        matches = [
-            r
-            for r in self.resources
-            if r["resourceType"] == resource_type and (r.get("subject") or {}).get("reference") in patients
-        ]
+        matches = [r for r in self.resources if r["resourceType"] == resource_type]
+        if "patient.identifier" in values:
+            patients = self.patients_with(values["patient.identifier"])
+            matches = [r for r in matches if (r.get("subject") or {}).get("reference") in patients]
+        if "identifier" in values:
+            system, _, value = values["identifier"].partition("|")
+            matches = [
+                r
+                for r in matches
+                if any(i.get("system") == system and i.get("value") == value for i in r.get("identifier", []))
+            ]
         entries = [{"fullUrl": f"urn:x:{m['id']}", "resource": m, "search": {"mode": "match"}} for m in matches]
         if values.get("_include", "").endswith(":medication"):
             wanted = {

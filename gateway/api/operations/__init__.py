@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import ingest, match, prescriptions, terminology, validate, writeback
+from gateway.api.operations import continue_, ingest, match, prescriptions, terminology, validate, writeback
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -62,6 +62,13 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation(
             "match", "http://hl7.org/fhir/OperationDefinition/Patient-match", ("type",), match.handle, ("Patient",)
+        ),
+        Operation(
+            "continue",
+            "http://yaolian.org/fhir/OperationDefinition/continue",
+            ("type",),
+            continue_.handle,
+            ("MedicationRequest",),
         ),
         Operation(
             "prescriptions",
