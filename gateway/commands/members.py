@@ -39,6 +39,7 @@ def add(
     token_url: str | None = typer.Option(None, "--token-url", help="The member's SMART token endpoint."),
     client_id: str | None = typer.Option(None, "--client-id", help="The gateway's client id at the member."),
     key: Path | None = typer.Option(None, "--key", help="PEM private key signing the gateway's assertions."),
+    key_id: str | None = typer.Option(None, "--key-id", help="The kid the member registered that key under."),
     database: str | None = DATABASE,
 ) -> None:
     """Register a member (or update it): its Organization and, with --endpoint/--kind, its Endpoint."""
@@ -47,7 +48,7 @@ def add(
         if not (token_url and client_id and key):
             typer.echo("error: --token-url, --client-id and --key go together", err=True)
             raise typer.Exit(2)
-        smart = SmartCredentials(token_url, client_id, str(key.resolve()))
+        smart = SmartCredentials(token_url, client_id, str(key.resolve()), key_id)
     if endpoint is not None and kind is None:
         kind = "fhir-r5"
     registration = Registration(code, name, tier, parent, insurance_code, endpoint, kind, smart)

@@ -39,10 +39,22 @@ def client_assertion(smart: SmartCredentials, now: float | None = None) -> str:
         "iss": smart.client_id,
         "sub": smart.client_id,
         "aud": smart.token_url,
-        "exp": issued + 300,
+        "exp": issued + 240,
         "jti": uuid.uuid4().hex,
     }
-    return jwt.encode(claims, key, algorithm=algorithm)  # type: ignore[arg-type]
+    headers = {"kid": smart.key_id} if smart.key_id else None
+    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)  # type: ignore[arg-type]
+
+
+def _oauth_error(answer: httpx.Response) -> str:
+    """The OAuth ``error``/``error_description`` a refusal carries (what to fix), if any."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return ""
+    return f": {body['error']} {str(body.get('error_description') or '')[:200]}".rstrip()
 
 
 @dataclass
@@ -69,7 +81,7 @@ class TokenSource:
             }
             answer = await client.post(smart.token_url, data=form)
             if answer.status_code != 200:
-                raise TokenError(f"token endpoint answered HTTP {answer.status_code}")
+                raise TokenError(f"token endpoint answered HTTP {answer.status_code}{_oauth_error(answer)}")
             try:
                 body = answer.json()
                 token = str(body["access_token"])

@@ -9,7 +9,7 @@ R5 Endpoint resources, so the registry is managed over REST like any other data:
 - ``address`` is the FHIR base URL of a live member (a placeholder URN for a pushed one);
 - the optional SMART Backend Services credentials the gateway uses *towards* the member are
   the sub-extensions of :data:`SMART_EXTENSION` (``tokenUrl``, ``clientId``, ``keyFile``: a
-  path on the gateway's host, never the key itself).
+  path on the gateway's host, never the key itself; ``keyId``: the ``kid`` of that key).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class SmartCredentials:
     token_url: str
     client_id: str
     key_file: str
+    key_id: str | None = None
+    """The ``kid`` the member registered the gateway's public key under (SMART requires one)."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,9 @@ def _smart(endpoint: Mapping[str, Any]) -> SmartCredentials | None:
             continue
         parts = {e.get("url"): e.get("valueUrl") or e.get("valueString") for e in extension.get("extension") or ()}
         token_url, client_id, key_file = parts.get("tokenUrl"), parts.get("clientId"), parts.get("keyFile")
+        key_id = parts.get("keyId")
         if isinstance(token_url, str) and isinstance(client_id, str) and isinstance(key_file, str):
-            return SmartCredentials(token_url, client_id, key_file)
+            return SmartCredentials(token_url, client_id, key_file, key_id if isinstance(key_id, str) else None)
     return None
 
 
@@ -121,6 +124,7 @@ def endpoint_resource(
                     {"url": "tokenUrl", "valueUrl": smart.token_url},
                     {"url": "clientId", "valueString": smart.client_id},
                     {"url": "keyFile", "valueString": smart.key_file},
+                    *([{"url": "keyId", "valueString": smart.key_id}] if smart.key_id else []),
                 ],
             }
         ]

@@ -56,7 +56,8 @@ def yaolian_member(tmp_path: Path) -> Iterator[Callable[..., UvicornMember]]:
     def start(name: str = "member", **settings: Any) -> UvicornMember:
         settings.setdefault("insecure_dev", True)
         settings.setdefault("audit", False)
-        member = UvicornMember(Settings(database=f"sqlite:///{tmp_path / f'{name}.sqlite'}", **settings))
+        settings.setdefault("database", f"sqlite:///{tmp_path / f'{name}.sqlite'}")
+        member = UvicornMember(Settings(**settings))
         started.append(member)
         return member
 
