@@ -86,9 +86,11 @@ def list_members(database: str | None = DATABASE) -> None:
 
 
 async def _check_all(members: list[Member], timeout: float) -> list[tuple[Member, bool, float, str]]:
-    async with httpx.AsyncClient(timeout=timeout) as http:
-        client = MemberClient(http)
+    client = MemberClient(httpx.AsyncClient(timeout=timeout))
+    try:
         results = await asyncio.gather(*(client.check(m, timeout) for m in members))
+    finally:
+        await client.aclose()
     return [(m, *r) for m, r in zip(members, results, strict=True)]
 
 

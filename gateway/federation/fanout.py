@@ -35,7 +35,7 @@ import httpx
 import orjson
 
 from gateway.clock import now_instant
-from gateway.errors import BadRequest, Forbidden, Issue, NotFound, issue, operation_outcome
+from gateway.errors import BadRequest, Forbidden, Issue, issue, operation_outcome
 from gateway.federation.breaker import Breakers
 from gateway.federation.cache import AnswerCache, open_cache
 from gateway.federation.merge import Record, decode_token, deduplicate, encode_token, ordered, page
@@ -160,8 +160,7 @@ class Federation:
         self.settings = settings
         self.breakers = Breakers(settings.federation_breaker_failures, settings.federation_breaker_reset)
         self.cache = cache or open_cache(settings.redis, settings.federation_cache_seconds)
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=256)
-        self.members = MemberClient(http or httpx.AsyncClient(timeout=settings.federation_timeout, limits=limits))
+        self.members = MemberClient(http or httpx.AsyncClient(timeout=settings.federation_timeout))
         self._registry: tuple[float, MemberRegistry] | None = None
 
     # -- wiring -------------------------------------------------------------------------
@@ -184,7 +183,7 @@ class Federation:
             self.cache.invalidate(principal.member)
 
     async def close(self) -> None:
-        await self.members.http.aclose()
+        await self.members.aclose()
         await self.cache.close()
 
     # -- the registry -------------------------------------------------------------------
@@ -363,19 +362,18 @@ class Federation:
     def _organizations(
         self, registry: MemberRegistry, shown: list[Record], ctx: RequestContext
     ) -> dict[str, dict[str, Any]]:
-        """The Organization of each member with a record on the page (read as the caller)."""
-        found: dict[str, dict[str, Any]] = {}
-        read_ctx = replace(ctx, interaction="read", resource_type="Organization")
-        for code in dict.fromkeys(r.member for r in shown if r.member):
-            member = registry.get(code)
-            if member is None:
-                continue
-            try:
-                stored = self.service.read("Organization", member.organization_id, read_ctx)
-            except (NotFound, Forbidden):
-                continue
-            found[code] = orjson.loads(stored.body or b"{}")
-        return found
+        """The Organization of each member with a record on the page (one search, as the caller)."""
+        members = [m for m in (registry.get(c) for c in dict.fromkeys(r.member for r in shown if r.member)) if m]
+        if not members:
+            return {}
+        code_of = {m.organization_id: m.code for m in members}
+        params = [("_id", ",".join(code_of)), ("_count", str(len(code_of)))]
+        find_ctx = replace(ctx, interaction="search-type", resource_type="Organization")
+        try:
+            found = self.service.find("Organization", params, find_ctx)
+        except Forbidden:  # a caller without Organization rights sees the records without them
+            return {}
+        return {code_of[s.res_id]: orjson.loads(s.body) for s in found if s.body and s.res_id in code_of}
 
     def _bundle(
         self,

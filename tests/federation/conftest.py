@@ -137,6 +137,26 @@ class _Handler(BaseHTTPRequestHandler):
             body = fhir.search(resource_type, parse_qsl(parts.query))
         self._send(200, json.dumps(body).encode())
 
+    def do_POST(self) -> None:
+        """A batch Bundle of GET searches (what Yaolian asks an R5 member for)."""
+        fhir = self.server.fhir  # type: ignore[attr-defined]
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        fhir.requests.append("POST batch")
+        if fhir.delay:
+            time.sleep(fhir.delay)
+        if fhir.behaviour == "500":
+            return self._send(500, b'{"resourceType":"OperationOutcome"}')
+        if fhir.behaviour == "garbage":
+            return self._send(200, b"<html>Service Unavailable</html>", "text/html")
+        if fhir.behaviour == "wrong-bundle":
+            return self._send(200, b'{"resourceType":"Bundle","type":"transaction-response","entry":[]}')
+        results = []
+        for entry in body.get("entry", []):
+            parts = urlsplit(entry["request"]["url"])
+            searchset = fhir.search(parts.path.rsplit("/", 1)[-1], parse_qsl(parts.query))
+            results.append({"resource": searchset, "response": {"status": "200 OK"}})
+        self._send(200, json.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": results}).encode())
+
     def _send(self, status: int, body: bytes, media: str = "application/fhir+json") -> None:
         try:
             self.send_response(status)
