@@ -208,6 +208,7 @@ class Federation:
     async def search(self, ctx: RequestContext, query: FederatedQuery, *, no_cache: bool = False, path: str) -> bytes:
         """The searchset Bundle of ``query`` across the alliance (``path``: the request's path
         below the FHIR base, for the page links)."""
+        deadline = time.monotonic() + self.settings.federation_timeout  # the members' budget, from now
         principal = ctx.principal
         types = tuple(t for t in query.types if visible(principal, t))
         if not types:
@@ -218,7 +219,8 @@ class Federation:
         if identifier is None:
             assert query.patient_id is not None
             identifier = await asyncio.to_thread(self._patient_identifier, query.patient_id, ctx)
-        remote_tasks = [self._ask(m, identifier, types, no_cache) for m in registry.live()] if identifier else []
+        live = registry.live() if identifier else []
+        remote_tasks = [self._ask(m, identifier or "", types, no_cache, deadline) for m in live]
         local_task = asyncio.to_thread(self._local, ctx, query, types)
         local, *answers = await asyncio.gather(local_task, *remote_tasks)
         records, includes, issues = local
@@ -309,7 +311,9 @@ class Federation:
                     includes[("", f"{resource.get('resourceType')}/{resource.get('id')}")] = resource
         return records, includes, []
 
-    async def _ask(self, member: Member, identifier: str, types: tuple[str, ...], no_cache: bool) -> MemberAnswer:
+    async def _ask(
+        self, member: Member, identifier: str, types: tuple[str, ...], no_cache: bool, deadline: float
+    ) -> MemberAnswer:
         key = f"{','.join(types)}?{identifier}"
         if not no_cache:
             cached = await self.cache.get(member.code, key)
@@ -329,8 +333,9 @@ class Federation:
             member,
             identifier,
             types,
-            timeout=self.settings.federation_timeout,
+            timeout=max(0.0, deadline - time.monotonic()),
             most=self.settings.federation_max_per_member,
+            nominal=self.settings.federation_timeout,
         )
         if answer.ok:
             self.breakers.succeeded(member.code)

@@ -258,10 +258,13 @@ class MemberClient:
         timeout: float,
         most: int,
         criterion: str = "patient.identifier",
+        nominal: float | None = None,
     ) -> MemberAnswer:
         """The member's records of the patient ``identifier`` (``SYSTEM|VALUE``; with
         ``criterion="identifier"``: the records with that business identifier), or an answer
-        with ``ok`` False and the issue naming why; never longer than ``timeout`` seconds."""
+        with ``ok`` False and the issue naming why; never longer than ``timeout`` seconds
+        (``nominal``: the configured timeout the outcome names, when ``timeout`` is what is
+        left of it)."""
         endpoint = member.live_endpoint
         assert endpoint is not None, "only live members are asked"
         started = time.perf_counter()
@@ -276,7 +279,7 @@ class MemberClient:
                     )
         except TimeoutError:
             answer.ok = False
-            waited = f"{timeout:g}"
+            waited = f"{nominal if nominal is not None else timeout:g}"
             answer.issues.append(
                 issue("YL-1000", severity="warning", member=member.code, name=member.name, timeout=waited)
             )
