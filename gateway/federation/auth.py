@@ -32,7 +32,10 @@ class TokenError(Exception):
 
 def client_assertion(smart: SmartCredentials, now: float | None = None) -> str:
     """The signed JWT that authenticates the gateway at ``smart.token_url``."""
-    key = load_pem_private_key(Path(smart.key_file).read_bytes(), password=None)
+    try:
+        key = load_pem_private_key(Path(smart.key_file).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        raise TokenError("the gateway's private key for this member cannot be read (members add --key)") from None
     algorithm = "ES384" if isinstance(key, EllipticCurvePrivateKey) else "RS384"
     issued = int(now if now is not None else time.time())
     claims = {
