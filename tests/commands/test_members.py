@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 from typer.testing import CliRunner
 
 from gateway.cli import app
