@@ -83,12 +83,21 @@ class FederatedQuery:
     after: tuple[str, str] | None
     local_params: list[tuple[str, str]]
     link_params: list[tuple[str, str]]
+    descending: bool = True
 
 
-def _sort(params: list[tuple[str, str]]) -> None:
+SORTS = {"-authoredon": True, "-date": True, "authoredon": False, "date": False}
+
+
+def _sort(params: list[tuple[str, str]]) -> bool:
+    """Whether newest first (the default): ``_sort`` may be ``-authoredon`` or ``authoredon``."""
+    descending = True
     for name, value in params:
-        if name == "_sort" and value not in ("-authoredon", "-date"):
-            raise BadRequest("YL-0403", key=value, expression=["_sort"])
+        if name == "_sort":
+            if value not in SORTS:
+                raise BadRequest("YL-0403", key=value, expression=["_sort"])
+            descending = SORTS[value]
+    return descending
 
 
 def parse_prescriptions(
@@ -103,11 +112,11 @@ def parse_prescriptions(
         raise BadRequest("YL-1010", operation="Patient/$prescriptions")
     if identifier is not None and "|" not in identifier:
         raise BadRequest("YL-1010", operation="Patient/$prescriptions", expression=["identifier"])
-    _sort(params)
+    descending = _sort(params)
     count = _count(values.get("_count"), settings)
     after = decode_token(values["_page"]) if values.get("_page") else None
     link = [(k, v) for k, v in params if k in ("identifier", "patient", "_sort")]
-    return FederatedQuery(tuple(types), identifier, patient_id, count, after, [], link)
+    return FederatedQuery(tuple(types), identifier, patient_id, count, after, [], link, descending)
 
 
 def parse_type_search(resource_type: str, params: list[tuple[str, str]], settings: Settings) -> FederatedQuery | None:
@@ -118,13 +127,15 @@ def parse_type_search(resource_type: str, params: list[tuple[str, str]], setting
     named = [v for k, v in params if k in PATIENT_IDENTIFIER_PARAMS]
     if len(named) != 1 or "|" not in named[0] or "," in named[0]:
         return None
-    _sort(params)
+    if any(k == "_sort" and v not in SORTS for k, v in params):
+        return None  # another order: the local search answers it as before
+    descending = _sort(params)
     values = dict(params)
     count = _count(values.get("_count"), settings)
     after = decode_token(values["_page"]) if values.get("_page") else None
     local = [(k, v) for k, v in params if k not in ("_count", "_page", "_sort", "_offset", "_format", "_pretty")]
     link = [(k, v) for k, v in params if k not in ("_count", "_page", "_offset")]
-    return FederatedQuery((resource_type,), named[0], None, count, after, local, link)
+    return FederatedQuery((resource_type,), named[0], None, count, after, local, link, descending)
 
 
 def _count(value: str | None, settings: Settings) -> int:
@@ -227,8 +238,8 @@ class Federation:
         for answer in answers:
             issues.extend(answer.issues)
             records.extend(self._remote_records(answer, principal, includes))
-        merged = ordered(deduplicate(records))
-        shown, cursor = page(merged, query.count, query.after)
+        merged = ordered(deduplicate(records), query.descending)
+        shown, cursor = page(merged, query.count, query.after, query.descending)
         organizations = await asyncio.to_thread(self._organizations, registry, shown, ctx)
         return self._bundle(ctx, query, path, merged, shown, cursor, includes, organizations, registry, issues)
 

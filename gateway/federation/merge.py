@@ -98,17 +98,23 @@ def deduplicate(records: Iterable[Record]) -> list[Record]:
     return kept
 
 
-def ordered(records: Iterable[Record]) -> list[Record]:
-    """``-authoredon``: newest first, a total order."""
-    return sorted(records, key=lambda r: r.sort_key, reverse=True)
+def ordered(records: Iterable[Record], descending: bool = True) -> list[Record]:
+    """``-authoredon`` (newest first; ``descending`` off: ``authoredon``), a total order."""
+    return sorted(records, key=lambda r: r.sort_key, reverse=descending)
 
 
-def page(records: Sequence[Record], count: int, after: SortKey | None) -> tuple[list[Record], SortKey | None]:
+def page(
+    records: Sequence[Record], count: int, after: SortKey | None, descending: bool = True
+) -> tuple[list[Record], SortKey | None]:
     """The ``count`` records after ``after`` (records in :func:`ordered` order), and the cursor
     of the next page (None when this is the last)."""
     start = 0
     if after is not None:
-        start = next((i for i, r in enumerate(records) if r.sort_key < after), len(records))
+        cursor = after
+        start = next(
+            (i for i, r in enumerate(records) if (r.sort_key < cursor if descending else r.sort_key > cursor)),
+            len(records),
+        )
     shown = list(records[start : start + count])
     more = start + count < len(records)
     return shown, (shown[-1].sort_key if shown and more else None)

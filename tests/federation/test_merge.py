@@ -47,13 +47,18 @@ def test_dispense_and_prescription_sharing_a_number_are_not_duplicates() -> None
 @given(
     st.lists(st.tuples(st.sampled_from(["2026-01-01", "2026-01-02", None]), st.integers(0, 3)), max_size=40),
     st.integers(1, 7),
+    st.booleans(),
 )
-def test_paging_by_cursor_never_repeats_or_skips(items: list[tuple[str | None, int]], count: int) -> None:
-    records = ordered(Record(rx(f"r{n}", day), f"m{member}", f"u{n}", False) for n, (day, member) in enumerate(items))
+def test_paging_by_cursor_never_repeats_or_skips(
+    items: list[tuple[str | None, int]], count: int, descending: bool
+) -> None:
+    made = (Record(rx(f"r{n}", day), f"m{member}", f"u{n}", False) for n, (day, member) in enumerate(items))
+    records = ordered(made, descending)
     seen: list[str] = []
     cursor = None
     while True:
-        shown, cursor = page(records, count, decode_token(encode_token(cursor)) if cursor else None)
+        after = decode_token(encode_token(cursor)) if cursor else None
+        shown, cursor = page(records, count, after, descending)
         seen += [r.full_url for r in shown]
         if cursor is None:
             break
