@@ -250,3 +250,19 @@ def test_type_search_on_patient_identifier_federates_only_with_live_members(gate
     assert [r["id"] for r in matches(federated)] == ["v-rx1", "c-rx1"]
     dispenses = gateway.get("/fhir/MedicationDispense", params=params).json()
     assert matches(dispenses) == [] and dispenses["total"] == 0
+
+
+def test_post_search_and_oldest_first_federate_too(gateway, tiny_member) -> None:  # type: ignore[no-untyped-def]
+    put(gateway, patient("cp", ID_NUMBER))
+    put(gateway, medication("nif", "硝苯地平缓释片"))
+    put(gateway, r5_request("c-rx1", "C-001", "cp", "2026-10-01T08:00:00+08:00", "nif"))
+    register(gateway, "village", "village", _r4_village(tiny_member).base, kind="fhir-r4")
+    posted = gateway.post(
+        "/fhir/MedicationRequest/_search",
+        content=f"patient.identifier={IDENT}&_sort=authoredon",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert posted.status_code == 200, posted.text
+    assert [r["id"] for r in matches(posted.json())] == ["c-rx1", "v-rx1"]  # oldest first
+    other_order = gateway.get("/fhir/MedicationRequest", params={"patient.identifier": IDENT, "_sort": "status"})
+    assert [e["resource"]["id"] for e in other_order.json()["entry"]] == ["c-rx1"]  # stays local

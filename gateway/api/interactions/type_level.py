@@ -55,6 +55,10 @@ async def search_post(request: Request) -> Response:
             value=content_type,
             reason="POST _search takes application/x-www-form-urlencoded",
         )
+    if rtype in FEDERATED_TYPES:  # issue 13, as for GET
+        federated = await federated_search(request, rtype)
+        if federated is not None:
+            return federated
     form = parse_qsl((await request.body()).decode(), keep_blank_values=True)
     params = list(request.query_params.multi_items()) + form
     body = await reading(request, service(request).search, rtype, params, ctx)
