@@ -5,12 +5,17 @@ continued at another member with the chain queryable both ways."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from fastapi.testclient import TestClient
 
+from gateway.app import create_app
 from gateway.federation.endpoints import endpoint_resource
+from gateway.settings import Settings
 from tests.federation.conftest import (
     RESIDENT_ID,
     RX_NUMBER,
@@ -37,6 +42,14 @@ def _register(gateway: Any, code: str, tier: str, address: str | None = None, ki
 
 def _matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "match"]
+
+
+@pytest.fixture
+def gateway(database_url: str) -> Iterator[TestClient]:
+    """The gateway under test on each store backend (SQLite and PostgreSQL)."""
+    settings = Settings(database=database_url, insecure_dev=True, audit=False, federation_timeout=2.0)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
 
 
 def test_pol08_pol09_one_patient_across_the_alliance(gateway, yaolian_member, tiny_member) -> None:  # type: ignore[no-untyped-def]
