@@ -450,6 +450,12 @@ CODES: dict[str, Code] = _table(
         "已忽略成员 {member} 返回的一条记录：{reason}。",
     ),
     Code(
+        "YL-1006",
+        "not-found",
+        "Live members were not asked: Patient/{id} has no identifier they could know the patient by.",
+        "未查询实时成员：Patient/{id} 没有成员可识别的标识符（如居民身份证号）。",
+    ),
+    Code(
         "YL-1010",
         "required",
         "{operation} needs identifier=SYSTEM|VALUE or patient=ID.",

@@ -221,7 +221,7 @@ class Federation:
         below the FHIR base, for the page links)."""
         deadline = time.monotonic() + self.settings.federation_timeout  # the members' budget, from now
         principal = ctx.principal
-        types = tuple(t for t in query.types if visible(principal, t))
+        types = tuple(t for t in query.types if principal is not None and role_allows(principal, t, "s"))
         if not types:
             role = principal.role.value if principal else "none"
             raise Forbidden("YL-0270", role=role, interaction="search", type=" and ".join(query.types))
@@ -235,6 +235,8 @@ class Federation:
         local_task = asyncio.to_thread(self._local, ctx, query, types)
         local, *answers = await asyncio.gather(local_task, *remote_tasks)
         records, includes, issues = local
+        if identifier is None and registry.live():
+            issues.append(issue("YL-1006", severity="information", id=query.patient_id or ""))
         for answer in answers:
             issues.extend(answer.issues)
             records.extend(self._remote_records(answer, principal, includes))

@@ -266,3 +266,18 @@ def test_post_search_and_oldest_first_federate_too(gateway, tiny_member) -> None
     assert [r["id"] for r in matches(posted.json())] == ["c-rx1", "v-rx1"]  # oldest first
     other_order = gateway.get("/fhir/MedicationRequest", params={"patient.identifier": IDENT, "_sort": "status"})
     assert [e["resource"]["id"] for e in other_order.json()["entry"]] == ["c-rx1"]  # stays local
+
+
+def test_a_patient_without_identifiers_is_found_locally_and_the_outcome_says_why_members_were_not_asked(
+    gateway, tiny_member
+) -> None:  # type: ignore[no-untyped-def]
+    village = _r4_village(tiny_member)
+    register(gateway, "village", "village", village.base, kind="fhir-r4")
+    anonymous = patient("anon", "x")
+    del anonymous["identifier"]
+    put(gateway, anonymous)
+    put(gateway, medication("nif", "硝苯地平缓释片"))
+    put(gateway, r5_request("c-rx1", "C-001", "anon", "2026-10-01T08:00:00+08:00", "nif"))
+    bundle = search(gateway, patient="anon")
+    assert [r["id"] for r in matches(bundle)] == ["c-rx1"] and village.fhir.requests == []
+    assert [(i["severity"], i["details"]["coding"][0]["code"]) for i in outcome(bundle)] == [("information", "YL-1006")]
