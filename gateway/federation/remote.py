@@ -134,7 +134,12 @@ def _collect(
         mode = search.get("mode") if isinstance(search, dict) else None
         is_match = rtype == resource_type and mode != "include"
         if endpoint.kind == "fhir-r4":
-            resource, _dropped = to_r5(resource)
+            try:
+                resource, _dropped = to_r5(resource)
+            except (TypeError, KeyError, AttributeError, ValueError, IndexError):  # R4 of an odd shape
+                reason = f"entry {n} ({rtype}) is not R4 this gateway can translate"
+                issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
+                continue
         matches += is_match
         found.append({"mode": "match" if is_match else "include", "resource": resource})
     return matches

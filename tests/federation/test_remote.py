@@ -21,6 +21,7 @@ def test_unusable_entries_are_reported_and_the_rest_kept() -> None:
         "not an entry",
         {"resource": {"resourceType": "OperationOutcome", "issue": []}},  # a member's note: skipped
         {"resource": {"resourceType": "Medication", "id": "m"}, "search": {"mode": "include"}},
+        {"resource": {"resourceType": "Organization", "id": "o", "address": {"city": "not a list"}}},
     ]
     found: list[dict[str, Any]] = []
     issues: list[Issue] = []
@@ -31,5 +32,5 @@ def test_unusable_entries_are_reported_and_the_rest_kept() -> None:
         ("include", "Medication"),
     ]
     assert found[0]["resource"]["medication"] == {"concept": {"text": "x"}}  # translated from R4
-    assert [i.error_code for i in issues] == ["YL-1005"] * 3
+    assert [i.error_code for i in issues] == ["YL-1005"] * 4
     assert all("v1" in i.en and i.severity == "warning" for i in issues)
