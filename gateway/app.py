@@ -63,6 +63,10 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
 
     relay = OutboxRelay(store, settings.redis)
     service.hooks.register(Pointcut.AFTER_COMMIT, relay.notify)
+    from gateway.federation.fanout import Federation
+
+    federation = Federation(service, settings)  # issue 13: live members asked in parallel
+    federation.install()
 
     # Central prescription review (issue 14): $review, CDS Hooks, and the review on write.
     from gateway.alliance.review import on_write
@@ -113,6 +117,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
         if mllp is not None:
             await mllp.stop()
         relay.stop()
+        await federation.close()
         if audit is not None:
             audit.close()
         store.dispose()
@@ -130,6 +135,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.ingest = pipeline
     app.state.relay = relay
     app.state.review = review
+    app.state.federation = federation
     app.state.capability_cache = {}
     app.state.profile_validator = validator
     app.state.profiles_by_type = profiles_by_type

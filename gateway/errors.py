@@ -480,6 +480,85 @@ CODES: dict[str, Code] = _table(
         "No service {service} here; GET /cds-services lists them.",
         "没有名为 {service} 的服务；GET /cds-services 可列出全部服务。",
     ),
+    # Federation (issue 13, gateway.federation): live members, $prescriptions, $match, $continue
+    Code(
+        "YL-1000",
+        "timeout",
+        "Member {member} ({name}) did not answer within {timeout} s; its records are missing here.",
+        "成员 {member}（{name}）未在 {timeout} 秒内应答；其记录未包含在本结果中。",
+    ),
+    Code(
+        "YL-1001",
+        "transient",
+        "Member {member} ({name}) could not be asked: {reason}; its records are missing here.",
+        "无法查询成员 {member}（{name}）：{reason}；其记录未包含在本结果中。",
+    ),
+    Code(
+        "YL-1002",
+        "processing",
+        "Member {member} ({name}) answered something that is not a FHIR searchset Bundle: {reason}.",
+        "成员 {member}（{name}）的应答不是 FHIR 检索结果 Bundle：{reason}。",
+    ),
+    Code(
+        "YL-1003",
+        "transient",
+        "Member {member} ({name}) answered HTTP {status}; its records are missing here.",
+        "成员 {member}（{name}）应答 HTTP {status}；其记录未包含在本结果中。",
+    ),
+    Code(
+        "YL-1004",
+        "transient",
+        "Member {member} ({name}) was not asked: it failed {failures} times in a row (asked again after {reset} s).",
+        "未查询成员 {member}（{name}）：已连续失败 {failures} 次（{reset} 秒后重试）。",
+    ),
+    Code(
+        "YL-1005",
+        "processing",
+        "An entry from member {member} was left out: {reason}.",
+        "已忽略成员 {member} 返回的一条记录：{reason}。",
+    ),
+    Code(
+        "YL-1006",
+        "not-found",
+        "Live members were not asked: Patient/{id} has no identifier they could know the patient by.",
+        "未查询实时成员：Patient/{id} 没有成员可识别的标识符（如居民身份证号）。",
+    ),
+    Code(
+        "YL-1010",
+        "required",
+        "{operation} needs identifier=SYSTEM|VALUE or patient=ID.",
+        "{operation} 需要 identifier=系统|值 或 patient=ID 参数。",
+    ),
+    Code(
+        "YL-1011",
+        "invalid",
+        "The page token {token} is not one this gateway gave out.",
+        "分页标记 {token} 不是本网关生成的。",
+    ),
+    Code(
+        "YL-1012",
+        "invalid",
+        "Invalid member registration: {reason}.",
+        "成员登记无效：{reason}。",
+    ),
+    Code(
+        "YL-1013",
+        "not-found",
+        "No member with code {member}.",
+        "没有代码为 {member} 的成员。",
+    ),
+    Code(
+        "YL-1020",
+        "required",
+        "$match needs a Patient in the parameter resource.",
+        "$match 需要在参数 resource 中提供 Patient 资源。",
+    ),
+    Code(
+        "YL-1030",
+        "invalid",
+        "$continue: {reason}.",
+        "续方（$continue）：{reason}。",
+    ),
     # Authentication and rate limits (gateway.security; answered with WWW-Authenticate / Retry-After)
     Code(
         "YL-0900",

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     mllp_idle_timeout: float = 60.0  # seconds a connection may stay silent or mid-frame
     mllp_max_connections: int = 256  # open MLLP connections per listener
     mllp_max_connections_per_address: int = 32  # open MLLP connections per sender address
+    # -- Federation (issue 13): live members asked in parallel with the gateway's own store.
+    federation_timeout: float = Field(default=2.0, gt=0, description="Seconds a live member has to answer.")
+    federation_breaker_failures: int = Field(default=3, ge=1, description="Failures in a row that open a breaker.")
+    federation_breaker_reset: float = Field(default=30.0, gt=0, description="Seconds a member's breaker stays open.")
+    federation_cache_seconds: float = Field(default=30.0, ge=0, description="Seconds a live answer is reused (0: off).")
+    federation_max_per_member: int = Field(default=500, ge=1, description="Records taken from one member per query.")
+    match_threshold: float = Field(default=0.8, ge=0, le=1, description="$match score below which no match is certain.")
     allowed_hosts: list[str] = Field(
         default=["localhost", "127.0.0.1", "[::1]", "testserver"],
         description="Host headers accepted when base_url is unset (JSON list in YAOLIAN_ALLOWED_HOSTS).",

@@ -490,6 +490,15 @@ def search_parameters() -> list[dict]:
         ),
         search_param(
             "MedicationRequest",
+            "prior-prescription",
+            "reference",
+            "MedicationRequest.priorPrescription",
+            "The prescription this one continues (互认处方, POL-08): by reference when it is stored here, with "
+            ":identifier when it is another member's (its prescription number).",
+            target=["MedicationRequest"],
+        ),
+        search_param(
+            "MedicationRequest",
             "review-result",
             "token",
             f"MedicationRequest.extension('{ext}central-review-result').extension('result').value",

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from gateway.federation.endpoints import MemberEndpoint, endpoint_from_resource
 from gateway.hooks import RequestContext
 from gateway.security.policy import MEMBER_SYSTEM
 from gateway.service.fhir_service import FhirService
@@ -41,10 +42,19 @@ class Member:
     active: bool = True
     endpoints: tuple[str, ...] = ()
     """``Endpoint/id`` references of ``Organization.endpoint``."""
+    reached_by: tuple[MemberEndpoint, ...] = ()
+    """The Endpoints (of :mod:`gateway.federation.endpoints`) those references resolve to."""
 
     @property
     def reference(self) -> str:
         return f"Organization/{self.organization_id}"
+
+    @property
+    def live_endpoint(self) -> MemberEndpoint | None:
+        """The FHIR server asked live for this member's records (None: pushed or unreachable)."""
+        if not self.active:
+            return None
+        return next((e for e in self.reached_by if e.live), None)
 
 
 def _identifier(org: Mapping[str, Any], system: str) -> str | None:
@@ -81,10 +91,23 @@ class MemberRegistry:
     members: Mapping[str, Member] = field(default_factory=dict)
 
     @classmethod
-    def from_organizations(cls, organizations: Iterable[Mapping[str, Any]]) -> MemberRegistry:
+    def from_organizations(
+        cls, organizations: Iterable[Mapping[str, Any]], endpoints: Iterable[Mapping[str, Any]] = ()
+    ) -> MemberRegistry:
         """Members of the Organizations given (those without a tier are not alliance members:
-        suppliers, insurers, the health commission)."""
+        suppliers, insurers, the health commission), each with the ``endpoints`` it names in
+        ``Organization.endpoint`` (or that name it as ``managingOrganization``)."""
         orgs = [o for o in organizations if _tier(o) is not None and o.get("id")]
+        endpoint_by_ref: dict[str, MemberEndpoint] = {}
+        managed: dict[str, list[str]] = {}
+        for resource in endpoints:
+            endpoint = endpoint_from_resource(resource)
+            if endpoint is None:
+                continue
+            endpoint_by_ref[endpoint.reference] = endpoint
+            manager = _reference(resource.get("managingOrganization"))
+            if manager:
+                managed.setdefault(manager, []).append(endpoint.reference)
         code_by_ref = {f"Organization/{o['id']}": member_code(o) for o in orgs}
         for o in orgs:  # partOf may name the parent by its member identifier too
             code_by_ref.setdefault(f"identifier:{member_code(o)}", member_code(o))
@@ -97,6 +120,8 @@ class MemberRegistry:
                 if ident.get("system") == MEMBER_SYSTEM:
                     parent = code_by_ref.get(f"identifier:{ident.get('value')}")
             code = member_code(o)
+            refs = tuple(r for r in (_reference(e) for e in o.get("endpoint") or ()) if r)
+            linked = list(dict.fromkeys([*refs, *managed.get(f"Organization/{o['id']}", ())]))
             members[code] = Member(
                 code=code,
                 organization_id=str(o["id"]),
@@ -105,7 +130,8 @@ class MemberRegistry:
                 parent=parent,
                 insurance_code=_identifier(o, FIXMEDINS_SYSTEM),
                 active=o.get("active") is not False,
-                endpoints=tuple(r for r in (_reference(e) for e in o.get("endpoint") or ()) if r),
+                endpoints=refs,
+                reached_by=tuple(endpoint_by_ref[r] for r in linked if r in endpoint_by_ref),
             )
         return cls(members)
 
@@ -123,6 +149,10 @@ class MemberRegistry:
         org_id = reference.removeprefix("Organization/")
         return next((m for m in self.members.values() if m.organization_id == org_id), None)
 
+    def live(self) -> list[Member]:
+        """Members asked live at query time, in code order."""
+        return sorted((m for m in self.members.values() if m.live_endpoint is not None), key=lambda m: m.code)
+
     def children(self, code: str) -> list[Member]:
         return [m for m in self.members.values() if m.parent == code]
 
@@ -139,17 +169,24 @@ class MemberRegistry:
         return member if member is not None and member.tier == "county" else None
 
 
-def load_registry(service: FhirService, ctx: RequestContext, page_size: int = 500) -> MemberRegistry:
-    """The registry as the caller may see it, read through the service (so access control and
-    audit see the read like any other)."""
-    organizations: list[dict[str, Any]] = []
+def _read_all(service: FhirService, ctx: RequestContext, resource_type: str, page_size: int) -> list[dict[str, Any]]:
+    found_all: list[dict[str, Any]] = []
     offset = 0
     while True:
         found = service.find(
-            "Organization", [("_count", str(page_size)), ("_offset", str(offset)), ("_sort", "_id")], ctx
+            resource_type, [("_count", str(page_size)), ("_offset", str(offset)), ("_sort", "_id")], ctx
         )
-        organizations.extend(orjson.loads(r.body) for r in found if r.body)
+        found_all.extend(orjson.loads(r.body) for r in found if r.body)
         if len(found) < page_size:
-            break
+            return found_all
         offset += len(found)
-    return MemberRegistry.from_organizations(organizations)
+
+
+def load_registry(
+    service: FhirService, ctx: RequestContext, page_size: int = 500, *, endpoints: bool = True
+) -> MemberRegistry:
+    """The registry as the caller may see it, read through the service (so access control and
+    audit see the read like any other); ``endpoints`` off skips reading how members are reached."""
+    organizations = _read_all(service, ctx, "Organization", page_size)
+    found_endpoints = _read_all(service, ctx, "Endpoint", page_size) if endpoints else []
+    return MemberRegistry.from_organizations(organizations, found_endpoints)

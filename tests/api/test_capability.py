@@ -85,8 +85,8 @@ def test_metadata_lists_every_served_type_with_its_search_parameters(module_clie
     assert inventory["item-code-quantity"]["type"] == "composite"
     assert "MedicationRequest:subject" in by_type["MedicationRequest"]["searchInclude"]
     assert "MedicationRequest:subject" in by_type["Patient"]["searchRevInclude"]
-    assert [op["name"] for op in by_type["Patient"]["operation"]] == ["validate"]
-    assert {"validate", "hl7v2"} <= {op["name"] for op in by_type["MedicationRequest"]["operation"]}
+    assert [op["name"] for op in by_type["Patient"]["operation"]] == ["match", "prescriptions", "validate"]  # issue 13
+    assert {"validate", "hl7v2", "continue"} <= {op["name"] for op in by_type["MedicationRequest"]["operation"]}
     assert "lookup" in {op["name"] for op in by_type["CodeSystem"]["operation"]}
 
 

@@ -10,9 +10,12 @@ from starlette.responses import Response
 
 from gateway.api.context import context, in_thread, reading, service
 from gateway.api.formats import parse_resource, request_format
+from gateway.api.operations.prescriptions import federated_search
 from gateway.api.responses import fhir_response, written_response
 from gateway.errors import BadRequest
 from gateway.service.writes import require_type
+
+FEDERATED_TYPES = frozenset({"MedicationRequest", "MedicationDispense"})
 
 
 async def create(request: Request) -> Response:
@@ -31,6 +34,10 @@ async def create(request: Request) -> Response:
 
 async def search(request: Request) -> Response:
     rtype = request.path_params["type"]
+    if rtype in FEDERATED_TYPES:  # issue 13: a patient's prescriptions across live members
+        federated = await federated_search(request, rtype)
+        if federated is not None:
+            return federated
     ctx = context(request, "search-type", rtype)
     params = list(request.query_params.multi_items())
     body = await reading(request, service(request).search, rtype, params, ctx)
@@ -48,6 +55,10 @@ async def search_post(request: Request) -> Response:
             value=content_type,
             reason="POST _search takes application/x-www-form-urlencoded",
         )
+    if rtype in FEDERATED_TYPES:  # issue 13, as for GET
+        federated = await federated_search(request, rtype)
+        if federated is not None:
+            return federated
     form = parse_qsl((await request.body()).decode(), keep_blank_values=True)
     params = list(request.query_params.multi_items()) + form
     body = await reading(request, service(request).search, rtype, params, ctx)

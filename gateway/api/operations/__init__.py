@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import formulary_check, ingest, review, terminology, validate, writeback
+from gateway.api.operations import (
+    continue_,
+    formulary_check,
+    ingest,
+    match,
+    prescriptions,
+    review,
+    terminology,
+    validate,
+    writeback,
+)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -72,6 +82,23 @@ OPERATIONS: dict[str, Operation] = {
             "http://yaolian.org/fhir/OperationDefinition/formulary-check",
             ("system",),
             formulary_check.handle,
+        ),
+        Operation(
+            "match", "http://hl7.org/fhir/OperationDefinition/Patient-match", ("type",), match.handle, ("Patient",)
+        ),
+        Operation(
+            "continue",
+            "http://yaolian.org/fhir/OperationDefinition/continue",
+            ("type",),
+            continue_.handle,
+            ("MedicationRequest",),
+        ),
+        Operation(
+            "prescriptions",
+            "http://yaolian.org/fhir/OperationDefinition/prescriptions",
+            ("type",),
+            prescriptions.prescriptions,
+            ("Patient",),
         ),
         Operation(
             "validate",

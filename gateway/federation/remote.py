@@ -1,0 +1,341 @@
+"""Asking one live member for a patient's prescriptions and dispenses, and judging its answer.
+
+Whatever a member does — answers late, refuses the connection, answers 500, HTML, a Bundle of
+the wrong kind, or entries without ids — becomes an :class:`Issue` naming the member (never its
+address) in the outcome of the federated answer; nothing a member sends escapes as an
+exception. R4 answers are translated to R5 here (:mod:`.r4`), so everything above sees R5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+
+from gateway.errors import Issue, issue
+from gateway.federation.auth import TokenError, TokenSource
+from gateway.federation.endpoints import MemberEndpoint
+from gateway.federation.r4 import to_r5
+from gateway.federation.registry import Member
+
+#: What a member may contribute to a prescription answer.
+ACCEPTED = frozenset({"MedicationRequest", "MedicationDispense", "Medication", "Organization"})
+#: The record types a federated query asks for, and their ``_include`` of the medication.
+INCLUDE = {
+    "MedicationRequest": "MedicationRequest:medication",
+    "MedicationDispense": "MedicationDispense:medication",
+}
+FHIR_JSON = "application/fhir+json"
+
+
+class MemberFailure(Exception):
+    """A member's answer that cannot be used; carries the issue that names the member."""
+
+    def __init__(self, found: Issue) -> None:
+        super().__init__(found.en)
+        self.issue = found
+
+
+@dataclass
+class MemberAnswer:
+    """What one member contributed: R5 resources with their search mode, and issues."""
+
+    member: Member
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    included: list[dict[str, Any]] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    ok: bool = True
+    seconds: float = 0.0
+    cached: bool = False
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"matches": self.matches, "included": self.included})
+
+    @classmethod
+    def from_json(cls, member: Member, raw: bytes) -> MemberAnswer:
+        data = orjson.loads(raw)
+        return cls(member, list(data["matches"]), list(data["included"]), cached=True)
+
+
+def _failure(found: Issue) -> MemberFailure:
+    return MemberFailure(found)
+
+
+def _entries(member: Member, response: httpx.Response) -> tuple[list[Any], Any]:
+    """The entries and links of a member's searchset, or the failure naming what is wrong."""
+    code, name = member.code, member.name
+    if response.status_code != 200:
+        raise _failure(issue("YL-1003", severity="warning", member=code, name=name, status=response.status_code))
+    try:
+        bundle = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise _failure(
+            issue("YL-1002", severity="warning", member=code, name=name, reason="the body is not JSON")
+        ) from None
+    return _searchset(member, bundle, "searchset")
+
+
+def _searchset(member: Member, bundle: Any, kind: str) -> tuple[list[Any], Any]:
+    """The entries and links of a Bundle of type ``kind`` a member sent."""
+    code, name = member.code, member.name
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise _failure(issue("YL-1002", severity="warning", member=code, name=name, reason="the body is not a Bundle"))
+    if bundle.get("type") != kind:
+        found = f"Bundle.type is {str(bundle.get('type'))[:40]!r}, not {kind}"
+        raise _failure(issue("YL-1002", severity="warning", member=code, name=name, reason=found))
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise _failure(
+            issue("YL-1002", severity="warning", member=code, name=name, reason="Bundle.entry is not a list")
+        )
+    return entries, bundle.get("link")
+
+
+def _next_link(bundle_links: Any, endpoint: MemberEndpoint) -> str | None:
+    """A member's ``next`` link, only when it points back at the member itself."""
+    for link in bundle_links or ():
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            if isinstance(url, str) and url.startswith(endpoint.address + "/"):
+                return url
+    return None
+
+
+def _collect(
+    member: Member,
+    endpoint: MemberEndpoint,
+    resource_type: str,
+    entries: list[Any],
+    found: list[dict[str, Any]],
+    issues: list[Issue],
+) -> int:
+    """Usable entries of one searchset page into ``found`` (R4 translated), unusable ones
+    reported in ``issues``; the number of matches."""
+    matches = 0
+    for n, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=f"entry {n} has no resource"))
+            continue
+        rtype = resource["resourceType"]
+        if rtype == "OperationOutcome":
+            continue
+        if rtype not in ACCEPTED or not isinstance(resource.get("id"), str):
+            reason = f"entry {n} ({rtype[:40]}) is not usable"
+            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
+            continue
+        search = entry.get("search")
+        mode = search.get("mode") if isinstance(search, dict) else None
+        is_match = rtype == resource_type and mode != "include"
+        if endpoint.kind == "fhir-r4":
+            try:
+                resource, _dropped = to_r5(resource)
+            except (TypeError, KeyError, AttributeError, ValueError, IndexError):  # R4 of an odd shape
+                reason = f"entry {n} ({rtype}) is not R4 this gateway can translate"
+                issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
+                continue
+        matches += is_match
+        found.append({"mode": "match" if is_match else "include", "resource": resource})
+    return matches
+
+
+@dataclass
+class MemberClient:
+    """Asks members, each over its own small connection pool, with tokens from ``tokens``.
+
+    One pool per member rather than one for all: httpcore's pool looks at every connection
+    for every request, so thirty members asked at once through one pool of sixty connections
+    cost several times what thirty pools of two do (measured in ``bench_federation.py``).
+    ``http`` serves token requests and, with ``per_member`` off, everything."""
+
+    http: httpx.AsyncClient
+    tokens: TokenSource = field(default_factory=TokenSource)
+    per_member: bool = True
+    _pools: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+
+    def _pool(self, endpoint: MemberEndpoint) -> httpx.AsyncClient:
+        if not self.per_member:
+            return self.http
+        pool = self._pools.get(endpoint.address)
+        if pool is None:
+            limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
+            pool = self._pools[endpoint.address] = httpx.AsyncClient(timeout=self.http.timeout, limits=limits)
+        return pool
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
+        await self.http.aclose()
+
+    async def _get(self, endpoint: MemberEndpoint, url: str) -> httpx.Response:
+        headers = {"Accept": FHIR_JSON}
+        pool = self._pool(endpoint)
+        if endpoint.smart is not None:
+            headers["Authorization"] = f"Bearer {await self.tokens.token(self.http, endpoint.smart)}"
+        response = await pool.get(url, headers=headers)
+        if response.status_code == 401 and endpoint.smart is not None:  # a token the member forgot
+            self.tokens.forget(endpoint.smart)
+            headers["Authorization"] = f"Bearer {await self.tokens.token(self.http, endpoint.smart)}"
+            response = await pool.get(url, headers=headers)
+        return response
+
+    async def _post(self, endpoint: MemberEndpoint, body: bytes) -> httpx.Response:
+        headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
+        pool = self._pool(endpoint)
+        if endpoint.smart is not None:
+            headers["Authorization"] = f"Bearer {await self.tokens.token(self.http, endpoint.smart)}"
+        response = await pool.post(endpoint.address, content=body, headers=headers)
+        if response.status_code == 401 and endpoint.smart is not None:
+            self.tokens.forget(endpoint.smart)
+            headers["Authorization"] = f"Bearer {await self.tokens.token(self.http, endpoint.smart)}"
+            response = await pool.post(endpoint.address, content=body, headers=headers)
+        return response
+
+    @staticmethod
+    def _query(resource_type: str, criteria: list[tuple[str, str]], most: int) -> str:
+        return urlencode([*criteria, ("_include", INCLUDE[resource_type]), ("_count", str(min(most, 1000)))])
+
+    async def _search(
+        self, member: Member, endpoint: MemberEndpoint, resource_type: str, criteria: list[tuple[str, str]], most: int
+    ) -> tuple[list[dict[str, Any]], list[Issue]]:
+        """One search, its pages followed (``GET``, as every FHIR server answers)."""
+        url: str | None = f"{endpoint.address}/{resource_type}?{self._query(resource_type, criteria, most)}"
+        found: list[dict[str, Any]] = []
+        issues: list[Issue] = []
+        matches = 0
+        while url is not None and matches < most:
+            entries, links = _entries(member, await self._get(endpoint, url))
+            matches += _collect(member, endpoint, resource_type, entries, found, issues)
+            url = _next_link(links, endpoint)
+        return found, issues
+
+    async def _batch(
+        self, member: Member, endpoint: MemberEndpoint, types: Sequence[str], criteria: list[tuple[str, str]], most: int
+    ) -> list[tuple[list[dict[str, Any]], list[Issue]]]:
+        """Every search of ``types`` in one batch Bundle (one round trip, half the HTTP work of
+        a search per type: what keeps thirty members within budget); further pages by GET."""
+        requests = [{"request": {"method": "GET", "url": f"{t}?{self._query(t, criteria, most)}"}} for t in types]
+        body = orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": requests})
+        response = await self._post(endpoint, body)
+        code, name = member.code, member.name
+        if response.status_code != 200:
+            raise _failure(issue("YL-1003", severity="warning", member=code, name=name, status=response.status_code))
+        try:
+            answered = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise _failure(
+                issue("YL-1002", severity="warning", member=code, name=name, reason="the body is not JSON")
+            ) from None
+        results, _ = _searchset(member, answered, "batch-response")
+        if len(results) != len(types):
+            reason = f"{len(results)} batch answers for {len(types)} searches"
+            raise _failure(issue("YL-1002", severity="warning", member=code, name=name, reason=reason))
+        parts = []
+        for resource_type, result in zip(types, results, strict=True):
+            status = str(((result or {}).get("response") or {}).get("status", "")) if isinstance(result, dict) else ""
+            if not status.startswith("200"):
+                raise _failure(issue("YL-1003", severity="warning", member=code, name=name, status=status[:40] or "?"))
+            entries, links = _searchset(member, result.get("resource"), "searchset")
+            found: list[dict[str, Any]] = []
+            issues: list[Issue] = []
+            matches = _collect(member, endpoint, resource_type, entries, found, issues)
+            url = _next_link(links, endpoint)
+            while url is not None and matches < most:
+                entries, links = _entries(member, await self._get(endpoint, url))
+                matches += _collect(member, endpoint, resource_type, entries, found, issues)
+                url = _next_link(links, endpoint)
+            parts.append((found, issues))
+        return parts
+
+    async def ask(
+        self,
+        member: Member,
+        identifier: str,
+        types: Sequence[str],
+        *,
+        timeout: float,
+        most: int,
+        criterion: str = "patient.identifier",
+        nominal: float | None = None,
+    ) -> MemberAnswer:
+        """The member's records of the patient ``identifier`` (``SYSTEM|VALUE``; with
+        ``criterion="identifier"``: the records with that business identifier), or an answer
+        with ``ok`` False and the issue naming why; never longer than ``timeout`` seconds
+        (``nominal``: the configured timeout the outcome names, when ``timeout`` is what is
+        left of it)."""
+        endpoint = member.live_endpoint
+        assert endpoint is not None, "only live members are asked"
+        started = time.perf_counter()
+        answer = MemberAnswer(member)
+        try:
+            async with asyncio.timeout(timeout):
+                if endpoint.kind == "fhir-r5" and len(types) > 1:
+                    parts = await self._batch(member, endpoint, types, [(criterion, identifier)], most)
+                else:
+                    parts = await asyncio.gather(
+                        *(self._search(member, endpoint, t, [(criterion, identifier)], most) for t in types)
+                    )
+        except TimeoutError:
+            answer.ok = False
+            waited = f"{nominal if nominal is not None else timeout:g}"
+            answer.issues.append(
+                issue("YL-1000", severity="warning", member=member.code, name=member.name, timeout=waited)
+            )
+        except MemberFailure as failure:
+            answer.ok = False
+            answer.issues.append(failure.issue)
+        except (httpx.HTTPError, TokenError, OSError) as exc:
+            answer.ok = False
+            why = _reason(exc)
+            answer.issues.append(issue("YL-1001", severity="warning", member=member.code, name=member.name, reason=why))
+        else:
+            for found, issues in parts:
+                answer.issues.extend(issues)
+                for item in found:
+                    (answer.matches if item["mode"] == "match" else answer.included).append(item["resource"])
+        answer.seconds = time.perf_counter() - started
+        return answer
+
+    async def check(self, member: Member, timeout: float) -> tuple[bool, float, str]:
+        """``members check``: whether the member's server answers its CapabilityStatement,
+        how fast, and what it said."""
+        endpoint = member.live_endpoint
+        assert endpoint is not None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._get(endpoint, f"{endpoint.address}/metadata")
+        except TimeoutError:
+            return False, time.perf_counter() - started, f"no answer within {timeout:g} s"
+        except (httpx.HTTPError, TokenError, OSError) as exc:
+            return False, time.perf_counter() - started, _reason(exc)
+        seconds = time.perf_counter() - started
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            body = None
+        if response.status_code != 200 or not isinstance(body, dict):
+            return False, seconds, f"HTTP {response.status_code}"
+        if body.get("resourceType") != "CapabilityStatement":
+            return False, seconds, "not a CapabilityStatement"
+        return True, seconds, f"FHIR {body.get('fhirVersion', '?')}"
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, without the member's address (httpx messages may carry the URL)."""
+    if isinstance(exc, httpx.ConnectError):
+        return "the connection was refused or could not be made"
+    if isinstance(exc, httpx.TimeoutException):
+        return "the connection timed out"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the connection broke off mid-answer"
+    if isinstance(exc, TokenError):
+        return f"no access token ({exc})"
+    return type(exc).__name__

@@ -1,0 +1,280 @@
+"""Real HTTP members on loopback: other Yaolian gateways (uvicorn in a thread, port 0), a small
+R4 FHIR server written here, and members that misbehave (slow, 500, garbage, dead)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+RESIDENT_ID = "urn:oid:2.16.156.10011.1.3"
+RX_NUMBER = "urn:oid:2.16.156.10011.1.20"
+TIER = "http://yaolian.org/fhir/CodeSystem/alliance-tier"
+MEMBER = "http://yaolian.org/fhir/sid/member"
+
+
+class UvicornMember:
+    """A Yaolian gateway serving on 127.0.0.1 at a free port, in a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="error", ws="none", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the member gateway did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}/fhir"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def yaolian_member(tmp_path: Path) -> Iterator[Callable[..., UvicornMember]]:
+    started: list[UvicornMember] = []
+
+    def start(name: str = "member", **settings: Any) -> UvicornMember:
+        settings.setdefault("insecure_dev", True)
+        settings.setdefault("audit", False)
+        settings.setdefault("database", f"sqlite:///{tmp_path / f'{name}.sqlite'}")
+        member = UvicornMember(Settings(**settings))
+        started.append(member)
+        return member
+
+    yield start
+    for member in started:
+        member.stop()
+
+
+@dataclass
+class TinyFhir:
+    """A small FHIR server: ``MedicationRequest``/``MedicationDispense`` searches by
+    ``patient.identifier`` with ``_include`` of the medication, ``metadata``; ``behaviour``
+    makes it slow (``delay``), answer 500, garbage, or a wrong Bundle."""
+
+    version: str = "4.0.1"
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    behaviour: str = "ok"
+    delay: float = 0.0
+    requests: list[str] = field(default_factory=list)
+
+    def patients_with(self, identifier: str) -> set[str]:
+        system, _, value = identifier.partition("|")
+        return {
+            f"Patient/{r['id']}"
+            for r in self.resources
+            if r["resourceType"] == "Patient"
+            and any(i.get("system") == system and i.get("value") == value for i in r.get("identifier", []))
+        }
+
+    def search(self, resource_type: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+        values = dict(params)
+        matches = [r for r in self.resources if r["resourceType"] == resource_type]
+        if "patient.identifier" in values:
+            patients = self.patients_with(values["patient.identifier"])
+            matches = [r for r in matches if (r.get("subject") or {}).get("reference") in patients]
+        if "identifier" in values:
+            system, _, value = values["identifier"].partition("|")
+            matches = [
+                r
+                for r in matches
+                if any(i.get("system") == system and i.get("value") == value for i in r.get("identifier", []))
+            ]
+        entries = [{"fullUrl": f"urn:x:{m['id']}", "resource": m, "search": {"mode": "match"}} for m in matches]
+        if values.get("_include", "").endswith(":medication"):
+            wanted = {
+                (m.get("medicationReference") or (m.get("medication") or {}).get("reference") or {}).get("reference")
+                for m in matches
+            }
+            for r in self.resources:
+                if f"{r['resourceType']}/{r['id']}" in wanted:
+                    entries.append({"resource": r, "search": {"mode": "include"}})
+        return {"resourceType": "Bundle", "type": "searchset", "total": len(matches), "entry": entries}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fhir: TinyFhir
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def do_GET(self) -> None:
+        fhir = self.server.fhir  # type: ignore[attr-defined]
+        fhir.requests.append(self.path)
+        if fhir.delay:
+            time.sleep(fhir.delay)
+        parts = urlsplit(self.path)
+        resource_type = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        if fhir.behaviour == "500":
+            return self._send(500, b'{"resourceType":"OperationOutcome"}')
+        if fhir.behaviour == "garbage":
+            return self._send(200, b"<html>Service Unavailable</html>", "text/html")
+        if fhir.behaviour == "wrong-bundle":
+            return self._send(200, b'{"resourceType":"Bundle","type":"transaction-response","entry":[]}')
+        if resource_type == "metadata":
+            body: dict[str, Any] = {"resourceType": "CapabilityStatement", "fhirVersion": fhir.version}
+        else:
+            body = fhir.search(resource_type, parse_qsl(parts.query))
+        self._send(200, json.dumps(body).encode())
+
+    def do_POST(self) -> None:
+        """A batch Bundle of GET searches (what Yaolian asks an R5 member for)."""
+        fhir = self.server.fhir  # type: ignore[attr-defined]
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        fhir.requests.append("POST batch")
+        if fhir.delay:
+            time.sleep(fhir.delay)
+        if fhir.behaviour == "500":
+            return self._send(500, b'{"resourceType":"OperationOutcome"}')
+        if fhir.behaviour == "garbage":
+            return self._send(200, b"<html>Service Unavailable</html>", "text/html")
+        if fhir.behaviour == "wrong-bundle":
+            return self._send(200, b'{"resourceType":"Bundle","type":"transaction-response","entry":[]}')
+        results = []
+        for entry in body.get("entry", []):
+            parts = urlsplit(entry["request"]["url"])
+            searchset = fhir.search(parts.path.rsplit("/", 1)[-1], parse_qsl(parts.query))
+            results.append({"resource": searchset, "response": {"status": "200 OK"}})
+        self._send(200, json.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": results}).encode())
+
+    def _send(self, status: int, body: bytes, media: str = "application/fhir+json") -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", media)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the gateway gave up waiting
+            pass
+
+
+class TinyServer:
+    def __init__(self, fhir: TinyFhir) -> None:
+        self.fhir = fhir
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.fhir = fhir  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def tiny_member() -> Iterator[Callable[..., TinyServer]]:
+    started: list[TinyServer] = []
+
+    def start(**kwargs: Any) -> TinyServer:
+        server = TinyServer(TinyFhir(**kwargs))
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def dead_address() -> str:
+    """A loopback port nobody listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/fhir"
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[TestClient]:
+    """The gateway under test (tokens off: the policy has its own tests)."""
+    settings = Settings(
+        database=f"sqlite:///{tmp_path / 'gateway.sqlite'}", insecure_dev=True, audit=False, federation_timeout=1.0
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+# -- resources --------------------------------------------------------------------------------
+def organization(code: str, name: str, tier: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Organization",
+        "id": code,
+        "identifier": [{"system": MEMBER, "value": code}],
+        "type": [{"coding": [{"system": TIER, "code": tier}]}],
+        "name": name,
+    }
+
+
+def patient(pid: str, id_number: str, family: str = "王", given: str = "建国") -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": [{"system": RESIDENT_ID, "value": id_number}],
+        "name": [{"family": family, "given": [given]}],
+        "gender": "male",
+        "birthDate": "1956-03-07",
+    }
+
+
+def medication(mid: str, text: str) -> dict[str, Any]:
+    return {"resourceType": "Medication", "id": mid, "code": {"text": text}}
+
+
+def r5_request(
+    rid: str, rx: str, patient_id: str, authored: str, med: str, updated: str | None = None
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "identifier": [{"system": RX_NUMBER, "value": rx}],
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": authored,
+        "medication": {"reference": {"reference": f"Medication/{med}"}},
+    }
+    if updated:
+        resource["meta"] = {"lastUpdated": updated}
+    return resource
+
+
+def r4_request(rid: str, rx: str, patient_id: str, authored: str, med: str) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "identifier": [{"system": RX_NUMBER, "value": rx}],
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": authored,
+        "medicationReference": {"reference": f"Medication/{med}"},
+        "reasonCode": [{"text": "高血压"}],
+        "dosageInstruction": [{"text": "每日一次", "asNeededBoolean": False}],
+    }
+
+
+def put(client: Any, resource: dict[str, Any], base: str = "/fhir") -> None:
+    """PUT a resource (``client``: a TestClient, or httpx for a member at ``base``)."""
+    response = client.put(f"{base}/{resource['resourceType']}/{resource['id']}", json=resource)
+    assert response.status_code in (200, 201), response.text
