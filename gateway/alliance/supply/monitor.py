@@ -1,0 +1,70 @@
+"""When stock alerts are evaluated: after every committed InventoryReport write (an
+``AFTER_WRITE_IN_TX`` hook notes the members whose stock changed, the ``AFTER_COMMIT`` hook
+evaluates them), and on demand (``yaolian stock alerts``, ``$stock-alerts``).
+
+The evaluation acts as :data:`SUPPLY_MONITOR`, a system principal: the member whose report
+triggered it may not see the county's stock, but the alert rules must.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+
+from gateway.alliance.supply.alert_lines import current_lines
+from gateway.alliance.supply.alerts import Finding, Reconciled, evaluate, reconcile
+from gateway.alliance.supply.reading import SupplyWorld
+from gateway.alliance.supply.stock import load_ledger
+from gateway.hooks import Pointcut, RequestContext
+from gateway.principal import Principal, Role, parse_scopes
+from gateway.service.fhir_service import FhirService
+from gateway.store.base import StoredResource, StoreTransaction
+
+log = logging.getLogger("yaolian.supply")
+
+SUPPLY_MONITOR = Principal(
+    "supply-monitor", "stock alert evaluation (gateway)", Role.ADMIN, None, parse_scopes("system/*.cruds")
+)
+_PENDING = "supply.stock-changed"
+
+
+def run_alerts(
+    service: FhirService,
+    ctx: RequestContext,
+    *,
+    members: Iterable[str] | None = None,
+    today: date | None = None,
+    window_days: int | None = None,
+) -> tuple[list[Finding], Reconciled]:
+    """Evaluate stock against the lines and bring the stored alerts in line with it."""
+    world = SupplyWorld.load(service, ctx)
+    ledger = load_ledger(service, ctx, world)
+    wanted = list(members) if members is not None else None
+    today = today or datetime.now(UTC).date()
+    window = service.settings.supply_expiry_window_days if window_days is None else window_days
+    findings = evaluate(ledger, current_lines(service, ctx), world.registry, today, window, wanted)
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    return findings, reconcile(service, ctx, world, findings, when, wanted)
+
+
+def install(service: FhirService) -> None:
+    """Evaluate after InventoryReport writes (when ``supply_alerts_on_write``)."""
+    if not service.settings.supply_alerts_on_write:
+        return
+
+    def noted(ctx: RequestContext, tx: StoreTransaction, stored: StoredResource) -> None:
+        if stored.res_type == "InventoryReport":
+            ctx.extra[_PENDING] = True
+
+    def after_commit(ctx: RequestContext, _stored: StoredResource | None) -> None:
+        if not ctx.extra.pop(_PENDING, False):
+            return
+        monitor = RequestContext(base_url=ctx.base_url, interaction="operation", principal=SUPPLY_MONITOR)
+        try:
+            run_alerts(service, monitor)
+        except Exception:  # an alert run must never fail the write that triggered it
+            log.exception("stock alert evaluation failed")
+
+    service.hooks.register(Pointcut.AFTER_WRITE_IN_TX, noted)
+    service.hooks.register(Pointcut.AFTER_COMMIT, after_commit)
