@@ -49,7 +49,11 @@ def run_alerts(
 
 
 def install(service: FhirService) -> None:
-    """Evaluate after InventoryReport writes (when ``supply_alerts_on_write``)."""
+    """The supply rules on the service's hook points: deliveries checked and turned into stock
+    movements; stock alerts evaluated after InventoryReport writes (``supply_alerts_on_write``)."""
+    from gateway.alliance.supply.deliveries import DeliveryRules
+
+    DeliveryRules(service).install()
     if not service.settings.supply_alerts_on_write:
         return
 
