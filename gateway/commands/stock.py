@@ -85,3 +85,82 @@ def alerts(
         else:
             for f in findings:
                 typer.echo(" ".join(f"{k}={v}" for k, v in f.as_json().items()))
+
+
+@app.command("balance")
+def balance(
+    output: Annotated[str, typer.Option("--format", help="json or text")] = "json",
+    propose: Annotated[bool, typer.Option(help="Write the proposals as draft transfer SupplyRequests")] = False,
+    as_of: AsOf = None,
+    database: Database = None,
+) -> None:
+    """Transfers from surplus to deficit per drug: nearest expiry first, never below a giver's line,
+    the county central pharmacy's reserve last."""
+    from datetime import UTC, datetime
+
+    from gateway.alliance.supply.alert_lines import current_lines
+    from gateway.alliance.supply.balance import propose as plan
+    from gateway.alliance.supply.balance import write_proposals
+    from gateway.alliance.supply.reading import SupplyWorld
+    from gateway.alliance.supply.stock import load_ledger
+
+    with outcome_on_error(), operator_service(database) as (service, ctx):
+        world = SupplyWorld.load(service, ctx)
+        ledger = load_ledger(service, ctx, world)
+        today = _day(as_of) or datetime.now(UTC).date()
+        proposals = plan(ledger, current_lines(service, ctx), world.registry, today)
+        ids = (
+            write_proposals(service, ctx, world, proposals, datetime.now(UTC).isoformat(timespec="seconds"))
+            if propose
+            else []
+        )
+        rows = [t.as_json() | ({"request": f"SupplyRequest/{ids[n]}"} if ids else {}) for n, t in enumerate(proposals)]
+        if output == "json":
+            print_json({"transfers": rows})
+        else:
+            for row in rows:
+                typer.echo(" ".join(f"{k}={v}" for k, v in row.items()))
+
+
+transfer_app = typer.Typer(help="Approve and carry out proposed transfers (POL-26).")
+app.add_typer(transfer_app, name="transfer")
+
+
+@transfer_app.command("approve")
+def transfer_approve(
+    transfer: Annotated[str, typer.Argument(help="SupplyRequest id of the proposed transfer")],
+    by: Annotated[str, typer.Option(help="Who approves")] = "county pharmacy",
+    database: Database = None,
+) -> None:
+    """Approve a proposed transfer."""
+    from datetime import UTC, datetime
+
+    from gateway.alliance.supply.balance import approve_transfer
+
+    with outcome_on_error(), operator_service(database) as (service, ctx):
+        approve_transfer(service, ctx, transfer, by, datetime.now(UTC).isoformat(timespec="seconds"))
+        typer.echo(f"SupplyRequest/{transfer} approved")
+
+
+@transfer_app.command("deliver")
+def transfer_deliver(
+    transfer: Annotated[str, typer.Argument(help="SupplyRequest id of the approved transfer")],
+    trace: Annotated[list[str], typer.Option(help="Traceability code (20 digits) of a unit moved; repeat")],
+    by: Annotated[str, typer.Option(help="Who accepts at receipt")] = "receiving pharmacist",
+    storage: Annotated[str, typer.Option(help="Storage condition at receipt")] = "常温 room temperature",
+    database: Database = None,
+) -> None:
+    """Record the transfer's delivery, accepted at receipt: stock moves at both ends."""
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from gateway.alliance.supply.balance import transfer_delivery
+    from gateway.fhir.json_text import ResourceText
+
+    with outcome_on_error(), operator_service(database) as (service, ctx):
+        data = orjson.loads(service.read("SupplyRequest", transfer, ctx).body or b"{}")
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        body = ResourceText.parse(orjson.dumps(transfer_delivery(data, transfer, trace, by, when, storage)))
+        result = service.write(ctx, lambda tx: service.writer.create(tx, ctx, "SupplyDelivery", body))
+        typer.echo(f"SupplyDelivery/{result.stored.res_id}")

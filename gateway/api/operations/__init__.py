@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import ingest, terminology, validate, writeback
+from gateway.api.operations import ingest, supply, terminology, validate, writeback
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -65,6 +65,21 @@ OPERATIONS: dict[str, Operation] = {
             "http://hl7.org/fhir/OperationDefinition/Resource-validate",
             ("type", "instance"),
             validate.handle,
+        ),
+        # issue 15: supply chain (docs/supply.md)
+        *(
+            Operation(
+                name, f"http://yaolian.org/fhir/OperationDefinition/{name}", ("type",), handler, ("SupplyRequest",)
+            )
+            for name, handler in (
+                ("aggregate", supply.aggregate),
+                ("approve", supply.approve),
+                ("export-plan", supply.export_plan),
+                ("balance", supply.balance),
+            )
+        ),
+        Operation(
+            "stock-alerts", "http://yaolian.org/fhir/OperationDefinition/stock-alerts", ("system",), supply.stock_alerts
         ),
     )
 }
