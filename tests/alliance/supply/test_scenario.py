@@ -298,7 +298,7 @@ def test_pol11_to_pol26_a_month_in_one_county(county: tuple[TestClient, list[str
         assert r.status_code == 201, r.text
     result = CliRunner().invoke(cli, ["stock", "show", *db])
     after = orjson.loads(result.stdout)
-    for lid, m, d, q, _w, _s in good:
+    for _lid, m, d, q, _w, _s in good:
         assert sum(r["quantity"] for r in after if (r["member"], r["drug"]) == (m, d)) == sum(
             b[2] for b in stock[(m, d)]) + q  # fmt: skip
     assert client.get("/fhir/SupplyRequest/plan-t1-3").json()["status"] == "completed"
