@@ -41,10 +41,11 @@ def run_alerts(
     world = SupplyWorld.load(service, ctx)
     ledger = load_ledger(service, ctx, world)
     wanted = list(members) if members is not None else None
+    # evaluated "as of" a day (a re-run of a past month), alerts are dated that day
+    when = today.isoformat() if today else datetime.now(UTC).isoformat(timespec="seconds")
     today = today or datetime.now(UTC).date()
     window = service.settings.supply_expiry_window_days if window_days is None else window_days
     findings = evaluate(ledger, current_lines(service, ctx), world.registry, today, window, wanted)
-    when = datetime.now(UTC).isoformat(timespec="seconds")
     return findings, reconcile(service, ctx, world, findings, when, wanted)
 
 

@@ -127,10 +127,16 @@ def _delivery(line: str, member: str, drug: str, quantity: float, when: str, sup
 
 
 @pytest.fixture
-def county(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, list[str]]]:
+def county(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, list[str]]]:
+    """The county's gateway. Alerts are evaluated "as of" the end of the month by the command
+    only, so the report's raised/resolved counts are the scenario's (the evaluation after every
+    InventoryReport write is tested on the demo alliance)."""
     from gateway.app import create_app
 
-    app = create_app(Settings(database=database_url, validation_mode="lenient"))
+    monkeypatch.setenv("YAOLIAN_SUPPLY_ALERTS_ON_WRITE", "false")
+    app = create_app(Settings(database=database_url, validation_mode="lenient", supply_alerts_on_write=False))
     with TestClient(app, raise_server_exceptions=False) as client:
         for code, tier in [*TIER_OF.items(), ("sup-a", None), ("sup-b", None)]:
             assert client.put(f"/fhir/Organization/{code}", json=_org(code, tier)).status_code in (200, 201)
@@ -326,9 +332,18 @@ def test_pol11_to_pol26_a_month_in_one_county(county: tuple[TestClient, list[str
         held[(r["member"], r["drug"])] += r["quantity"]
     assert held[("v3", DA)] == 5.0 and held[("t2", DA)] == 55.0 - 5.0
     out = _cli(["stock", "alerts", "--format", "json", "--as-of", AS_OF, *db])
-    below = {(a["member"], a["drug"]) for a in out["alerts"] if a["kind"] == "below-alert-line"}
-    assert ("v3", DA) not in below  # exactly at the line now
-    assert ("v3", DA, "A3") in {(a["member"], a["drug"], a.get("lot")) for a in out["alerts"]}  # moved with its expiry
+    below_after = {(a["member"], a["drug"]) for a in out["alerts"] if a["kind"] == "below-alert-line"}
+    assert ("v3", DA) not in below_after  # exactly at the line now
+    expiring_after = {(a["member"], a["drug"], a["lot"]) for a in out["alerts"] if a["kind"] == "expiring-batch"}
+    assert ("v3", DA, "A3") in expiring_after  # the batch moved with its expiry
+    # the month's stock by hand, after deliveries and the transfer
+    final = {k: sum(b[2] for b in v) for k, v in stock.items()}
+    for _lid, m, d, q, _w, _s in good:
+        final[(m, d)] += q
+    final[("t2", DA)] -= 5
+    final[("v3", DA)] += 5
+    lacking = {(m, d) for (m, d), q in final.items() if (line := _line(m, d)) is not None and q < line}
+    assert below_after == lacking
 
     # -- shortage registrations (POL-16)
     def rx(rid: str, drug: str, reviewed: bool) -> dict[str, Any]:
@@ -360,8 +375,54 @@ def test_pol11_to_pol26_a_month_in_one_county(county: tuple[TestClient, list[str
     assert listed["linkageCandidates"] == [{"drug": d, "registrations": c} for d, c in sorted(registered.items())
                                            if c > 3]  # fmt: skip
 
+    # -- the report (POL-17, POL-28): every figure recomputed here from the scenario's tables
+    month = _annual(db, "2025-11", tmp_path / "report")
+    first = {("below", *k) for k in expected_below} | {("expiring", *k) for k in expected_expiring}
+    second = {("below", *k) for k in below_after} | {("expiring", *k) for k in expiring_after}
+    # v6's own line was checked when the lines were imported (no stock yet): that alert is dated
+    # the day of the import, not in November
+    at_import = {("below", "v6", DA)}
+    assert month["alerts"]["raised"] == len((first | second) - at_import) == 11
+    assert month["alerts"]["resolved"] == len(first - second) == 4  # t1 DC, t2 DB, v2 DC, v3 DA
+    assert month["alerts"]["open"] == len(second)
+    assert month["varieties"] == {m: sum(1 for (mm, _d), q in final.items() if mm == m and q > 0) for m in TIER_OF}
+    chronic = {DB, DC}
+    assert month["linkage"] == {
+        tier: round(sum(sum(1 for d in chronic if final.get((m, d), 0) > 0) / 2 for m in ms) / len(ms), 4)
+        for tier in ("county", "township", "village")
+        if (ms := [m for m, t in TIER_OF.items() if t == tier])
+    }  # fmt: skip
+    approved_qty: dict[str, float] = {}
+    for lid, _m, d, qty, _sup in PLAN:
+        if lid != cut:
+            approved_qty[d] = approved_qty.get(d, 0.0) + (5.0 if lid == changed else qty)
+    assert month["procurement"]["approved"] == approved_qty
+    assert month["procurement"]["delivered"] == {DB: 20.0, DC: 11.0 + 41.0}
+    assert {s["supplier"]: (s["deliveries"], s["onTime"]) for s in month["suppliers"]} == rates
+    assert {t["id"] for t in month["targets"]} >= {"township-linkage-2024", "village-linkage-2025"}
+    page = (tmp_path / "report" / "supply-report-2025-11.html").read_text(encoding="utf-8")
+    assert page.count("<img") == 3 and "data:image/png;base64," in page
+    assert (
+        (tmp_path / "report" / "supply-report-2025-11.csv").read_text(encoding="utf-8").startswith("section,key,value")
+    )
+    stored = client.get(
+        "/fhir/MeasureReport", params={"measure": "http://yaolian.org/fhir/Measure/annual-supply-report"}
+    )
+    assert stored.json()["total"] == 1
+    yearly = _annual(db, year, tmp_path / "year")
+    assert yearly["shortages"]["registered"] == 6 and yearly["shortages"]["closed"] == 0
+    assert yearly["shortages"]["linkageCandidates"] == [{"drug": DA, "registrations": 4}]
+
 
 def _cli_list(args: list[str]) -> Any:
     result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return orjson.loads(result.stdout)
+
+
+def _annual(db: list[str], period: str, out: Path) -> Any:
+    result = CliRunner().invoke(
+        cli, ["report", "annual", "--period", period, "--format", "json", "--out", str(out), *db]
+    )
     assert result.exit_code == 0, result.output
     return orjson.loads(result.stdout)
