@@ -1,0 +1,73 @@
+"""The supply operations over REST (issue 15) on the demo alliance: ``$aggregate`` (JSON and
+CSV), ``$approve`` refusing a cut without a reason, ``$export-plan`` as XLSX, ``$balance`` and
+``$stock-alerts`` (POL-11, POL-12, POL-15)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.demo import demo_bundle
+from gateway.settings import Settings
+
+
+@pytest.fixture
+def demo(database_url: str) -> Iterator[TestClient]:
+    from gateway.app import create_app
+
+    app = create_app(Settings(database=database_url, validation_mode="lenient"))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/fhir", json=demo_bundle()).status_code == 200
+        yield client
+
+
+def test_pol11_aggregate_approve_and_export(demo: TestClient) -> None:
+    result = demo.post("/fhir/SupplyRequest/$aggregate?period=2025-04").json()
+    totals = {
+        next(p["valueCoding"]["code"] for p in t["part"] if p["name"] == "drug"): (
+            next(p["valueDecimal"] for p in t["part"] if p["name"] == "quantity"),
+            [p["valueReference"]["reference"] for p in t["part"] if p["name"] == "line"],
+        )
+        for t in result["parameter"]
+        if t["name"] == "drugTotal"
+    }
+    assert totals == {
+        "XC08CAA044A001010103451": (2800.0, ["SupplyRequest/xy-plan-2025q2-wangqiao-amlodipine"]),
+        "XA10BAE054A001010102770": (4000.0, ["SupplyRequest/xy-plan-2025q2-houbao-metformin"]),
+    }
+    csv_text = demo.get("/fhir/SupplyRequest/$aggregate?period=2025-04&output=csv").text
+    assert (
+        csv_text.splitlines()[0] == "county,supplier,nhsa_code,quantity,unit,lines" and len(csv_text.splitlines()) == 3
+    )
+    bad_period = demo.post("/fhir/SupplyRequest/$aggregate?period=2025-4")
+    assert bad_period.status_code == 400 and "YL-1202" in bad_period.text
+    change = {"name": "change", "part": [
+        {"name": "line", "valueReference": {"reference": "SupplyRequest/xy-plan-2025q2-houbao-metformin"}},
+        {"name": "quantity", "valueDecimal": 3000}]}  # fmt: skip
+    params = {"resourceType": "Parameters", "parameter": [{"name": "period", "valueString": "2025-04"}, change]}
+    assert demo.post("/fhir/SupplyRequest/$approve", json=params).status_code == 400
+    change["part"].append({"name": "reason", "valueString": "两个月用量"})
+    approved = demo.post("/fhir/SupplyRequest/$approve", json=params)
+    assert approved.status_code == 200, approved.text
+    assert demo.get("/fhir/SupplyRequest/xy-plan-2025q2-houbao-metformin").json()["quantity"]["value"] == 3000
+    xlsx = demo.get("/fhir/SupplyRequest/$export-plan?period=2025-04&output=xlsx")
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:3] == ("period", "supplier", "deliver_to_member")
+    assert sorted((r[2], r[7]) for r in rows[1:]) == [("xy-houbao", 3000), ("xy-wangqiao", 2800)]
+
+
+def test_pol15_balance_and_stock_alerts(demo: TestClient) -> None:
+    alerts = demo.post("/fhir/$stock-alerts?as-of=2025-03-02").json()
+    kinds = [{p["name"]: p["valueString"] for p in a["part"]} for a in alerts["parameter"] if a["name"] == "alert"]
+    assert {(k["member"], k["drug"]) for k in kinds if k["kind"] == "below-alert-line"} == {
+        ("xy-county-hospital", "XB01ACL052A001010103120")
+    }
+    proposals = demo.post("/fhir/SupplyRequest/$balance?propose=true&as-of=2025-03-02").json()
+    # nothing anywhere holds clopidogrel above a line: no transfer can help the county
+    assert [p for p in proposals.get("parameter", []) if p["name"] == "transfer"] == []
