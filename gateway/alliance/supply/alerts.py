@@ -15,6 +15,7 @@ subscriptions feature relays.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -23,8 +24,9 @@ from typing import Any
 import orjson
 
 from gateway.alliance.supply.alert_lines import AlertLines
+from gateway.alliance.supply.bulk import without_cyclic_gc
 from gateway.alliance.supply.reading import SupplyWorld, fetch_all
-from gateway.alliance.supply.stock import Ledger
+from gateway.alliance.supply.stock import Batch, Ledger
 from gateway.alliance.supply.terms import ALERT_KEY_SYSTEM, BELOW_LINE, EXPIRING, SD, STOCK_ALERT_SYSTEM
 from gateway.federation.registry import MemberRegistry
 from gateway.fhir.json_text import ResourceText
@@ -73,18 +75,30 @@ def evaluate(
     reported that drug, or has a line of its own for it: a line is a minimum for what a member
     keeps, not an order to keep every drug of its tier. Below means strictly below; a batch
     expires "soon" when its expiry is on or before ``today + window_days``."""
+    with without_cyclic_gc():
+        return _evaluate(ledger, lines, registry, today, window_days, members)
+
+
+def _evaluate(
+    ledger: Ledger,
+    lines: AlertLines,
+    registry: MemberRegistry,
+    today: date,
+    window_days: int,
+    members: Iterable[str] | None,
+) -> list[Finding]:
     wanted = set(members) if members is not None else None
     horizon = (today + timedelta(days=window_days)).isoformat()
     findings: list[Finding] = []
-    keys = set(ledger.keys())
-    keys |= {(scope, drug) for (scope, drug) in lines.rows if registry.get(scope) is not None}
-    for member_code, drug in sorted(keys):
+    unreported: dict[str, Batch] = {}  # a member's own line for a drug it never reported
+    own = [((scope, drug), unreported) for scope, drug in lines.rows if (scope, drug) not in ledger.batches]
+    pairs: Iterable[tuple[tuple[str, str], dict[str, Batch]]] = itertools.chain(ledger.batches.items(), own)
+    for (member_code, drug), lots in pairs:
         if wanted is not None and member_code not in wanted:
             continue
         member = registry.get(member_code)
         if member is None:
             continue
-        lots = ledger.batches.get((member_code, drug), {})
         stock = float(sum(b.quantity for b in lots.values()))
         line = lines.line_for(member, drug)
         if line is not None and stock < line:
@@ -94,6 +108,7 @@ def evaluate(
                 findings.append(
                     Finding(EXPIRING, member_code, drug, batch.quantity, lot=batch.lot, expiry=batch.expiry)
                 )
+    findings.sort(key=lambda f: (f.member, f.drug, f.kind, f.lot))
     return findings
 
 

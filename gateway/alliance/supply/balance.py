@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.alliance.supply.alert_lines import AlertLines
+from gateway.alliance.supply.bulk import without_cyclic_gc
 from gateway.alliance.supply.plans import APPROVAL_URL, may_approve
 from gateway.alliance.supply.reading import SupplyWorld, fetch_all
 from gateway.alliance.supply.stock import Batch, Ledger
@@ -54,56 +55,80 @@ def propose(
     ledger: Ledger, lines: AlertLines, registry: MemberRegistry, today: date, central: str | None = None
 ) -> list[Transfer]:
     """Transfers that lift members towards their lines without taking any giver below its own
-    (pure: tests and the benchmark call it on ledgers they build)."""
-    if central is None:
-        counties = registry.of_tier("county")
-        central = counties[0].code if counties else None
+    (pure: tests and the benchmark call it on ledgers they build). Transfers stay inside one
+    county alliance; ``central`` names the central pharmacy when the registry has no county."""
+    with without_cyclic_gc():
+        return _propose(ledger, lines, registry, today, central)
+
+
+def _propose(
+    ledger: Ledger, lines: AlertLines, registry: MemberRegistry, today: date, central: str | None
+) -> list[Transfer]:
     horizon = today.isoformat()
-    by_drug: dict[str, list[tuple[Member, dict[str, Batch]]]] = defaultdict(list)
+    county_of: dict[str, str] = {}
+
+    def county(member: Member) -> str:
+        code = county_of.get(member.code)
+        if code is None:
+            found = registry.county_of(member.code)
+            code = county_of[member.code] = found.code if found else (central or "")
+        return code
+
+    buckets: dict[tuple[str, str], list[tuple[Member, dict[str, Batch]]]] = defaultdict(list)
     for (code, drug), lots in ledger.batches.items():
         member = registry.get(code)
         if member is not None:
-            by_drug[drug].append((member, lots))
+            buckets[(county(member), drug)].append((member, lots))
     for scope, drug in lines.rows:  # a member with its own line but no report holds nothing
         member = registry.get(scope)
         if member is not None and (scope, drug) not in ledger.batches:
-            by_drug[drug].append((member, {}))
+            buckets[(county(member), drug)].append((member, {}))
     proposals: list[Transfer] = []
-    for drug in sorted(by_drug):
-        holders = by_drug[drug]
-        needs: list[tuple[float, str, float]] = []  # (stock/line, member, need)
-        spare: dict[str, float] = {}
-        candidates: list[tuple[int, str, str, str, Batch]] = []
-        for member, lots in holders:
-            stock = sum(b.quantity for b in lots.values())
-            line = lines.line_for(member, drug)
-            if line is not None and stock < line:
-                needs.append((stock / line if line else 0.0, member.code, line - stock))
-                continue
-            surplus = stock - (line or 0.0)
-            if surplus <= 0:
-                continue
-            spare[member.code] = surplus
-            last = 1 if member.code == central else 0  # the central reserve goes last
-            for batch in lots.values():
-                if batch.quantity > 0 and (not batch.expiry or batch.expiry >= horizon):
-                    candidates.append((last, batch.expiry or "9999-12-31", member.code, batch.lot, batch))
-        if not needs or not candidates:
+    for county_code, drug in sorted(buckets):
+        proposals += _balance_drug(drug, buckets[(county_code, drug)], lines, county_code, horizon)
+    return proposals
+
+
+def _balance_drug(
+    drug: str, holders: list[tuple[Member, dict[str, Batch]]], lines: AlertLines, central: str, horizon: str
+) -> list[Transfer]:
+    needs: list[tuple[float, str, float]] = []  # (stock/line, member, need)
+    spare: dict[str, float] = {}
+    candidates: list[tuple[int, str, str, str, Batch]] = []
+    for member, lots in holders:
+        stock = sum(b.quantity for b in lots.values())
+        line = lines.line_for(member, drug)
+        if line is not None and stock < line:
+            needs.append((stock / line if line else 0.0, member.code, line - stock))
             continue
-        candidates.sort(key=lambda c: c[:4])
-        left = {(c[2], c[3]): c[4].quantity for c in candidates}
-        for _ratio, receiver, need in sorted(needs):
-            for _last, expiry, giver, lot, _batch in candidates:
-                if need <= 0:
-                    break
-                take = min(need, left[(giver, lot)], spare[giver])
-                if take <= 0:
-                    continue
-                left[(giver, lot)] -= take
-                spare[giver] -= take
-                need -= take
-                real_expiry = "" if expiry == "9999-12-31" else expiry
-                proposals.append(Transfer(drug, giver, receiver, lot, real_expiry, take))
+        surplus = stock - (line or 0.0)
+        if surplus <= 0:
+            continue
+        spare[member.code] = surplus
+        last = 1 if member.code == central else 0  # the central reserve goes last
+        for batch in lots.values():
+            if batch.quantity > 0 and (not batch.expiry or batch.expiry >= horizon):
+                candidates.append((last, batch.expiry or "9999-12-31", member.code, batch.lot, batch))
+    if not needs or not candidates:
+        return []
+    candidates.sort(key=lambda c: c[:4])
+    left = {(c[2], c[3]): c[4].quantity for c in candidates}
+    proposals: list[Transfer] = []
+    first = 0  # candidates before it are used up (what is used up stays so: linear overall)
+    for _ratio, receiver, need in sorted(needs):
+        for index in range(first, len(candidates)):
+            if need <= 0:
+                break
+            _last, expiry, giver, lot, _batch = candidates[index]
+            take = min(need, left[(giver, lot)], spare[giver])
+            if take <= 0:
+                if index == first:
+                    first += 1
+                continue
+            left[(giver, lot)] -= take
+            spare[giver] -= take
+            need -= take
+            proposals.append(Transfer(drug, giver, receiver, lot, "" if expiry == "9999-12-31" else expiry, take))
     return proposals
 
 

@@ -8,7 +8,7 @@ drug catalogue and the pharmacy locations.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -43,6 +43,12 @@ class SupplyWorld:
     registry: MemberRegistry
     catalogue: Catalogue
     places: Places
+    by_organization: dict[str, Member] = field(default_factory=dict)
+    """``Organization/id`` -> member (the registry's own look-up scans; a province reads 10k reports)."""
+
+    def __post_init__(self) -> None:
+        if not self.by_organization:
+            self.by_organization.update((m.reference, m) for m in self.registry)
 
     @classmethod
     def load(cls, service: FhirService, ctx: RequestContext) -> SupplyWorld:
@@ -63,7 +69,7 @@ class SupplyWorld:
         if ref and ref.startswith("Location/"):
             ref = self.places.org_by_location.get(ref)
         if ref and ref.startswith("Organization/"):
-            return self.registry.by_organization(ref)
+            return self.by_organization.get(ref)
         ident = value.get("identifier")
         if isinstance(ident, Mapping) and isinstance(ident.get("value"), str):
             return self.registry.get(str(ident["value"]))

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from gateway.alliance.supply.bulk import without_cyclic_gc
 from gateway.alliance.supply.reading import SupplyWorld, fetch_all
 from gateway.alliance.supply.terms import EXPIRY_URL, LOT_URL, TRACE_URL, extension_value, reference_of
 from gateway.hooks import RequestContext
@@ -66,31 +67,49 @@ class Ledger:
 
 def build_ledger(entries: Iterable[StockEntry]) -> Ledger:
     """Apply report lines in counting order (pure: the benchmark and tests call it directly)."""
-    ordered = sorted(entries, key=lambda e: (e.at, e.report))
+    with without_cyclic_gc():
+        return _build(entries)
+
+
+def _build(entries: Iterable[StockEntry]) -> Ledger:
+    # Lines are grouped per (member, drug) and only a group with several lines is sorted: no
+    # sort over the whole province, so the work grows with the rows (benchmarks/bench_stock.py).
+    groups: dict[tuple[str, str], StockEntry | list[StockEntry]] = {}
+    for e in entries:
+        key = (e.member, e.drug)
+        seen = groups.get(key)
+        if seen is None:
+            groups[key] = e  # most drugs have one line per member: no list for them
+        elif isinstance(seen, list):
+            seen.append(e)
+        else:
+            groups[key] = [seen, e]
     ledger = Ledger()
     batches = ledger.batches
-    reset: set[tuple[str, str, str]] = set()  # (report, member, drug) already cleared by its snapshot
-    for e in ordered:
-        key = (e.member, e.drug)
-        lots = batches.get(key)
-        if lots is None:
-            lots = batches[key] = {}
-        if e.snapshot:
-            marker = (e.report, e.member, e.drug)
-            if marker not in reset:
-                reset.add(marker)
-                lots.clear()
-            lots[e.lot] = Batch(e.lot, e.expiry, e.quantity)
+    for key, found in groups.items():
+        if not isinstance(found, list):
+            batches[key] = {} if found.quantity == 0 else {found.lot: Batch(found.lot, found.expiry, found.quantity)}
             continue
-        batch = lots.get(e.lot)
-        if batch is None:
-            lots[e.lot] = Batch(e.lot, e.expiry, e.quantity)
-        else:
-            batch.quantity += e.quantity
-            batch.expiry = batch.expiry or e.expiry
-    for lots in batches.values():  # a batch counted out is gone
-        for lot in [lot for lot, b in lots.items() if b.quantity == 0]:
+        group = sorted(found, key=lambda e: (e.at, e.report))
+        lots: dict[str, Batch] = {}
+        counted: str | None = None  # the snapshot report that last reset this drug here
+        for e in group:
+            if e.snapshot:
+                if e.report != counted:
+                    counted = e.report
+                    lots.clear()
+                lots[e.lot] = Batch(e.lot, e.expiry, e.quantity)
+                continue
+            counted = None
+            batch = lots.get(e.lot)
+            if batch is None:
+                lots[e.lot] = Batch(e.lot, e.expiry, e.quantity)
+            else:
+                batch.quantity += e.quantity
+                batch.expiry = batch.expiry or e.expiry
+        for lot in [lot for lot, b in lots.items() if b.quantity == 0]:  # a batch counted out is gone
             del lots[lot]
+        batches[key] = lots
     return ledger
 
 
@@ -128,7 +147,9 @@ def trace_codes_of(item: Mapping[str, Any]) -> list[str]:
 def load_ledger(service: FhirService, ctx: RequestContext, world: SupplyWorld) -> Ledger:
     """Current stock of every member the caller may see, from the stored reports."""
     reports = fetch_all(service, "InventoryReport", [("status", "active")], ctx)
-    return build_ledger(e for r in reports for e in entries_of(r, world))
+    with without_cyclic_gc():
+        entries = [e for r in reports for e in entries_of(r, world)]
+    return build_ledger(entries)
 
 
 def location_of(report: Mapping[str, Any]) -> list[str]:

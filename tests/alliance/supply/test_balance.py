@@ -26,10 +26,6 @@ def _registry(villages: int) -> MemberRegistry:
     return MemberRegistry.from_organizations(orgs)
 
 
-def _ledger(rows: list[tuple[str, str, str, float]]) -> object:
-    return build_ledger(StockEntry("r", "2025-11-01", True, m, D, lot, exp, q) for m, lot, exp, q in rows)
-
-
 def test_pol15_nearest_expiry_first_and_central_reserve_last() -> None:
     lines = AlertLines({("county", D): 100, ("village", D): 10})
     ledger = build_ledger(
@@ -99,3 +95,25 @@ def test_pol15_no_giver_below_its_line_on_random_stock() -> None:
             assert member is not None
             line = lines.line_for(member, D)
             assert line is not None and ledger.total(code, D) + amount <= line
+
+
+def test_pol15_transfers_stay_inside_one_county_alliance() -> None:
+    def org(code: str, tier: str, parent: str | None = None) -> dict[str, object]:
+        out: dict[str, object] = {"resourceType": "Organization", "id": code,
+                                  "type": [{"coding": [{"system": TIER, "code": tier}]}]}  # fmt: skip
+        if parent:
+            out["partOf"] = {"reference": f"Organization/{parent}"}
+        return out
+
+    registry = MemberRegistry.from_organizations(
+        [org("c1", "county"), org("c2", "county"), org("a", "village", "c1"), org("b", "village", "c2")]
+    )
+    lines = AlertLines({("village", D): 10})
+    ledger = build_ledger(
+        StockEntry("r", "2025-11-01", True, m, D, "L", "2027-01-01", q) for m, q in [("a", 0), ("b", 50)]
+    )
+    assert propose(ledger, lines, registry, TODAY) == []  # b is in another county
+    ledger.batches[("c1", D)] = build_ledger([StockEntry("r", "x", True, "c1", D, "R", "2027-01-01", 30)]).batches[
+        ("c1", D)
+    ]
+    assert [(t.giver, t.receiver, t.quantity) for t in propose(ledger, lines, registry, TODAY)] == [("c1", "a", 10.0)]
