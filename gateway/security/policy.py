@@ -85,6 +85,10 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
         "MedicationKnowledge": _ALL,
         "Organization": "rs",
         "Location": "rs",
+        # issue 15 (docs/supply.md): the approved procurement plan (List), stock alerts, reports
+        "List": _ALL,
+        "DetectedIssue": "rs",
+        "MeasureReport": "rs",
     },
     Role.INSURANCE: {
         "MedicationRequest": "rs",
@@ -96,6 +100,7 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
     Role.REGULATOR: {
         "AuditEvent": "rs",  # auditors search the audit trail (gateway.security.audit)
         "MeasureReport": "rs",
+        "DetectedIssue": "rs",  # stock alerts (issue 15)
         "InventoryReport": "rs",
         "SupplyRequest": "rs",
         "Organization": "rs",

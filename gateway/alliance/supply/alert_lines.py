@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from gateway.alliance.supply.system import system_context
 from gateway.alliance.supply.terms import CS, SD
 from gateway.errors import BadRequest, Issue, NotFound, issue
 from gateway.federation.registry import TIERS, Member, MemberRegistry
@@ -148,9 +149,10 @@ def _from_resource(data: Mapping[str, Any]) -> AlertLines:
 
 
 def stored_lines(service: FhirService, ctx: RequestContext) -> AlertLines:
-    """What was imported (empty when nothing was)."""
+    """What was imported (empty when nothing was); read as the gateway (configuration every
+    role's supply work needs, the county pharmacy's balancing included)."""
     try:
-        stored = service.read("Basic", LINES_ID, ctx)
+        stored = service.read("Basic", LINES_ID, system_context(ctx))
     except NotFound:
         return AlertLines()
     return _from_resource(orjson.loads(stored.body or b"{}"))

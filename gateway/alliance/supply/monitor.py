@@ -2,7 +2,7 @@
 ``AFTER_WRITE_IN_TX`` hook notes the members whose stock changed, the ``AFTER_COMMIT`` hook
 evaluates them), and on demand (``yaolian stock alerts``, ``$stock-alerts``).
 
-The evaluation acts as :data:`SUPPLY_MONITOR`, a system principal: the member whose report
+The evaluation acts as :data:`gateway.alliance.supply.system.SUPPLY_MONITOR`, a system principal: the member whose report
 triggered it may not see the county's stock, but the alert rules must.
 """
 
@@ -16,16 +16,13 @@ from gateway.alliance.supply.alert_lines import current_lines
 from gateway.alliance.supply.alerts import Finding, Reconciled, evaluate, reconcile
 from gateway.alliance.supply.reading import SupplyWorld
 from gateway.alliance.supply.stock import load_ledger
+from gateway.alliance.supply.system import system_context
 from gateway.hooks import Pointcut, RequestContext
-from gateway.principal import Principal, Role, parse_scopes
 from gateway.service.fhir_service import FhirService
 from gateway.store.base import StoredResource, StoreTransaction
 
 log = logging.getLogger("yaolian.supply")
 
-SUPPLY_MONITOR = Principal(
-    "supply-monitor", "stock alert evaluation (gateway)", Role.ADMIN, None, parse_scopes("system/*.cruds")
-)
 _PENDING = "supply.stock-changed"
 
 
@@ -65,7 +62,7 @@ def install(service: FhirService) -> None:
     def after_commit(ctx: RequestContext, _stored: StoredResource | None) -> None:
         if not ctx.extra.pop(_PENDING, False):
             return
-        monitor = RequestContext(base_url=ctx.base_url, interaction="operation", principal=SUPPLY_MONITOR)
+        monitor = system_context(ctx)
         try:
             run_alerts(service, monitor)
         except Exception:  # an alert run must never fail the write that triggered it

@@ -78,3 +78,40 @@ def test_pol11_only_the_county_pharmacy_approves(database_url: str) -> None:
         approve(app.state.service, ctx, parse_period("2025-11"), [])
     assert refused.value.issues[0].error_code == "YL-1203"
     app.state.store.dispose()
+
+
+def test_pol15_county_pharmacy_role_does_the_supply_work(database_url: str) -> None:
+    """With access control on: the county pharmacy approves a plan (its List included), reads the
+    alert lines for balancing, and searches the alerts the gateway raised."""
+    import orjson
+
+    from gateway.alliance.supply.alert_lines import current_lines
+    from gateway.alliance.supply.balance import propose
+    from gateway.alliance.supply.periods import parse_period
+    from gateway.alliance.supply.plans import approve
+    from gateway.alliance.supply.reading import SupplyWorld
+    from gateway.alliance.supply.stock import load_ledger
+    from gateway.alliance.supply.system import system_context
+    from gateway.app import create_app
+    from gateway.hooks import RequestContext
+    from gateway.principal import Principal, Role, parse_scopes
+
+    app = create_app(Settings(database=database_url, insecure_dev=False))
+    service = app.state.service
+    try:
+        admin = system_context(RequestContext(base_url="http://test/fhir"))
+        service.process_bundle(orjson.dumps(demo_bundle()), admin)
+        pharmacy = Principal("ph", "county pharmacy", Role.COUNTY_PHARMACY, None, parse_scopes("system/*.cruds"))
+        ctx = RequestContext(base_url="http://test/fhir", interaction="operation", principal=pharmacy)
+        result = approve(service, ctx, parse_period("2025-04"), [])
+        assert result["plans"] == ["List/procurement-plan-xy-county-hospital-2025-04"]
+        world = SupplyWorld.load(service, ctx)
+        ledger = load_ledger(service, ctx, world)
+        assert ledger.total("xy-county-hospital", "XA10BAE054A001010102770") == 18400
+        assert (
+            propose(ledger, current_lines(service, ctx), world.registry, __import__("datetime").date(2025, 3, 2)) == []
+        )
+        found = service.find("DetectedIssue", [("implicated", "Medication/clopidogrel-75mg")], ctx)
+        assert len(found) == 1
+    finally:
+        app.state.store.dispose()
