@@ -2,8 +2,9 @@
 ``AFTER_WRITE_IN_TX`` hook notes the members whose stock changed, the ``AFTER_COMMIT`` hook
 evaluates them), and on demand (``yaolian stock alerts``, ``$stock-alerts``).
 
-The evaluation acts as :data:`gateway.alliance.supply.system.SUPPLY_MONITOR`, a system principal: the member whose report
-triggered it may not see the county's stock, but the alert rules must.
+The evaluation acts as :data:`gateway.alliance.supply.system.SUPPLY_MONITOR`, a system
+principal: the member whose report triggered it may not see the county's stock, but the alert
+rules must.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ class Figures:
     procurement: dict[str, dict[str, float]] = field(default_factory=dict)
     suppliers: list[dict[str, Any]] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    demand: dict[str, dict[str, float]] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class Figures:
             "procurement": self.procurement,
             "suppliers": self.suppliers,
             "targets": self.targets,
+            "demand": self.demand,
         }
 
 
@@ -120,7 +122,8 @@ def compute(
     world = SupplyWorld.load(service, ctx)
     figures = Figures(period.text)
     figures.tier_of = {m.code: m.tier or "" for m in world.registry}
-    held = varieties(load_ledger(service, ctx, world))
+    held_ledger = load_ledger(service, ctx, world)
+    held = varieties(held_ledger)
     figures.varieties = {m: len(held.get(m, set())) for m in sorted(figures.tier_of)}
     if provincial_average:
         figures.provincial_average, figures.average_source = dict(provincial_average), "given"
@@ -166,6 +169,7 @@ def compute(
                 delivered[drug] += float((item.get("quantity") or {}).get("value") or 0)
     figures.procurement = {"approved": dict(sorted(approved.items())), "delivered": dict(sorted(delivered.items()))}
     figures.suppliers = on_time_rates(service, ctx, period)
+    figures.demand = demand_assessment(service, ctx, period, world, lines, held_ledger)
     for target in _targets():
         value = _metric(figures, target["metric"])
         threshold_value = float(target["threshold"])
@@ -183,6 +187,33 @@ def compute(
             }
         )
     return figures
+
+
+def demand_assessment(
+    service: FhirService, ctx: RequestContext, period: Period, world: SupplyWorld, lines: list[Any], ledger: Ledger
+) -> dict[str, dict[str, float]] | None:
+    """POL-19: per drug, what was prescribed in the period (MedicationRequest quantities), what
+    was planned, and what is held now. None when the caller may not read prescriptions."""
+    from gateway.errors import Forbidden
+
+    try:
+        prescriptions = fetch_all(service, "MedicationRequest", [], ctx)
+    except Forbidden:
+        return None
+    out: dict[str, dict[str, float]] = defaultdict(lambda: {"prescribed": 0.0, "planned": 0.0, "held": 0.0})
+    for rx in prescriptions:
+        if not period.contains(str(rx.get("authoredOn") or "")):
+            continue
+        drug = world.catalogue.drug_of(rx.get("medication"))
+        quantity = ((rx.get("dispenseRequest") or {}).get("quantity") or {}).get("value")
+        if drug and isinstance(quantity, int | float):
+            out[drug]["prescribed"] += float(quantity)
+    for line in lines:
+        if line.status != "cancelled":
+            out[line.drug]["planned"] += line.quantity
+    for drug in list(out):
+        out[drug]["held"] = sum(ledger.total(m.code, drug) for m in world.registry)
+    return {d: out[d] for d in sorted(out)}
 
 
 def _group(code: str, display: str, score: float | None = None, count: int | None = None) -> dict[str, Any]:
@@ -214,6 +245,8 @@ def measure_report(figures: Figures, period: Period, reporter: str | None, when:
         _group(f"on-time:{s['supplier']}", f"on-time rate of {s['supplier']}", s["rate"]) for s in figures.suppliers
     ]
     groups += [_group(f"target:{t['id']}", t["description"], 1.0 if t["met"] else 0.0) for t in figures.targets]
+    for drug, amounts in (figures.demand or {}).items():
+        groups += [_group(f"demand-{k}:{drug}", f"{k} quantity of {drug}", v) for k, v in amounts.items()]
     report: dict[str, Any] = {
         "resourceType": "MeasureReport",
         "status": "complete",
@@ -257,6 +290,9 @@ def as_csv(figures: Figures) -> str:
         writer.writerow(["supplier_on_time", s["supplier"], "" if s["rate"] is None else s["rate"]])
     for target in figures.targets:
         writer.writerow(["target", target["id"], "met" if target["met"] else "not met"])
+    for drug, amounts in (figures.demand or {}).items():
+        for key, amount in amounts.items():
+            writer.writerow([f"demand_{key}", drug, amount])
     return out.getvalue()
 
 
@@ -335,6 +371,9 @@ def as_html(figures: Figures, names: dict[str, str] | None = None) -> str:
         "<h2>配送企业及时率 Supplier on-time rates</h2>",
         table([[s["supplier"], s["deliveries"], s["onTime"], s["rate"]] for s in figures.suppliers],
               ["supplier", "deliveries", "on time", "rate"]),
+        "<h2>需求评估 Demand assessment (POL-19)</h2>",
+        table([[d, a["prescribed"], a["planned"], a["held"]] for d, a in (figures.demand or {}).items()],
+              ["drug", "prescribed", "planned", "held"]),
         "<h2>政策目标 Policy targets (POL-28)</h2>",
         table([[t["id"], t["due"], t["descriptionZh"], t["value"], t["threshold"],
                 "met 达成" if t["met"] else "not met 未达成"] for t in figures.targets],

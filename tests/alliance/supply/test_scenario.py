@@ -400,6 +400,13 @@ def test_pol11_to_pol26_a_month_in_one_county(county: tuple[TestClient, list[str
     assert month["procurement"]["delivered"] == {DB: 20.0, DC: 11.0 + 41.0}
     assert {s["supplier"]: (s["deliveries"], s["onTime"]) for s in month["suppliers"]} == rates
     assert {t["id"] for t in month["targets"]} >= {"township-linkage-2024", "village-linkage-2025"}
+    prescribed = {DA: 28.0 * (registered[DA] + 1), DB: 28.0 * registered[DB]}  # + the unreviewed one
+    planned = {d: q for d, q in approved_qty.items()}
+    assert month["demand"] == {
+        d: {"prescribed": prescribed.get(d, 0.0), "planned": planned.get(d, 0.0),
+            "held": sum(q for (_m, dd), q in final.items() if dd == d)}
+        for d in (DA, DB, DC)
+    }  # fmt: skip
     page = (tmp_path / "report" / "supply-report-2025-11.html").read_text(encoding="utf-8")
     assert page.count("<img") == 3 and "data:image/png;base64," in page
     assert (
