@@ -71,3 +71,22 @@ def test_pol15_balance_and_stock_alerts(demo: TestClient) -> None:
     proposals = demo.post("/fhir/SupplyRequest/$balance?propose=true&as-of=2025-03-02").json()
     # nothing anywhere holds clopidogrel above a line: no transfer can help the county
     assert [p for p in proposals.get("parameter", []) if p["name"] == "transfer"] == []
+
+
+def test_pol16_register_shortage_over_rest(demo: TestClient) -> None:
+    from gateway.alliance.supply.shortages import qualifies
+
+    prescriptions = [r for r in demo_bundle()["entry"] if r["resource"]["resourceType"] == "MedicationRequest"]
+    reviewed = next(e["resource"] for e in prescriptions if qualifies(e["resource"]))
+    unreviewed = next(e["resource"] for e in prescriptions if not qualifies(e["resource"]))
+    rx = {"reference": f"MedicationRequest/{reviewed['id']}"}
+    body = {"resourceType": "Parameters", "parameter": [{"name": "prescription", "valueReference": rx}]}
+    created = demo.post("/fhir/SupplyRequest/$register-shortage", json=body)
+    assert created.status_code == 201, created.text
+    registration = created.json()
+    assert registration["category"]["coding"][0]["code"] == "shortage"
+    assert registration["deliverFor"] == reviewed["subject"]
+    assert registration["reason"] == [{"reference": {"reference": f"MedicationRequest/{reviewed['id']}"}}]
+    body["parameter"][0]["valueReference"]["reference"] = f"MedicationRequest/{unreviewed['id']}"
+    refused = demo.post("/fhir/SupplyRequest/$register-shortage", json=body)
+    assert refused.status_code == 400 and "YL-1230" in refused.text

@@ -25,6 +25,7 @@ from gateway.alliance.supply.terms import KIND_SYSTEM, SD, coding_code, extensio
 from gateway.errors import BadRequest
 from gateway.fhir.json_text import ResourceText
 from gateway.hooks import RequestContext
+from gateway.principal import Role
 from gateway.service.fhir_service import FhirService
 
 REVIEW_URL = SD + "yl-central-review-result"
@@ -67,6 +68,9 @@ def register(
         ),
         None,
     )
+    principal = ctx.principal
+    if principal is not None and principal.role is Role.MEMBER:
+        member = principal.member  # a member client registers at its own member, nowhere else
     at = world.registry.get(member) if member else world.member_of(dispensing)
     if at is None:
         raise BadRequest(

@@ -76,6 +76,7 @@ OPERATIONS: dict[str, Operation] = {
                 ("approve", supply.approve),
                 ("export-plan", supply.export_plan),
                 ("balance", supply.balance),
+                ("register-shortage", supply.register_shortage),
             )
         ),
         Operation(

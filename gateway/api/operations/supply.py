@@ -9,7 +9,9 @@
   the distribution companies;
 * ``POST /fhir/SupplyRequest/$balance[?propose=true]`` - surplus-to-deficit transfers (written
   as draft transfer SupplyRequests with ``propose=true``);
-* ``POST /fhir/$stock-alerts`` - evaluate stock against the alert lines now.
+* ``POST /fhir/$stock-alerts`` - evaluate stock against the alert lines now;
+* ``POST /fhir/SupplyRequest/$register-shortage`` (Parameters: ``prescription`` Reference,
+  optional ``member`` code and ``quantity``) - a patient's missing drug (缺药登记, POL-16).
 """
 
 from __future__ import annotations
@@ -206,3 +208,30 @@ async def stock_alerts(request: Request) -> Response:
     out += [_param("raised", valueReference={"reference": f"DetectedIssue/{i}"}) for i in result.raised]
     out += [_param("closed", valueReference={"reference": f"DetectedIssue/{i}"}) for i in result.closed]
     return fhir_response(request, orjson.dumps({"resourceType": "Parameters", "parameter": out}))
+
+
+async def register_shortage(request: Request) -> Response:
+    from gateway.alliance.supply.shortages import register
+
+    ctx = context(request, "operation", "SupplyRequest")
+    svc = service(request)
+    params = await _parameters(request)
+    prescription = next(
+        (
+            (p.get("valueReference") or {}).get("reference") or p.get("valueString")
+            for p in params.get("parameter") or ()
+            if p.get("name") == "prescription"
+        ),
+        None,
+    )
+    if not isinstance(prescription, str) or not prescription:
+        raise BadRequest(
+            "YL-1214", field="Parameters.parameter[prescription]", what="the reviewed prescription",
+            what_zh="已审核的处方", expression=["Parameters.parameter"],
+        )  # fmt: skip
+    quantity = _value(params, "quantity")
+    rid = await in_thread(
+        register, svc, ctx, prescription, _value(params, "member"), _now(), float(quantity) if quantity else None
+    )
+    stored = await in_thread(svc.read, "SupplyRequest", rid, ctx)
+    return fhir_response(request, stored.body or b"{}", 201, {"Location": f"SupplyRequest/{rid}/_history/1"})
