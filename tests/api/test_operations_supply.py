@@ -90,3 +90,38 @@ def test_pol16_register_shortage_over_rest(demo: TestClient) -> None:
     body["parameter"][0]["valueReference"]["reference"] = f"MedicationRequest/{unreviewed['id']}"
     refused = demo.post("/fhir/SupplyRequest/$register-shortage", json=body)
     assert refused.status_code == 400 and "YL-1230" in refused.text
+
+
+def _delivery(quantity: float, trace: str) -> dict[str, object]:
+    sd = "http://yaolian.org/fhir/StructureDefinition/"
+    return {
+        "resourceType": "SupplyDelivery", "status": "completed",
+        "basedOn": [{"reference": "SupplyRequest/xy-plan-2025q2-wangqiao-amlodipine"}],
+        "suppliedItem": [{"quantity": {"value": quantity}, "itemReference": {"reference": "Medication/amlodipine-5mg"},
+                          "extension": [{"url": sd + "yl-lot-number", "valueString": "L2504"},
+                                        {"url": sd + "yl-expiration-date", "valueDate": "2027-04-30"},
+                                        {"url": sd + "yl-traceability-code",
+                                         "valueIdentifier": {"system": "http://yaolian.org/fhir/sid/drug-trace-code",
+                                                             "value": trace}}]}],
+        "occurrenceDateTime": "2025-04-03", "supplier": {"reference": "Organization/xy-county-hospital"},
+        "destination": {"reference": "Location/xy-wangqiao-pharmacy"},
+        "extension": [{"url": sd + "yl-receipt-acceptance", "extension": [
+            {"url": "accepted", "valueBoolean": True}, {"url": "quality", "valueCode": "pass"},
+            {"url": "storage", "valueString": "常温"}, {"url": "date", "valueDateTime": "2025-04-03T10:00:00+08:00"}]}],
+    }  # fmt: skip
+
+
+def test_pol12_partial_deliveries_add_up_once_each(demo: TestClient) -> None:
+    params = {"resourceType": "Parameters", "parameter": [{"name": "period", "valueString": "2025-04"}]}
+    assert demo.post("/fhir/SupplyRequest/$approve", json=params).status_code == 200
+    first = demo.post("/fhir/SupplyDelivery", json=_delivery(1000, "80000010000000000001"))
+    assert first.status_code == 201, first.text
+    line = demo.get("/fhir/SupplyRequest/xy-plan-2025q2-wangqiao-amlodipine").json()
+    assert line["status"] == "active"
+    edited = {**first.json(), "identifier": [{"value": "配送单 DN-0001"}]}
+    assert demo.put(f"/fhir/SupplyDelivery/{edited['id']}", json=edited).status_code == 200  # counted once
+    assert demo.get("/fhir/SupplyRequest/xy-plan-2025q2-wangqiao-amlodipine").json()["status"] == "active"
+    assert demo.post("/fhir/SupplyDelivery", json=_delivery(1800, "80000010000000000002")).status_code == 201
+    assert demo.get("/fhir/SupplyRequest/xy-plan-2025q2-wangqiao-amlodipine").json()["status"] == "completed"
+    third = demo.post("/fhir/SupplyDelivery", json=_delivery(1, "80000010000000000003"))
+    assert third.status_code == 422 and "YL-1210" in third.text  # the line is fulfilled

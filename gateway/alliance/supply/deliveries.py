@@ -45,6 +45,7 @@ from gateway.service.fhir_service import FhirService
 from gateway.store.base import StoredResource, StoreTransaction
 
 PROFILE = SD + "yl-supply-delivery"
+DELIVERED_URL = SD + "yl-delivered-quantity"
 TRACE_CODE = re.compile(r"^\d{20}$")
 
 
@@ -285,17 +286,25 @@ class DeliveryRules:
         if receipt is None:
             return
         writer = self.service.writer
+        earlier = tx.current("InventoryReport", receipt["id"], for_update=False)
         writer.update(tx, ctx, "InventoryReport", receipt["id"], ResourceText.parse(orjson.dumps(receipt)))
+        if earlier is not None and not earlier.deleted:
+            return  # this delivery was accepted before: its quantity already counts for the request
         if request is not None and request_ref is not None and request.get("status") == "active":
             wanted = float((request.get("quantity") or {}).get("value") or 0)
             got = sum(float((i.get("quantity") or {}).get("value") or 0) for i in data.get("suppliedItem") or ())
             share = _acceptance(data).get("quantity")
             got = float(share) if isinstance(share, int | float) else got
-            if got >= wanted:
-                body = {k: v for k, v in request.items() if k != "meta"}
+            # partial deliveries add up on the request (yl-delivered-quantity) until it is covered
+            before = extension_value(request, DELIVERED_URL, "valueDecimal")
+            total = got + (float(before) if isinstance(before, int | float) else 0.0)
+            body = {k: v for k, v in request.items() if k != "meta"}
+            body["extension"] = [e for e in body.get("extension") or () if e.get("url") != DELIVERED_URL]
+            body["extension"].append({"url": DELIVERED_URL, "valueDecimal": total})
+            if total >= wanted:
                 body["status"] = "completed"
-                rid = request_ref.removeprefix("SupplyRequest/")
-                writer.update(tx, ctx, "SupplyRequest", rid, ResourceText.parse(orjson.dumps(body)))
+            rid = request_ref.removeprefix("SupplyRequest/")
+            writer.update(tx, ctx, "SupplyRequest", rid, ResourceText.parse(orjson.dumps(body)))
 
 
 # -- supplier records (POL-23) ------------------------------------------------------------------
