@@ -69,13 +69,18 @@ def alerts(
     window: Annotated[int | None, typer.Option(help="Expiry window in days (default: setting)")] = None,
     database: Database = None,
 ) -> None:
-    """Evaluate stock against the alert lines, raise and close alerts, and list the open ones."""
+    """Evaluate stock against the alert lines, raise and close alerts, and list them: ``alerts``
+    (stock strictly below its line), ``expiring`` (batches within the window), the DetectedIssue
+    ids raised, closed and open."""
     from gateway.alliance.supply.monitor import run_alerts
 
     with outcome_on_error(), operator_service(database) as (service, ctx):
         findings, result = run_alerts(service, ctx, today=_day(as_of), window_days=window)
-        out = {
-            "alerts": [f.as_json() for f in findings],
+        from gateway.alliance.supply.terms import BELOW_LINE
+
+        out = {  # stock below its line, and (apart) the batches flagged as expiring soon
+            "alerts": [f.as_json() for f in findings if f.kind == BELOW_LINE],
+            "expiring": [f.as_json() for f in findings if f.kind != BELOW_LINE],
             "raised": result.raised,
             "closed": result.closed,
             "open": sorted(str(a["id"]) for a in result.open),
