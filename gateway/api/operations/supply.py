@@ -204,7 +204,15 @@ async def stock_alerts(request: Request) -> Response:
     svc = service(request)
     as_of = request.query_params.get("as-of")
     findings, result = await in_thread(lambda: run_alerts(svc, ctx, today=date.fromisoformat(as_of) if as_of else None))
-    out = [_param("alert", part=[_param(k, valueString=str(v)) for k, v in f.as_json().items()]) for f in findings]
+    from gateway.alliance.supply.terms import BELOW_LINE
+
+    out = [
+        _param(
+            "alert" if f.kind == BELOW_LINE else "expiring",
+            part=[_param(k, valueString=str(v)) for k, v in f.as_json().items()],
+        )
+        for f in findings
+    ]
     out += [_param("raised", valueReference={"reference": f"DetectedIssue/{i}"}) for i in result.raised]
     out += [_param("closed", valueReference={"reference": f"DetectedIssue/{i}"}) for i in result.closed]
     return fhir_response(request, orjson.dumps({"resourceType": "Parameters", "parameter": out}))
