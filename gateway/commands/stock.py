@@ -112,7 +112,7 @@ def balance(
     with outcome_on_error(), operator_service(database) as (service, ctx):
         world = SupplyWorld.load(service, ctx)
         ledger = load_ledger(service, ctx, world)
-        today = _day(as_of) or datetime.now(UTC).date()
+        today = _day(as_of) or ledger.as_of()
         proposals = plan(ledger, current_lines(service, ctx), world.registry, today)
         ids = (
             write_proposals(service, ctx, world, proposals, datetime.now(UTC).isoformat(timespec="seconds"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import date
 
 from gateway.alliance.supply.alert_lines import current_lines
 from gateway.alliance.supply.alerts import Finding, Reconciled, evaluate, reconcile
@@ -39,9 +39,9 @@ def run_alerts(
     world = SupplyWorld.load(service, ctx)
     ledger = load_ledger(service, ctx, world)
     wanted = list(members) if members is not None else None
-    # evaluated "as of" a day (a re-run of a past month), alerts are dated that day
-    when = today.isoformat() if today else datetime.now(UTC).isoformat(timespec="seconds")
-    today = today or datetime.now(UTC).date()
+    # alerts are dated the day the stock is as of: the day asked for, else the latest count
+    today = today or ledger.as_of()
+    when = today.isoformat()
     window = service.settings.supply_expiry_window_days if window_days is None else window_days
     findings = evaluate(ledger, current_lines(service, ctx), world.registry, today, window, wanted)
     return findings, reconcile(service, ctx, world, findings, when, wanted)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
 from gateway.alliance.supply.bulk import without_cyclic_gc
@@ -46,6 +47,17 @@ class Ledger:
     """Stock by (member, drug) -> lot -> :class:`Batch`."""
 
     batches: dict[tuple[str, str], dict[str, Batch]] = field(default_factory=dict)
+    latest: str = ""
+    """The day of the latest count or movement (YYYY-MM-DD): what "today" is for the stock."""
+
+    def as_of(self) -> date:
+        """The day the stock is as of: its latest count, else the calendar's today. Alerts and
+        balancing default to it, so a month replayed later is judged on its own dates (a batch
+        is not "expired" because the replay runs a year on)."""
+        try:
+            return date.fromisoformat(self.latest)
+        except ValueError:
+            return datetime.now(UTC).date()
 
     def total(self, member: str, drug: str) -> float:
         return sum(b.quantity for b in self.batches.get((member, drug), {}).values())
@@ -86,11 +98,14 @@ def _build(entries: Iterable[StockEntry]) -> Ledger:
             groups[key] = [seen, e]
     ledger = Ledger()
     batches = ledger.batches
+    latest = ""
     for key, found in groups.items():
         if not isinstance(found, list):
+            latest = max(latest, found.at[:10])
             batches[key] = {} if found.quantity == 0 else {found.lot: Batch(found.lot, found.expiry, found.quantity)}
             continue
         group = sorted(found, key=lambda e: (e.at, e.report))
+        latest = max(latest, group[-1].at[:10])
         lots: dict[str, Batch] = {}
         counted: str | None = None  # the snapshot report that last reset this drug here
         for e in group:
@@ -110,6 +125,7 @@ def _build(entries: Iterable[StockEntry]) -> Ledger:
         for lot in [lot for lot, b in lots.items() if b.quantity == 0]:  # a batch counted out is gone
             del lots[lot]
         batches[key] = lots
+    ledger.latest = latest
     return ledger
 
 

@@ -182,7 +182,8 @@ async def balance(request: Request) -> Response:
     def run() -> tuple[list[Any], list[str]]:
         world = SupplyWorld.load(svc, ctx)
         ledger = load_ledger(svc, ctx, world)
-        today = date.fromisoformat(request.query_params.get("as-of") or datetime.now(UTC).date().isoformat())
+        as_of = request.query_params.get("as-of")
+        today = date.fromisoformat(as_of) if as_of else ledger.as_of()
         proposals = propose(ledger, current_lines(svc, ctx), world.registry, today)
         return proposals, (write_proposals(svc, ctx, world, proposals, _now()) if write else [])
 
