@@ -2,7 +2,7 @@
 FHIR MeasureReport (stored through the service), a CSV and an HTML page with charts.
 
 Figures, for any period (a year or a month):
-* varieties per member (distinct drugs it holds) against the provincial average (given, else
+* varieties per member (distinct drugs it holds at the end of the period) against the provincial average (given, else
   the mean of the members of the same tier in the gateway - stated in the report);
 * chronic-drug linkage per tier: the share of the county's chronic drugs (drugs of plan lines
   with the ``chronic`` demand reason) a member also holds, averaged over the tier;
@@ -122,7 +122,7 @@ def compute(
     world = SupplyWorld.load(service, ctx)
     figures = Figures(period.text)
     figures.tier_of = {m.code: m.tier or "" for m in world.registry}
-    held_ledger = load_ledger(service, ctx, world)
+    held_ledger = load_ledger(service, ctx, world, until=period.end)  # stock at the end of the period
     held = varieties(held_ledger)
     figures.varieties = {m: len(held.get(m, set())) for m in sorted(figures.tier_of)}
     if provincial_average:

@@ -160,11 +160,12 @@ def trace_codes_of(item: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def load_ledger(service: FhirService, ctx: RequestContext, world: SupplyWorld) -> Ledger:
-    """Current stock of every member the caller may see, from the stored reports."""
+def load_ledger(service: FhirService, ctx: RequestContext, world: SupplyWorld, until: str | None = None) -> Ledger:
+    """Stock of every member the caller may see, from the stored reports: current, or as it was
+    at the start of the day ``until`` (YYYY-MM-DD; reports counted before it)."""
     reports = fetch_all(service, "InventoryReport", [("status", "active")], ctx)
     with without_cyclic_gc():
-        entries = [e for r in reports for e in entries_of(r, world)]
+        entries = [e for r in reports for e in entries_of(r, world) if until is None or e.at[:10] < until]
     return build_ledger(entries)
 
 

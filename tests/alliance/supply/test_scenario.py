@@ -386,10 +386,15 @@ def test_pol11_to_pol26_a_month_in_one_county(county: tuple[TestClient, list[str
     assert month["alerts"]["raised"] == len((first | second) - at_import) == 11
     assert month["alerts"]["resolved"] == len(first - second) == 4  # t1 DC, t2 DB, v2 DC, v3 DA
     assert month["alerts"]["open"] == len(second)
-    assert month["varieties"] == {m: sum(1 for (mm, _d), q in final.items() if mm == m and q > 0) for m in TIER_OF}
+    # stock at the end of November: the transfer was delivered after it (today)
+    november = dict(final)
+    november[("t2", DA)] += 5
+    november[("v3", DA)] -= 5
+    assert month["varieties"] == {m: sum(1 for (mm, _d), q in november.items() if mm == m and q > 0) for m in TIER_OF}
+    assert month["varieties"]["v3"] == 2  # its DA came with the transfer, dated after November
     chronic = {DB, DC}
     assert month["linkage"] == {
-        tier: round(sum(sum(1 for d in chronic if final.get((m, d), 0) > 0) / 2 for m in ms) / len(ms), 4)
+        tier: round(sum(sum(1 for d in chronic if november.get((m, d), 0) > 0) / 2 for m in ms) / len(ms), 4)
         for tier in ("county", "township", "village")
         if (ms := [m for m, t in TIER_OF.items() if t == tier])
     }  # fmt: skip
@@ -405,7 +410,7 @@ def test_pol11_to_pol26_a_month_in_one_county(county: tuple[TestClient, list[str
     planned = {d: q for d, q in approved_qty.items()}
     assert month["demand"] == {
         d: {"prescribed": prescribed.get(d, 0.0), "planned": planned.get(d, 0.0),
-            "held": sum(q for (_m, dd), q in final.items() if dd == d)}
+            "held": sum(q for (_m, dd), q in november.items() if dd == d)}
         for d in (DA, DB, DC)
     }  # fmt: skip
     page = (tmp_path / "report" / "supply-report-2025-11.html").read_text(encoding="utf-8")
