@@ -21,6 +21,7 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -175,7 +176,9 @@ def _receipt(
     items = data.get("suppliedItem") or []
     share = acceptance.get("quantity")
     listings: list[dict[str, Any]] = []
-    when = str(acceptance.get("date") or data.get("occurrenceDateTime") or "")
+    when = str(acceptance.get("date") or data.get("occurrenceDateTime") or "") or datetime.now(UTC).isoformat(
+        timespec="seconds"
+    )
     for sign, member in ((1, receiver), (-1, giver)):
         if member is None:
             continue
@@ -198,9 +201,13 @@ def _receipt(
         listing: dict[str, Any] = {"item": rows, "countingDateTime": when}
         listing["location"] = {"reference": world.pharmacy_of(member) or member.reference}
         listings.append(listing)
+    # R5 lets a Practitioner (not an Organization) report: the person who accepted, contained
+    receiver_name = str(acceptance.get("by") or "验收人 receiving pharmacist")
     report: dict[str, Any] = {
         "resourceType": "InventoryReport",
         "id": f"receipt-{delivery_id}",
+        "contained": [{"resourceType": "Practitioner", "id": "accepted-by", "name": [{"text": receiver_name}]}],
+        "reporter": {"reference": "#accepted-by"},
         "status": "active",
         "countType": "difference",
         "operationType": {"text": "transfer" if giver else "receipt"},
