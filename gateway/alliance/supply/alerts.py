@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -112,6 +113,13 @@ def _evaluate(
     return findings
 
 
+def _escaped(value: str) -> str:
+    """A search value with FHIR's special characters escaped (``\\ , $ |``)."""
+    for ch in ("\\", ",", "$", "|"):
+        value = value.replace(ch, "\\" + ch)
+    return value
+
+
 def _key_of(data: dict[str, Any]) -> str | None:
     for ident in data.get("identifier") or ():
         if ident.get("system") == ALERT_KEY_SYSTEM:
@@ -199,7 +207,12 @@ def reconcile(
         raised, closed = [], []
         for f in to_raise:
             body = ResourceText.parse(orjson.dumps(_alert(f, world, when)))
-            raised.append(service.writer.create(tx, ctx, "DetectedIssue", body).stored.res_id)
+            # conditional: an evaluation running at the same time (another report's commit) may
+            # have raised the same alert since we looked; the store serialises the criteria
+            criteria = "identifier=" + quote(f"{ALERT_KEY_SYSTEM}|{_escaped(f.key)}", safe="") + "&status=final"
+            result = service.writer.create(tx, ctx, "DetectedIssue", body, if_none_exist=criteria)
+            if result.created:
+                raised.append(result.stored.res_id)
         for a in to_close:
             a = {k: v for k, v in a.items() if k != "meta"}
             a["status"] = "mitigated"

@@ -4,6 +4,7 @@ not; expiring batches within the window; the ledger applies snapshots and differ
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,28 @@ def test_periods() -> None:
     assert parse_period("2025").contains("2025-06-30T10:00:00+08:00")
     with pytest.raises(BadRequest):
         parse_period("2025-13")
+
+
+def test_pol15_an_alert_raised_meanwhile_is_not_raised_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two evaluations that both saw no open alert (two reports committed at once) raise it once:
+    the create is conditional on the alert's key, odd characters in a batch number included."""
+    from gateway.alliance.supply import alerts as alerts_module
+    from gateway.alliance.supply.alerts import EXPIRING, Finding, reconcile
+    from gateway.alliance.supply.reading import SupplyWorld
+    from gateway.alliance.supply.terms import Catalogue, Places
+    from gateway.app import create_app
+    from gateway.hooks import RequestContext
+    from gateway.settings import Settings
+
+    app = create_app(Settings(database=f"sqlite:///{tmp_path}/a.db"))
+    service = app.state.service
+    ctx = RequestContext(base_url="http://test/fhir")
+    world = SupplyWorld(REGISTRY, Catalogue(), Places())
+    finding = Finding(EXPIRING, "t", D, 5.0, lot="L,1|$x\\y&z=2", expiry="2025-12-01")
+    try:
+        assert len(reconcile(service, ctx, world, [finding], "2025-11-30").raised) == 1
+        monkeypatch.setattr(alerts_module, "open_alerts", lambda *_: [])  # as if it had not committed yet
+        assert reconcile(service, ctx, world, [finding], "2025-11-30").raised == []
+        assert len(service.find("DetectedIssue", [], ctx)) == 1
+    finally:
+        app.state.store.dispose()
