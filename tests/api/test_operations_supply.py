@@ -87,6 +87,17 @@ def test_pol16_register_shortage_over_rest(demo: TestClient) -> None:
     assert registration["category"]["coding"][0]["code"] == "shortage"
     assert registration["deliverFor"] == reviewed["subject"]
     assert registration["reason"] == [{"reference": {"reference": f"MedicationRequest/{reviewed['id']}"}}]
+    # the temporary procurement delivered and accepted at that member: registration closed, patient told
+    delivery = _delivery(float(registration["quantity"]["value"]), "80000010000000000009")
+    delivery["basedOn"] = [{"reference": f"SupplyRequest/{registration['id']}"}]
+    delivery["suppliedItem"][0]["itemReference"] = registration["item"]["reference"]  # type: ignore[index]
+    delivery["destination"] = registration["deliverTo"]
+    filled = demo.post("/fhir/SupplyDelivery", json=delivery)
+    assert filled.status_code == 201, filled.text
+    assert demo.get(f"/fhir/SupplyRequest/{registration['id']}").json()["status"] == "completed"
+    notice = demo.get(f"/fhir/Task/shortage-filled-{registration['id']}").json()
+    assert notice["for"] == reviewed["subject"] and notice["status"] == "requested"
+    assert notice["focus"] == {"reference": f"SupplyRequest/{registration['id']}"}
     body["parameter"][0]["valueReference"]["reference"] = f"MedicationRequest/{unreviewed['id']}"
     refused = demo.post("/fhir/SupplyRequest/$register-shortage", json=body)
     assert refused.status_code == 400 and "YL-1230" in refused.text

@@ -29,6 +29,7 @@ import orjson
 from gateway.alliance.supply.periods import Period
 from gateway.alliance.supply.plans import is_approved, when_of
 from gateway.alliance.supply.reading import SupplyWorld, fetch_all
+from gateway.alliance.supply.system import system_context
 from gateway.alliance.supply.terms import (
     ACCEPTANCE_URL,
     EXPIRY_URL,
@@ -312,6 +313,33 @@ class DeliveryRules:
                 body["status"] = "completed"
             rid = request_ref.removeprefix("SupplyRequest/")
             writer.update(tx, ctx, "SupplyRequest", rid, ResourceText.parse(orjson.dumps(body)))
+            if body["status"] == "completed" and kind_of(request) == "shortage" and request.get("deliverFor"):
+                notice = patient_notice(request, rid, world)
+                # the gateway writes the notice (the county pharmacy delivering may not write to patients)
+                body_text = ResourceText.parse(orjson.dumps(notice))
+                writer.update(tx, system_context(ctx), "Task", notice["id"], body_text)
+
+
+def patient_notice(request: Mapping[str, Any], request_id: str, world: SupplyWorld) -> dict[str, Any]:
+    """A Task for the member to tell the patient the registered drug has arrived (POL-16): the
+    registration is closed. (The gateway stores no Communication; the Task is the member's to-do.)"""
+    member = world.member_of(request.get("requester"))
+    drug = world.catalogue.drug_of(request.get("item"))
+    name = world.catalogue.name(drug) if drug else "登记的药品"
+    place = member.name if member else "本机构"
+    notice: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": f"shortage-filled-{request_id}",
+        "status": "requested",
+        "intent": "order",
+        "code": {"text": "缺药到货通知患者 tell the patient the drug has arrived"},
+        "description": f"您登记的{name}已到{place}，请前来取药。The drug registered as missing has arrived.",
+        "focus": {"reference": f"SupplyRequest/{request_id}"},
+        "for": request["deliverFor"],
+    }
+    if member is not None:
+        notice["owner"] = {"reference": member.reference}
+    return notice
 
 
 # -- supplier records (POL-23) ------------------------------------------------------------------
