@@ -28,7 +28,7 @@ from gateway.alliance.supply.alert_lines import AlertLines
 from gateway.alliance.supply.bulk import without_cyclic_gc
 from gateway.alliance.supply.reading import SupplyWorld, fetch_all
 from gateway.alliance.supply.stock import Batch, Ledger
-from gateway.alliance.supply.terms import ALERT_KEY_SYSTEM, BELOW_LINE, EXPIRING, SD, STOCK_ALERT_SYSTEM
+from gateway.alliance.supply.terms import ALERT_KEY_SYSTEM, BELOW_LINE, EXPIRING, MEMBER_SYSTEM, SD, STOCK_ALERT_SYSTEM
 from gateway.federation.registry import MemberRegistry
 from gateway.fhir.json_text import ResourceText
 from gateway.hooks import RequestContext
@@ -151,6 +151,8 @@ def _alert(finding: Finding, world: SupplyWorld, when: str) -> dict[str, Any]:
         detail.append({"url": "expiry", "valueDate": finding.expiry})
     alert: dict[str, Any] = {
         "resourceType": "DetectedIssue",
+        # owned by the member whose stock it is: its clients see their own alerts (docs/security.md)
+        "meta": {"tag": [{"system": MEMBER_SYSTEM, "code": finding.member}]},
         "extension": [{"url": DETAIL_URL, "extension": detail}],
         "identifier": [{"system": ALERT_KEY_SYSTEM, "value": finding.key}],
         "status": "final",
@@ -214,7 +216,8 @@ def reconcile(
             if result.created:
                 raised.append(result.stored.res_id)
         for a in to_close:
-            a = {k: v for k, v in a.items() if k != "meta"}
+            tags = (a.get("meta") or {}).get("tag")  # the owning member stays the owner
+            a = {k: v for k, v in a.items() if k != "meta"} | ({"meta": {"tag": tags}} if tags else {})
             a["status"] = "mitigated"
             a["mitigation"] = [
                 {

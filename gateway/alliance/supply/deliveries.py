@@ -34,6 +34,7 @@ from gateway.alliance.supply.terms import (
     ACCEPTANCE_URL,
     EXPIRY_URL,
     LOT_URL,
+    MEMBER_SYSTEM,
     SD,
     TRACE_URL,
     extension_value,
@@ -339,6 +340,7 @@ def patient_notice(request: Mapping[str, Any], request_id: str, world: SupplyWor
     }
     if member is not None:
         notice["owner"] = {"reference": member.reference}
+        notice["meta"] = {"tag": [{"system": MEMBER_SYSTEM, "code": member.code}]}  # the member's to-do
     return notice
 
 

@@ -36,6 +36,8 @@ def test_pol15_demo_zero_clopidogrel_raises_an_alert_on_load_and_closes_at_the_l
     alerts = _open(demo, subject="Organization/xy-county-hospital", implicated="Medication/clopidogrel-75mg")
     assert len(alerts) == 1 and "200" in alerts[0]["detail"]  # the county's shipped line for clopidogrel
     assert alerts[0]["identifiedDateTime"] == "2025-03-01"  # the day of the count, not of the load
+    owner = {"system": "http://yaolian.org/fhir/sid/member", "code": "xy-county-hospital"}
+    assert owner in alerts[0]["meta"]["tag"]  # the member's own alert (its clients may read it)
     outbox_event = demo.get("/fhir/DetectedIssue/_history").json()
     assert outbox_event["total"] >= 1
     receipt = {
@@ -57,6 +59,7 @@ def test_pol15_demo_zero_clopidogrel_raises_an_alert_on_load_and_closes_at_the_l
         "/fhir/DetectedIssue", params={"status": "mitigated", "implicated": "Medication/clopidogrel-75mg"}
     )
     assert closed.json()["total"] == 1
+    assert owner in closed.json()["entry"][0]["resource"]["meta"]["tag"]
     mitigation = closed.json()["entry"][0]["resource"]["mitigation"][0]
     assert mitigation["action"]["text"].startswith("stock recovered") and mitigation["date"] == "2025-03-05"
     # one below 200 again raises a new alert (a new episode, the old one stays closed)
