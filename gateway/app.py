@@ -73,6 +73,10 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
 
     review = on_write.install(service, settings)
 
+    from gateway.alliance.supply import monitor  # issue 15: stock alerts follow InventoryReport writes
+
+    monitor.install(service)
+
     # The audit trail registers last, after any access-control hooks at the same points, so it
     # records what was shown (gateway/security/audit.py).
     audit = None

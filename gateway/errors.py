@@ -590,6 +590,97 @@ CODES: dict[str, Code] = _table(
         "Too many requests from client {client_id} (at most {rate}/s, bursts of {burst}); retry after {retry} s.",
         "客户端 {client_id} 请求过多（每秒最多 {rate} 次，突发 {burst} 次），请 {retry} 秒后重试。",
     ),
+    # Supply chain (issue 15, gateway.alliance.supply): YL-1200..1299
+    Code(
+        "YL-1200",
+        "structure",
+        "{where}: the alert-lines CSV must have the columns tier_or_member, nhsa_code, line (found {found}).",
+        "{where}：警戒线 CSV 必须包含列 tier_or_member、nhsa_code、line（实际为 {found}）。",
+    ),
+    Code(
+        "YL-1201",
+        "value",
+        "{where}: {column} {value!r} is not valid: {reason}.",
+        "{where}：{column} 的值 {value!r} 无效：{reason}。",
+    ),
+    Code(
+        "YL-1202",
+        "value",
+        "The period {value!r} is not a month (YYYY-MM) or a year (YYYY).",
+        "期间 {value!r} 不是月份（YYYY-MM）或年份（YYYY）。",
+    ),
+    Code(
+        "YL-1203",
+        "forbidden",
+        "Only the county pharmacy (or an administrator) may {action}.",
+        "只有县级中心药房（或管理员）可以{action_zh}。",
+    ),
+    Code(
+        "YL-1204",
+        "required",
+        "{field}: cutting or changing plan line {line} needs a reason.",
+        "{field}：削减或修改计划明细 {line} 必须说明理由。",
+    ),
+    Code(
+        "YL-1205",
+        "not-found",
+        "{field}: {reference} is not a {what} of this request.",
+        "{field}：{reference} 不是本次请求涉及的{what_zh}。",
+    ),
+    Code(
+        "YL-1210",
+        "business-rule",
+        "{field}: {reference} is not an approved plan line (status {status}).",
+        "{field}：{reference} 不是已批准的计划明细（状态 {status}）。",
+    ),
+    Code(
+        "YL-1211",
+        "value",
+        "{field}: the delivered quantity must be greater than zero (found {value}).",
+        "{field}：配送数量必须大于零（实际为 {value}）。",
+    ),
+    Code(
+        "YL-1212",
+        "code-invalid",
+        "{field}: the drug {value!r} is unknown (no Medication with that national insurance code).",
+        "{field}：药品 {value!r} 未知（没有该医保编码的药品）。",
+    ),
+    Code(
+        "YL-1213",
+        "value",
+        "{field}: the traceability code {value!r} must be 20 digits.",
+        "{field}：药品追溯码 {value!r} 必须为 20 位数字。",
+    ),
+    Code(
+        "YL-1214",
+        "required",
+        "{field} is required ({what}).",
+        "{field} 为必填项（{what_zh}）。",
+    ),
+    Code(
+        "YL-1215",
+        "business-rule",
+        "{field}: the delivered drug {value} is not the drug of the plan line ({expected}).",
+        "{field}：配送药品 {value} 与计划明细的药品（{expected}）不符。",
+    ),
+    Code(
+        "YL-1220",
+        "business-rule",
+        "{field}: the transfer {reference} cannot move stock: {reason}.",
+        "{field}：调剂 {reference} 无法移动库存：{reason_zh}。",
+    ),
+    Code(
+        "YL-1230",
+        "business-rule",
+        "{field}: {reference} is not a reviewed extended or individual-treatment prescription.",
+        "{field}：{reference} 不是已审核的延伸处方或个体化治疗处方。",
+    ),
+    Code(
+        "YL-1231",
+        "business-rule",
+        "{field}: the shortage registration {reference} is {status}, not open.",
+        "{field}：缺药登记 {reference} 的状态为 {status}，不是待处理。",
+    ),
 )
 
 

@@ -109,6 +109,16 @@ class Settings(BaseSettings):
         default=["localhost", "127.0.0.1", "[::1]", "testserver"],
         description="Host headers accepted when base_url is unset (JSON list in YAOLIAN_ALLOWED_HOSTS).",
     )
+    # -- Supply chain (issue 15, gateway.alliance.supply)
+    supply_expiry_window_days: int = Field(
+        default=90, ge=0, description="Batches expiring within this many days are flagged."
+    )
+    supply_alerts_on_write: bool = Field(
+        default=True, description="Evaluate stock alerts after every committed InventoryReport write."
+    )
+    supply_shortage_threshold: int = Field(
+        default=3, ge=1, description="Shortage registrations of one drug in a year above this propose it for linkage."
+    )
 
     # -- Formulary and prescription review (issue 14, docs/formulary.md)
     review_on_write: Literal["off", "warn", "block"] = Field(

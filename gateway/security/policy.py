@@ -89,6 +89,10 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
         "MedicationKnowledge": _ALL,
         "Organization": "rs",
         "Location": "rs",
+        # issue 15 (docs/supply.md): the approved procurement plan (List), stock alerts, reports
+        "List": _ALL,
+        "DetectedIssue": "rs",
+        "MeasureReport": "rs",
     },
     Role.INSURANCE: {
         "MedicationRequest": "rs",
@@ -100,6 +104,8 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
     Role.REGULATOR: {
         "AuditEvent": "rs",  # auditors search the audit trail (gateway.security.audit)
         "MeasureReport": "rs",
+        # not DetectedIssue: the central review's findings name patients (stock alerts reach the
+        # regulator through the yearly MeasureReport)
         "InventoryReport": "rs",
         "SupplyRequest": "rs",
         "Organization": "rs",

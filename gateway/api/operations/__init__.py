@@ -19,6 +19,7 @@ from gateway.api.operations import (
     match,
     prescriptions,
     review,
+    supply,
     terminology,
     validate,
     writeback,
@@ -105,6 +106,22 @@ OPERATIONS: dict[str, Operation] = {
             "http://hl7.org/fhir/OperationDefinition/Resource-validate",
             ("type", "instance"),
             validate.handle,
+        ),
+        # issue 15: supply chain (docs/supply.md)
+        *(
+            Operation(
+                name, f"http://yaolian.org/fhir/OperationDefinition/{name}", ("type",), handler, ("SupplyRequest",)
+            )
+            for name, handler in (
+                ("aggregate", supply.aggregate),
+                ("approve", supply.approve),
+                ("export-plan", supply.export_plan),
+                ("balance", supply.balance),
+                ("register-shortage", supply.register_shortage),
+            )
+        ),
+        Operation(
+            "stock-alerts", "http://yaolian.org/fhir/OperationDefinition/stock-alerts", ("system",), supply.stock_alerts
         ),
     )
 }
