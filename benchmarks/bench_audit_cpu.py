@@ -17,6 +17,9 @@ off), ``audit`` (insecure, audit on), ``auth+audit`` (production).
 Target of issue 11: auth+audit at most 15% lower throughput, i.e. at most 1/0.85 = 1.18x the
 CPU of ``insecure``.
 
+``--instructions`` counts instructions instead (valgrind callgrind, switched on only around the
+requests): the same every run whatever else the box does.
+
 Figures go to stdout and to ``benchmarks/results/audit-cpu-<date>.md``.
 """
 
@@ -26,6 +29,8 @@ import argparse
 import asyncio
 import os
 import random
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,7 +75,9 @@ async def _call(app: Any, path: str, query: str, headers: list[tuple[bytes, byte
     return status
 
 
-async def _measure(db: Any, mode: str, paths: list[str], client: tuple[str, str], requests: int) -> tuple[float, float]:
+async def _measure(
+    db: Any, mode: str, paths: list[str], client: tuple[str, str], requests: int, callgrind: bool = False
+) -> tuple[float, float]:
     from gateway.app import create_app
     from gateway.settings import Settings
 
@@ -94,13 +101,17 @@ async def _measure(db: Any, mode: str, paths: list[str], client: tuple[str, str]
             assert await _call(app, path, query, headers) == 200
         trail = app.state.audit
         chainer = trail._chainer if trail is not None else None
+        if callgrind:  # count the instructions of the requests only (valgrind --instr-atstart=no)
+            subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], capture_output=True, check=False)
         started, chainer_started = time.process_time(), _cpu_of(chainer)
         for i in range(requests):
             path, _, query = paths[i % len(paths)].partition("?")
             status = await _call(app, path, query, headers)
             assert status == 200, (mode, paths[i % len(paths)], status)
         gateway = time.process_time() - started
-        if chainer is not None:  # let it finish this round's records, then count its CPU
+        if callgrind:
+            subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], capture_output=True, check=False)
+        if chainer is not None and not callgrind:  # let it finish this round's records, count its CPU
             while trail.spool is not None and any(trail.spool.directory.glob("*.spool")) and _pending(trail):
                 await asyncio.sleep(0.05)
         return gateway / requests * 1e6, (_cpu_of(chainer) - chainer_started) / requests * 1e6
@@ -130,8 +141,18 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--data-dir", default=tempfile.gettempdir())
     parser.add_argument("--output", help="markdown file (default benchmarks/results/audit-cpu-<date>.md)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead of CPU time: instructions per request of each mode under valgrind callgrind "
+        "(deterministic, whatever else the box runs; ~30 s per mode)",
+    )
+    parser.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)  # one mode, run under callgrind
     args = parser.parse_args()
     args.reuse, args.keep, args.load_workers, args.workers, args.scale = True, True, 2, 1, 1
+    if args.instructions:
+        _instructions(args)
+        return
     os.environ.setdefault("YAOLIAN_LOG_LEVEL", "warning")
     db = bench_rest.prepare_sqlite(args) if args.backend == "sqlite" else bench_rest.prepare_postgres(args)
     rng = random.Random(bench_rest.SEED)
@@ -144,6 +165,10 @@ def main() -> None:
         ],
     }
     client = bench_audit.insurance_client(db.gateway_url)
+    if args.one:
+        scenario = args.scenarios.split(",")[0]
+        asyncio.run(_measure(db, args.one, paths[scenario], client, args.requests, callgrind=True))
+        return
     cpu: dict[tuple[str, str], list[float]] = {}
     chained: dict[tuple[str, str], list[float]] = {}
     for round_no in range(args.rounds):
@@ -182,6 +207,24 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report, encoding="utf-8")
     print(f"written to {out}")
+
+
+def _instructions(args: argparse.Namespace) -> None:
+    """Each mode in a process of its own under callgrind, instructions collected only around
+    the timed requests; per request, and against ``insecure``."""
+    figures: dict[tuple[str, str], float] = {}
+    for scenario in args.scenarios.split(","):
+        for mode in MODES:
+            command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=/dev/null"]
+            command += [sys.executable, __file__, "--one", mode, "--scenarios", scenario, "--n", str(args.n)]
+            command += ["--requests", str(args.requests), "--backend", args.backend, "--data-dir", args.data_dir]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            found = re.search(r"Collected : (\d+)", done.stderr)
+            assert found, done.stderr[-2000:]
+            figures[(scenario, mode)] = int(found.group(1)) / args.requests
+            base = figures[(scenario, "insecure")]
+            per = figures[(scenario, mode)]
+            print(f"  {scenario:<7} {mode:<11} {per:12,.0f} instructions/request  {per / base - 1:+.1%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def add(
 
 def _registry(database: str | None) -> MemberRegistry:
     with operator_service(database) as (service, ctx):
-        return load_registry(service, ctx)
+        return load_registry(service, ctx, endpoints=True)
 
 
 def _reached(member: Member) -> str:

@@ -206,7 +206,7 @@ class Federation:
         ctx = RequestContext(
             base_url=self.settings.base_url or "", interaction="search-type", principal=REGISTRY_READER
         )
-        registry = load_registry(self.service, ctx)
+        registry = load_registry(self.service, ctx, endpoints=True)
         self._registry = (time.monotonic() + _REGISTRY_SECONDS, registry)
         return registry
 

@@ -78,7 +78,7 @@ def register_member(service: FhirService, ctx: RequestContext, reg: Registration
         raise _refuse(f"kind must be one of {', '.join(KINDS)}, not {reg.kind!r}")
     if reg.smart is not None and reg.kind not in ("fhir-r5", "fhir-r4"):
         raise _refuse("SMART credentials are for live members (fhir-r5, fhir-r4)")
-    registry = load_registry(service, ctx)
+    registry = load_registry(service, ctx, endpoints=True)
     existing = registry.get(reg.code)
     parent_id = None
     if reg.parent:

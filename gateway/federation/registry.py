@@ -183,10 +183,12 @@ def _read_all(service: FhirService, ctx: RequestContext, resource_type: str, pag
 
 
 def load_registry(
-    service: FhirService, ctx: RequestContext, page_size: int = 500, *, endpoints: bool = True
+    service: FhirService, ctx: RequestContext, page_size: int = 500, *, endpoints: bool = False
 ) -> MemberRegistry:
     """The registry as the caller may see it, read through the service (so access control and
-    audit see the read like any other); ``endpoints`` off skips reading how members are reached."""
+    audit see the read like any other). ``endpoints``: also how members are reached (federation,
+    ``yaolian members``); the formulary, review and supply need only codes, tiers and parents,
+    and their callers may not be allowed to read Endpoints."""
     organizations = _read_all(service, ctx, "Organization", page_size)
     found_endpoints = _read_all(service, ctx, "Endpoint", page_size) if endpoints else []
     return MemberRegistry.from_organizations(organizations, found_endpoints)

@@ -49,7 +49,7 @@ def _add_list_and_check(tmp_path: Path, live: TinyServer) -> None:
         "--endpoint", dead_address(), "--token-url", "http://127.0.0.1:1/auth/token", "--client-id", "gw",
         "--key", str(key), "--key-id", "k1", "--database", database)  # fmt: skip
     with operator_service(database) as (service, ctx):
-        registry = load_registry(service, ctx)
+        registry = load_registry(service, ctx, endpoints=True)
     village = registry.get("xy-dp")
     assert village is not None and village.parent == "xy-wq" and village.tier == "village"
     endpoint = village.live_endpoint
@@ -66,7 +66,7 @@ def _add_list_and_check(tmp_path: Path, live: TinyServer) -> None:
     run("members", "add", "xy-wq", "--name", "王桥镇卫生院（新）", "--tier", "township", "--parent", "xy-county",
         "--endpoint", live.base, "--kind", "fhir-r4", "--database", database)  # fmt: skip
     with operator_service(database) as (service, ctx):
-        again = load_registry(service, ctx)
+        again = load_registry(service, ctx, endpoints=True)
     assert again.get("xy-wq").name == "王桥镇卫生院（新）" and len(again) == 3  # type: ignore[union-attr]
 
 
