@@ -76,7 +76,7 @@ def discover_token_endpoint(base_url: str, http: httpx.Client) -> str:
     )
 
 
-def _client_assertion(client_id: str, token_url: str, key_file: Path) -> str:
+def _client_assertion(client_id: str, token_url: str, key_file: Path, key_id: str | None = None) -> str:
     if not signing_available():
         raise AuthError(
             "--key needs PyJWT and cryptography to sign the SMART client assertion and they are not installed "
@@ -90,7 +90,9 @@ def _client_assertion(client_id: str, token_url: str, key_file: Path) -> str:
     algorithm = "ES384" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS384"
     now = int(time.time())
     claims = {"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 300, "jti": str(uuid.uuid4())}
-    return str(jwt.encode(claims, key, algorithm=algorithm))
+    # SMART Backend Services: the header names the key (kid) of the client's registered JWKS
+    headers = {"typ": "JWT", **({"kid": key_id} if key_id else {})}
+    return str(jwt.encode(claims, key, algorithm=algorithm, headers=headers))
 
 
 def fetch_token(
@@ -99,6 +101,7 @@ def fetch_token(
     *,
     client_secret: str | None = None,
     key_file: Path | None = None,
+    key_id: str | None = None,
     scope: str | None = DEFAULT_SCOPE,
     token_url: str | None = None,
     transport: httpx.BaseTransport | None = None,
@@ -114,7 +117,7 @@ def fetch_token(
         extra: dict[str, Any] = {}
         if key_file:
             form["client_assertion_type"] = ASSERTION_TYPE
-            form["client_assertion"] = _client_assertion(client_id, endpoint, key_file)
+            form["client_assertion"] = _client_assertion(client_id, endpoint, key_file, key_id)
         else:
             extra["auth"] = httpx.BasicAuth(client_id, client_secret or "")
         try:

@@ -39,6 +39,9 @@ ClientSecret = Annotated[
 KeyFile = Annotated[
     Path | None, typer.Option("--key", help="private key (PEM) for a SMART signed JWT; needs PyJWT + cryptography")
 ]
+KeyId = Annotated[
+    str | None, typer.Option("--key-id", help="kid of --key in the client's registered JWKS (the assertion's header)")
+]
 Scope = Annotated[str, typer.Option("--scope", help="scope requested with --client-id")]
 TokenUrl = Annotated[str | None, typer.Option("--token-url", help="token endpoint (default: discovered)")]
 
@@ -51,6 +54,7 @@ def _token(
     key: Path | None,
     scope: str,
     token_url: str | None,
+    key_id: str | None = None,
 ) -> str | None:
     """The bearer token: `--token`, or one fetched with the client credentials."""
     if not client_id:
@@ -65,7 +69,13 @@ def _token(
 
     try:
         fetched = fetch_token(
-            base_url, client_id, client_secret=client_secret, key_file=key, scope=scope or None, token_url=token_url
+            base_url,
+            client_id,
+            client_secret=client_secret,
+            key_file=key,
+            key_id=key_id,
+            scope=scope or None,
+            token_url=token_url,
         )
     except AuthError as exc:
         console.print(f"[red]could not get a token: {exc}[/red]")
@@ -83,6 +93,7 @@ def run_command(
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     key: KeyFile = None,
+    key_id: KeyId = None,
     scope: Scope = "system/*.cruds",
     token_url: TokenUrl = None,
     adapter: Annotated[
@@ -114,7 +125,7 @@ def run_command(
 
         checks += adapter_checks(adapter, samples)
     if base_url:
-        token = _token(base_url, token, client_id, client_secret, key, scope, token_url)
+        token = _token(base_url, token, client_id, client_secret, key, scope, token_url, key_id)
     if not checks:
         console.print(f"[red]no test matches --suite {suite} --only {only}[/red]")
         raise typer.Exit(2)
@@ -190,6 +201,7 @@ def seed_command(
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     key: KeyFile = None,
+    key_id: KeyId = None,
     scope: Scope = "system/*.cruds",
     token_url: TokenUrl = None,
     out: Annotated[
@@ -201,7 +213,7 @@ def seed_command(
         out.write_text(json.dumps(fixtures.seed_bundle(), ensure_ascii=False, indent=1), encoding="utf-8")
         console.print(f"seed Bundle written to {out}")
         return
-    token = _token(base_url, token, client_id, client_secret, key, scope, token_url)
+    token = _token(base_url, token, client_id, client_secret, key, scope, token_url, key_id)
     client = FhirClient(base_url, token=token)
     try:
         problems = load_seed(client)
