@@ -6,6 +6,7 @@ container, a systemd unit or CI configures the gateway without editing files.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -144,16 +145,25 @@ class Settings(BaseSettings):
 
 
 def audit_spool_directory(settings: Settings) -> Path | None:
-    """The audit spool of ``settings`` (None: an in-memory database, which a spool would outlive)."""
+    """The audit spool of ``settings`` (None: an in-memory database, which a spool would outlive).
+
+    One folder per database: whoever chains a spool chains it into the database it has open,
+    so gateways of two databases (two PostgreSQL schemas, a test and production) must never
+    share one. Under ``audit_spool_dir`` (default ``var/audit-spool``) each database gets a
+    folder named by a hash of its URL; a SQLite file's spool sits beside it."""
     if settings.audit_spool_dir is not None:
-        return settings.audit_spool_dir
+        return settings.audit_spool_dir / _database_key(settings.database)
     if settings.database.startswith("sqlite"):
         path = settings.database.split("///", 1)[1] if "///" in settings.database else ""
         path = path.split("?", 1)[0]
         if not path or path == ":memory:" or "mode=memory" in settings.database:
             return None
         return Path(path + ".audit-spool")
-    return DEFAULT_DATA_DIR / "audit-spool"
+    return DEFAULT_DATA_DIR / "audit-spool" / _database_key(settings.database)
+
+
+def _database_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 @cache

@@ -148,11 +148,21 @@ class IngestPipeline:
         control_id = message_id(adapter, raw)
         previous = self.journal.find(adapter_name, control_id)
         if previous is not None and previous.status == ACCEPTED:
+            self._audit_resend(None, ctx, adapter_name, control_id)
             return self._duplicate(previous, raw, channel, reply)
         result = self._process(adapter_name, channel, control_id, raw, ctx, reply, previous)
         if result.duplicate_of is not None:
+            self._audit_resend(None, ctx, adapter_name, control_id)
             return self._duplicate(result.duplicate_of, raw, channel, reply)
         return result
+
+    def _audit_resend(
+        self, tx: StoreTransaction | None, ctx: RequestContext, adapter_name: str, control_id: str | None
+    ) -> None:
+        """A resend is answered from the journal and writes nothing, but a sender did send it:
+        recorded like any message (in ``tx`` when there is one, else committed before the answer)."""
+        if self.audit is not None:
+            self.audit.resend(tx, ctx, adapter_name, control_id)
 
     def prepare(self, adapter_name: str, raw: bytes, ctx: RequestContext | None = None) -> Prepared:
         """The part of ingesting that needs no write lock: message id, conversion and, given a
@@ -206,6 +216,7 @@ class IngestPipeline:
             for n, (raw, control_id, bundle, issues, write, own_ctx, _) in enumerate(prepared):
                 previous = tx.journal_find(adapter_name, control_id)
                 if previous is not None and previous.status == ACCEPTED:
+                    self._audit_resend(tx, own_ctx or ctx, adapter_name, control_id)
                     results[n] = self._duplicate(previous, raw, channel, reply)
                     continue
                 fields = MessageFields(

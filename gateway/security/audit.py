@@ -711,6 +711,28 @@ class AuditTrail:
         if seen is not None:
             seen.written += 1
 
+    def resend(self, tx: StoreTransaction | None, ctx: RequestContext, adapter: str, control_id: str | None) -> None:
+        """The record of a message sent again after it was accepted (answered from the journal,
+        nothing written): in ``tx``, or committed before the answer when there is none."""
+        principal = ctx.principal
+        seen = CURRENT.get()
+        ip = (principal.source_ip if principal else None) or (seen.client_ip if seen else None)
+        record = _record(
+            "mllp",
+            SUCCESS,
+            principal,
+            ip or ctx.extra.get("peer"),
+            [],
+            message=(adapter, control_id),
+            detail="resent after it was accepted: answered from the journal, nothing written",
+        )
+        if tx is not None:
+            tx.audit_append([record])
+        else:
+            self.committer.commit(record)
+        if seen is not None:
+            seen.written += 1
+
     # -- the record of an HTTP request, when its response starts
     def request_record(self, seen: RequestAudit, status: int) -> AuditRecord | None:
         """None when the request's writes already recorded it in their transaction."""

@@ -338,9 +338,15 @@ def test_the_patients_of_an_mllp_message_are_recorded(database_url: str) -> None
     for gateway in start_gateway(database_url):
         ack = gateway.send(message.replace(b"\n", b"\r"))
         assert b"MSA|AA" in ack or b"MSA|CA" in ack, ack
+        again = gateway.send(message.replace(b"\n", b"\r"))  # a resend: answered from the journal
+        assert b"MSA|AA" in again or b"MSA|CA" in again, again
     found = [r for r in rows(database_url) if r["action"] == "mllp"]
-    assert len(found) == 1
-    record = found[0]
+    assert len(found) == 2
+    record, resend = found
+    assert (
+        resend["patients"] == "" and "resent after it was accepted" in resend["event"]["outcome"]["detail"][0]["text"]
+    )
+    assert resend["event"]["entity"][0]["detail"] == record["event"]["entity"][-1]["detail"]  # the same MSH-10
     stored = open_store(database_url)
     try:
         patients = [r.res_id for r in stored.history("Patient", None, since=None, at=None, count=10, offset=0)[0]]

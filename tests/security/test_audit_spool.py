@@ -239,3 +239,16 @@ def test_a_new_spool_is_never_seen_unlocked(store: Any, tmp_path: Path) -> None:
         stop.set()
         racing.join()
     assert _patients(store) == [f"p{n}" for n in range(60)]
+
+
+def test_each_database_has_a_spool_of_its_own(tmp_path: Path) -> None:
+    """Whoever chains a spool chains it into its own database: two databases never share one."""
+    from gateway.settings import Settings, audit_spool_directory
+
+    one = audit_spool_directory(Settings(database="postgresql://h/test?options=-csearch_path%3Dt_a"))
+    two = audit_spool_directory(Settings(database="postgresql://h/test?options=-csearch_path%3Dt_b"))
+    assert one is not None and two is not None and one != two and one.parent == two.parent
+    chosen = audit_spool_directory(Settings(database="postgresql://h/test", audit_spool_dir=tmp_path))
+    assert chosen is not None and chosen.parent == tmp_path
+    assert audit_spool_directory(Settings(database=f"sqlite:///{tmp_path}/a.db")) == tmp_path / "a.db.audit-spool"
+    assert audit_spool_directory(Settings(database="sqlite://")) is None
