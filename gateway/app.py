@@ -53,6 +53,9 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
         from gateway.security.policy import Policy
 
         Policy(store).install(service)
+    from gateway.events.subscriptions import SubscriptionRules
+
+    SubscriptionRules().install(service)  # Subscriptions checked when written, each client's own (issue 16)
 
     from gateway.ingest.journal import Journal
     from gateway.ingest.pipeline import IngestPipeline
@@ -61,8 +64,14 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     from gateway.events.relay import OutboxRelay
     from gateway.hooks import Pointcut
 
-    relay = OutboxRelay(store, settings.redis)
+    relay = OutboxRelay(store, settings.redis, republish_after=settings.outbox_republish_seconds)
     service.hooks.register(Pointcut.AFTER_COMMIT, relay.notify)
+    dispatcher = None
+    if settings.subscriptions:
+        from gateway.events.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(service, settings, relay=relay)
+        service.hooks.register(Pointcut.AFTER_COMMIT, dispatcher.notify)
 
     # The audit trail registers last, after any access-control hooks at the same points, so it
     # records what was shown (gateway/security/audit.py).
@@ -81,6 +90,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         relay.start()
+        if dispatcher is not None:
+            dispatcher.start()
         mllp = None
         if settings.mllp_port:
             from gateway.ingest.mllp import MllpServer
@@ -102,6 +113,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
         yield
         if mllp is not None:
             await mllp.stop()
+        if dispatcher is not None:
+            dispatcher.stop()
         relay.stop()
         if audit is not None:
             audit.close()
@@ -119,6 +132,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.store = store
     app.state.ingest = pipeline
     app.state.relay = relay
+    app.state.dispatcher = dispatcher
     app.state.capability_cache = {}
     app.state.profile_validator = validator
     app.state.profiles_by_type = profiles_by_type

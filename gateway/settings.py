@@ -88,6 +88,26 @@ class Settings(BaseSettings):
     mllp_idle_timeout: float = 60.0  # seconds a connection may stay silent or mid-frame
     mllp_max_connections: int = 256  # open MLLP connections per listener
     mllp_max_connections_per_address: int = 32  # open MLLP connections per sender address
+    # -- Subscriptions and deliveries (issue 16, docs/subscriptions.md)
+    subscriptions: bool = Field(default=True, description="Run the subscription dispatcher in this process.")
+    delivery_retry_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="How long an event is retried (exponential back-off) before it is a dead letter.",
+    )
+    delivery_backoff_seconds: float = Field(default=2.0, gt=0, description="First retry delay; doubles per attempt.")
+    delivery_backoff_max_seconds: float = Field(default=600.0, gt=0, description="Longest delay between two attempts.")
+    delivery_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A process delivering a subscription's events holds it this long (renewed)."
+    )
+    delivery_workers: int = Field(default=4, ge=1, description="Subscriptions delivered at once by this process.")
+    delivery_timeout_seconds: float = Field(default=10.0, gt=0, description="Default wait for a receiver's answer.")
+    delivery_poll_seconds: float = Field(default=1.0, gt=0, description="Look for due retries this often.")
+    outbox_republish_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Redis mode: an outbox row not acknowledged this long after publishing is sent again.",
+    )
     allowed_hosts: list[str] = Field(
         default=["localhost", "127.0.0.1", "[::1]", "testserver"],
         description="Host headers accepted when base_url is unset (JSON list in YAOLIAN_ALLOWED_HOSTS).",

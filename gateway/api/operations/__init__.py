@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.operations import ingest, terminology, validate, writeback
+from gateway.api.operations import ingest, subscriptions, terminology, validate, writeback
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -59,6 +59,20 @@ OPERATIONS: dict[str, Operation] = {
             ("type",),
             terminology.translate,
             ("ConceptMap",),
+        ),
+        Operation(
+            "status",
+            "http://hl7.org/fhir/OperationDefinition/Subscription-status",
+            ("instance",),
+            subscriptions.status,
+            ("Subscription",),
+        ),
+        Operation(
+            "events",
+            "http://hl7.org/fhir/OperationDefinition/Subscription-events",
+            ("instance",),
+            subscriptions.events,
+            ("Subscription",),
         ),
         Operation(
             "validate",

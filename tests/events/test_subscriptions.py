@@ -1,0 +1,131 @@
+"""Subscriptions over REST: checked when written, delivered through a real HTTP receiver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.events.conftest import Receiver, check_notification, prescription, subscription
+
+
+def _settings(database_url: str, **extra: Any) -> Settings:
+    return Settings(
+        database=database_url,
+        delivery_poll_seconds=0.1,
+        delivery_backoff_seconds=0.2,
+        delivery_backoff_max_seconds=0.5,
+        **extra,
+    )
+
+
+@pytest.fixture
+def client(database_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(_settings(database_url)), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _code(response: Any) -> str:
+    return str(response.json()["issue"][0]["details"]["coding"][0]["code"])
+
+
+def test_a_subscription_is_checked_when_written(client: TestClient, receiver: Receiver) -> None:
+    bad_topic = client.post("/fhir/Subscription", json=subscription(receiver.url, topic="no-such-topic"))
+    assert bad_topic.status_code == 422 and _code(bad_topic) == "YL-1300"
+    assert bad_topic.json()["issue"][0]["expression"] == ["Subscription.topic"]
+    bad_filter = client.post(
+        "/fhir/Subscription",
+        json=subscription(
+            receiver.url, topic="supply-request-created", filterBy=[{"filterParameter": "patient", "value": "1"}]
+        ),
+    )
+    assert bad_filter.status_code == 422 and _code(bad_filter) == "YL-1301"
+    bad_endpoint = client.post("/fhir/Subscription", json=subscription("ftp://example.org/x"))
+    assert bad_endpoint.status_code == 422 and _code(bad_endpoint) == "YL-1303"
+    bad_channel = client.post(
+        "/fhir/Subscription", json=subscription(receiver.url, channelType={"code": "carrier-pigeon"})
+    )
+    assert bad_channel.status_code == 422 and _code(bad_channel) == "YL-1302"
+    bad_header = client.post(
+        "/fhir/Subscription", json=subscription(receiver.url, parameter=[{"name": "Host", "value": "evil"}])
+    )
+    assert bad_header.status_code == 422 and _code(bad_header) == "YL-1304"
+    good = client.post("/fhir/Subscription", json=subscription(receiver.url))
+    assert good.status_code == 201, good.text
+    tags = good.json()["meta"]["tag"]
+    assert {"system": "http://yaolian.org/fhir/sid/subscription-owner", "code": "insecure-dev"} in tags
+    found = client.get(
+        "/fhir/Subscription", params={"_tag": "http://yaolian.org/fhir/sid/subscription-owner|insecure-dev"}
+    )
+    assert found.json()["total"] == 1
+
+
+def test_events_reach_the_receiver_in_order_with_headers(client: TestClient, receiver: Receiver) -> None:
+    sub = client.post(
+        "/fhir/Subscription",
+        json=subscription(
+            receiver.url,
+            parameter=[{"name": "Authorization", "value": "Bearer secret-of-the-receiver"}],
+            filterBy=[{"filterParameter": "drug", "value": "X001"}],
+        ),
+    ).json()
+    ids = [client.post("/fhir/MedicationRequest", json=prescription(drug="X001")).json()["id"] for _ in range(12)]
+    client.post("/fhir/MedicationRequest", json=prescription(drug="OTHER"))  # filtered out
+    assert receiver.wait_for(lambda: len(receiver.event_numbers()) >= 12)
+    assert receiver.event_numbers() == list(range(1, 13))
+    assert receiver.bundles()[0]["entry"][0]["resource"]["type"] == "handshake"
+    for headers, bundle in receiver.received:
+        assert headers["authorization"] == "Bearer secret-of-the-receiver"
+        assert headers["content-type"].startswith("application/fhir+json")
+        assert check_notification(bundle) == []
+    focus = [b["entry"][1]["resource"]["id"] for b in receiver.bundles("event-notification")]
+    assert focus == ids
+    status = client.get(f"/fhir/Subscription/{sub['id']}/$status")
+    assert status.status_code == 200, status.text
+    resource = status.json()["entry"][0]["resource"]
+    assert resource["eventsSinceSubscriptionStart"] == "12" and resource["status"] == "active"
+    replay = client.get(
+        f"/fhir/Subscription/{sub['id']}/$events", params={"eventsSinceNumber": 5, "eventsUntilNumber": 7}
+    )
+    assert replay.status_code == 200, replay.text
+    events = replay.json()["entry"][0]["resource"]["notificationEvent"]
+    assert [e["eventNumber"] for e in events] == ["5", "6", "7"]
+    assert check_notification(replay.json()) == []
+    assert [e["resource"]["id"] for e in replay.json()["entry"][1:]] == ids[4:7]
+
+
+def test_a_receiver_down_for_a_while_misses_nothing(client: TestClient, receiver: Receiver) -> None:
+    client.post("/fhir/Subscription", json=subscription(receiver.url, content="id-only"))
+    assert receiver.wait_for(lambda: len(receiver.bundles("handshake")) == 1)
+    receiver.fail_with = 500
+    for _ in range(10):
+        client.post("/fhir/MedicationRequest", json=prescription())
+    assert receiver.wait_for(lambda: receiver.failures >= 3)
+    receiver.fail_with = None
+    assert receiver.wait_for(lambda: set(receiver.event_numbers()) == set(range(1, 11)))
+    numbers = receiver.event_numbers()
+    assert numbers == sorted(numbers)  # order kept per subscription
+    for bundle in receiver.bundles("event-notification"):
+        assert check_notification(bundle) == []
+        assert "resource" not in bundle["entry"][1]  # id-only
+        assert bundle["entry"][1]["fullUrl"].split("/")[-2] == "MedicationRequest"
+
+
+def test_review_blocked_fires_only_when_the_review_rejects(client: TestClient, receiver: Receiver) -> None:
+    client.post("/fhir/Subscription", json=subscription(receiver.url, topic="review-blocked", content="empty"))
+    passed = client.post("/fhir/MedicationRequest", json=prescription(review="pass")).json()
+    rejected = client.post("/fhir/MedicationRequest", json=prescription(review="reject")).json()
+    client.put(f"/fhir/MedicationRequest/{passed['id']}", json={**prescription(review="reject"), "id": passed["id"]})
+    client.put(
+        f"/fhir/MedicationRequest/{rejected['id']}", json={**prescription(review="reject"), "id": rejected["id"]}
+    )
+    assert receiver.wait_for(lambda: len(receiver.event_numbers()) >= 2)
+    receiver.wait_for(lambda: False, timeout=1.0)
+    assert receiver.event_numbers() == [1, 2]
+    for bundle in receiver.bundles("event-notification"):
+        assert len(bundle["entry"]) == 1  # empty: the status alone, no focus
+        assert "focus" not in bundle["entry"][0]["resource"]["notificationEvent"][0]
