@@ -64,13 +64,15 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     from gateway.events.relay import OutboxRelay
     from gateway.hooks import Pointcut
 
-    relay = OutboxRelay(store, settings.redis, republish_after=settings.outbox_republish_seconds)
+    relay = OutboxRelay(
+        store, settings.redis, stream=settings.events_stream, republish_after=settings.outbox_republish_seconds
+    )
     service.hooks.register(Pointcut.AFTER_COMMIT, relay.notify)
     dispatcher = None
     if settings.subscriptions:
         from gateway.events.dispatcher import Dispatcher
 
-        dispatcher = Dispatcher(service, settings, relay=relay)
+        dispatcher = Dispatcher(service, settings, relay=relay, stream=settings.events_stream)
         service.hooks.register(Pointcut.AFTER_COMMIT, dispatcher.notify)
 
     # The audit trail registers last, after any access-control hooks at the same points, so it

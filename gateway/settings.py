@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     delivery_workers: int = Field(default=4, ge=1, description="Subscriptions delivered at once by this process.")
     delivery_timeout_seconds: float = Field(default=10.0, gt=0, description="Default wait for a receiver's answer.")
     delivery_poll_seconds: float = Field(default=1.0, gt=0, description="Look for due retries this often.")
+    events_stream: str = Field(default="yaolian:events", description="Redis mode: the stream key of outbox events.")
     outbox_republish_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -47,6 +47,7 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
         self.fail_with: int | None = None
+        self.delay = 0.0  # seconds before answering (a slow receiver)
         self.failures = 0
         self.lock = threading.Lock()
         receiver = self
@@ -54,6 +55,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 with receiver.lock:
                     if receiver.fail_with is not None:
                         receiver.failures += 1
