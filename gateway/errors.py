@@ -486,6 +486,12 @@ CODES: dict[str, Code] = _table(
         "The insurance platform refused prescription {rx}: {message} (infno {infno}, err_code {err_code}).",
         "医保平台拒绝了处方 {rx}：{message}（交易 {infno}，错误码 {err_code}）。",
     ),
+    Code(
+        "YL-1307",
+        "required",
+        "Insurance message {infno} cannot be made from this prescription: {problems}.",
+        "无法由此处方生成医保交易 {infno}：{problems}。",
+    ),
 )
 
 

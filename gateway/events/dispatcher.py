@@ -69,7 +69,12 @@ class Dispatcher:
         self.base_url = (base_url or settings.base_url or f"http://{settings.host}:{settings.port}/fhir").rstrip("/")
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.matcher = Matcher(service)
-        self.channels: dict[str, Channel] = {"rest-hook": RestHook(settings.delivery_timeout_seconds)}
+        from gateway.events.insurance.channel import InsuranceChannel
+
+        self.channels: dict[str, Channel] = {
+            "rest-hook": RestHook(settings.delivery_timeout_seconds),
+            "insurance-rx": InsuranceChannel(self.matcher, settings.delivery_timeout_seconds),
+        }
         self._redis: Any = None
         if relay is not None and relay._redis is not None:
             import redis

@@ -41,6 +41,16 @@ def check_notification(bundle: dict[str, Any]) -> list[str]:
     return problems
 
 
+def wait_for(done: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll ``done`` until it holds or ``timeout`` seconds pass; its last answer."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if done():
+            return True
+        time.sleep(0.05)
+    return done()
+
+
 class Receiver:
     """Records what it is sent; ``fail_with`` makes it answer that status instead (then 200)."""
 
@@ -91,12 +101,7 @@ class Receiver:
         ]
 
     def wait_for(self, done: Callable[[], bool], timeout: float = 30.0) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if done():
-                return True
-            time.sleep(0.05)
-        return done()
+        return wait_for(done, timeout)
 
     def close(self) -> None:
         self.server.shutdown()
