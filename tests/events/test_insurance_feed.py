@@ -207,9 +207,8 @@ def test_prescriptions_are_uploaded_and_revoked_in_the_platforms_format(database
         patient = orjson.loads(service.read("Patient", REFUSED_PATIENT, CTX).body or b"{}")
         platform.refuse_certno = next(i["value"] for i in patient["identifier"] if "2.16.156.10011.1.3" in i["system"])
         refused = write(service, _rx("b", REFUSED_PATIENT))
-        assert wait(
-            helper,
-            lambda: any(f["implicated"][0]["reference"] == f"MedicationRequest/{refused}" for f in _findings(service)),
+        assert wait_for(
+            lambda: any(f["implicated"][0]["reference"] == f"MedicationRequest/{refused}" for f in _findings(service))
         )
         finding = next(
             f for f in _findings(service) if f["implicated"][0]["reference"] == f"MedicationRequest/{refused}"
@@ -222,9 +221,8 @@ def test_prescriptions_are_uploaded_and_revoked_in_the_platforms_format(database
         broken = _rx("c", "xy-pat-wang-xiulan")
         broken.pop("requester")
         unfilled = write(service, broken)
-        assert wait(
-            helper,
-            lambda: any(f["implicated"][0]["reference"] == f"MedicationRequest/{unfilled}" for f in _findings(service)),
+        assert wait_for(
+            lambda: any(f["implicated"][0]["reference"] == f"MedicationRequest/{unfilled}" for f in _findings(service))
         )
         finding = next(
             f for f in _findings(service) if f["implicated"][0]["reference"] == f"MedicationRequest/{unfilled}"
