@@ -69,10 +69,12 @@ class Dispatcher:
         self.base_url = (base_url or settings.base_url or f"http://{settings.host}:{settings.port}/fhir").rstrip("/")
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.matcher = Matcher(service)
+        from gateway.events.channels.message import MessageChannel
         from gateway.events.insurance.channel import InsuranceChannel
 
         self.channels: dict[str, Channel] = {
             "rest-hook": RestHook(settings.delivery_timeout_seconds),
+            "message": MessageChannel(self.store, settings.delivery_timeout_seconds),
             "insurance-rx": InsuranceChannel(self.matcher, settings.delivery_timeout_seconds),
         }
         self._redis: Any = None

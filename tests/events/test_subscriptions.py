@@ -129,3 +129,39 @@ def test_review_blocked_fires_only_when_the_review_rejects(client: TestClient, r
     for bundle in receiver.bundles("event-notification"):
         assert len(bundle["entry"]) == 1  # empty: the status alone, no focus
         assert "focus" not in bundle["entry"][0]["resource"]["notificationEvent"][0]
+
+
+def test_the_message_channel_writes_the_resources_on_a_remote_fhir_server(database_url: str, tmp_path: Any) -> None:
+    """The remote server is a second Yaolian gateway, served for real by uvicorn on 127.0.0.1:0."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    remote_app = create_app(_settings(f"sqlite:///{tmp_path / 'remote.db'}", subscriptions=False))
+    config = uvicorn.Config(remote_app, host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    from tests.events.conftest import wait_for
+
+    assert wait_for(lambda: server.started, 20)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    remote = f"http://127.0.0.1:{port}/fhir"
+    try:
+        with TestClient(create_app(_settings(database_url)), raise_server_exceptions=False) as client:
+            sub = subscription(remote, topic="prescription-changed", channelType={"code": "message"})
+            assert client.post("/fhir/Subscription", json=sub).status_code == 201
+            rx = client.post("/fhir/MedicationRequest", json=prescription()).json()
+            client.put(f"/fhir/MedicationRequest/{rx['id']}", json={**prescription(drug="Y002"), "id": rx["id"]})
+
+            def remote_has_it() -> bool:
+                answer = httpx.get(f"{remote}/MedicationRequest/{rx['id']}")
+                return answer.status_code == 200 and "Y002" in answer.text
+
+            assert wait_for(remote_has_it)
+            client.delete(f"/fhir/MedicationRequest/{rx['id']}")
+            assert wait_for(lambda: httpx.get(f"{remote}/MedicationRequest/{rx['id']}").status_code == 410)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
