@@ -147,6 +147,10 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.router.routes.extend(ROUTES)
+    if dispatcher is not None:
+        from gateway.api.websocket import ROUTE as WEBSOCKET
+
+        app.router.routes.append(WEBSOCKET)  # subscriptions' websocket channel (issue 16)
     if audit is not None:
         from gateway.api.audit import AuditMiddleware
 

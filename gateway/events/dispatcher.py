@@ -70,11 +70,13 @@ class Dispatcher:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.matcher = Matcher(service)
         from gateway.events.channels.message import MessageChannel
+        from gateway.events.channels.websocket import WebSocketChannel
         from gateway.events.insurance.channel import InsuranceChannel
 
         self.channels: dict[str, Channel] = {
             "rest-hook": RestHook(settings.delivery_timeout_seconds),
             "message": MessageChannel(self.store, settings.delivery_timeout_seconds),
+            "websocket": WebSocketChannel(self.store),
             "insurance-rx": InsuranceChannel(self.matcher, settings.delivery_timeout_seconds),
         }
         self._redis: Any = None
@@ -219,6 +221,8 @@ class Dispatcher:
             log.exception("channel %s failed on Subscription/%s", sub.channel, sub.id)
             result = Sent(False, f"{type(exc).__name__}: {exc}")
         now = time.time()
+        if result.skip:
+            return False, now + 0.5  # another process's (or nobody's) socket: no attempt counted
         outcomes: list[DeliveryOutcome] = []
         next_try = 0.0
         budget = self.settings.delivery_retry_hours * 3600
@@ -257,6 +261,8 @@ class Dispatcher:
         except Exception as exc:
             result = Sent(False, f"{type(exc).__name__}: {exc}")
         now = time.time()
+        if result.skip:
+            return False
         self.store.subscription_set_status(
             sub.id,
             "active" if result.ok else "requested",
@@ -288,6 +294,8 @@ class Dispatcher:
                     continue
                 bundle = notification(sub, self.base_url, "heartbeat", state.events)
                 result = channel.send(sub, bundle, (), "heartbeat")
+                if result.skip:
+                    continue
                 self.store.subscription_set_status(
                     sub.id, "active" if result.ok else "error", result.error, now if result.ok else None
                 )
@@ -295,6 +303,15 @@ class Dispatcher:
                 log.exception("heartbeat of Subscription/%s failed", sub.id)
             finally:
                 self.store.deliveries_release(sub.id, self.owner, park)
+
+    def bound_websocket(self, sub_id: str) -> None:
+        """A websocket was bound to ``sub_id`` here: its handshake and its waiting events go out
+        now, through the delivery worker that leases it (so in order, handshake first)."""
+        if self.store.subscription_state(sub_id) is None:
+            return
+        self.store.subscription_set_status(sub_id, "requested", None, None)
+        self.store.deliveries_retry(sub_id, [], time.time())  # no dead letters named: unparks it
+        self._wake_delivery.set()
 
     # -- threads ----------------------------------------------------------------------------
     def notify(self, *_: object) -> None:

@@ -165,3 +165,31 @@ def test_the_message_channel_writes_the_resources_on_a_remote_fhir_server(databa
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_websocket_bound_with_a_token_receives_the_notifications(client: TestClient) -> None:
+    sub = subscription("", channelType={"code": "websocket"}, content="id-only")
+    sub.pop("endpoint")
+    created = client.post("/fhir/Subscription", json=sub)
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+    before = client.post("/fhir/MedicationRequest", json=prescription()).json()  # waits for a socket
+    answer = client.get(f"/fhir/Subscription/{sub_id}/$get-ws-binding-token")
+    assert answer.status_code == 200, answer.text
+    params = {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in answer.json()["parameter"]}
+    assert params["websocket-url"].endswith("/fhir/ws") and params["subscription"] == f"Subscription/{sub_id}"
+    with client.websocket_connect("/fhir/ws") as ws:
+        ws.send_text("bind-with-token: not-a-token")
+        assert ws.receive_text().startswith("error")
+    with client.websocket_connect("/fhir/ws") as ws:
+        ws.send_text(f"bind-with-token: {params['token']}")
+        handshake = ws.receive_json()
+        assert check_notification(handshake) == [] and handshake["entry"][0]["resource"]["type"] == "handshake"
+        first = ws.receive_json()
+        assert first["entry"][0]["resource"]["notificationEvent"][0]["eventNumber"] == "1"
+        assert first["entry"][1]["fullUrl"].endswith(f"MedicationRequest/{before['id']}")
+        after = client.post("/fhir/MedicationRequest", json=prescription()).json()
+        second = ws.receive_json()
+        assert check_notification(second) == []
+        assert second["entry"][0]["resource"]["notificationEvent"][0]["eventNumber"] == "2"
+        assert second["entry"][1]["fullUrl"].endswith(f"MedicationRequest/{after['id']}")

@@ -75,6 +75,13 @@ OPERATIONS: dict[str, Operation] = {
             ("Subscription",),
         ),
         Operation(
+            "get-ws-binding-token",
+            "http://hl7.org/fhir/OperationDefinition/Subscription-get-ws-binding-token",
+            ("instance",),
+            subscriptions.ws_binding_token,
+            ("Subscription",),
+        ),
+        Operation(
             "validate",
             "http://hl7.org/fhir/OperationDefinition/Resource-validate",
             ("type", "instance"),

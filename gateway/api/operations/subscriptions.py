@@ -5,6 +5,8 @@ The work is :mod:`gateway.events.status`'s; this module only reads the request a
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,3 +38,28 @@ async def events(request: Request) -> Response:
     params = {k: v for k, v in request.query_params.items()}
     bundle = await in_thread(events_bundle, service(request), rid, params, ctx)
     return fhir_response(request, orjson.dumps(bundle))
+
+
+async def ws_binding_token(request: Request) -> Response:
+    """``Subscription/{id}/$get-ws-binding-token``: a token the owner binds a websocket with."""
+    rid = _id(request, "$get-ws-binding-token")
+    ctx = context(request, "operation", "Subscription")
+    dispatcher = request.app.state.dispatcher
+    if dispatcher is None:
+        raise BadRequest("YL-1302", channel="websocket", extra="(subscriptions are off in this process)")
+    await in_thread(service(request).read, "Subscription", rid, ctx)  # its owner's only (404 otherwise)
+    token, expires = await in_thread(dispatcher.channels["websocket"].token, rid)
+    ws_base = ctx.base_url.replace("https://", "wss://").replace("http://", "ws://")
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "token", "valueString": token},
+            {
+                "name": "expiration",
+                "valueDateTime": datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+            {"name": "subscription", "valueString": f"Subscription/{rid}"},
+            {"name": "websocket-url", "valueUrl": f"{ws_base}/ws"},
+        ],
+    }
+    return fhir_response(request, orjson.dumps(parameters))

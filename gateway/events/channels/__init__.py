@@ -21,6 +21,8 @@ class Sent:
     error: str | None = None
     #: what the receiver answered that the gateway keeps (the insurance channel's numbers)
     reply: dict[str, Any] = field(default_factory=dict)
+    #: not this process's to send (a websocket bound to another process): no attempt counted
+    skip: bool = False
 
 
 class Channel(Protocol):
