@@ -68,4 +68,66 @@ def counts(database: Annotated[str | None, DATABASE] = None) -> None:
         typer.echo(f"{status}\t{found.get(status, 0)}")
 
 
+#: The health commission's monitoring feed: prescriptions and stock alerts, as counts only.
+HEALTH_COMMISSION_TOPICS = ("prescription-created", "stock-alert-raised", "shortage-registered")
+
+
+def health_commission_subscriptions(endpoint: str, headers: list[str]) -> list[dict[str, object]]:
+    """The preset Subscriptions (channel ``aggregate``: MeasureReports of counts, up to 100
+    events each), one per topic, tagged so a second run finds them instead of adding more."""
+    parameters = []
+    for header in headers:
+        name, _, value = header.partition(":")
+        parameters.append({"name": name.strip(), "value": value.strip()})
+    return [
+        {
+            "resourceType": "Subscription",
+            "identifier": [
+                {"system": "http://yaolian.org/fhir/sid/preset-subscription", "value": f"health-commission-{t}"}
+            ],
+            "name": f"health-commission-{t}",
+            "status": "requested",
+            "topic": f"http://yaolian.org/fhir/SubscriptionTopic/{t}",
+            "channelType": {
+                "system": "http://yaolian.org/fhir/CodeSystem/subscription-channel-type",
+                "code": "aggregate",
+            },
+            "endpoint": endpoint,
+            "content": "empty",
+            "maxCount": 100,
+            **({"parameter": parameters} if parameters else {}),
+        }
+        for t in HEALTH_COMMISSION_TOPICS
+    ]
+
+
+@app.command("preset-health-commission")
+def preset_health_commission(
+    endpoint: Annotated[str, typer.Option(help="Where the commission's feed receives MeasureReports")],
+    header: Annotated[list[str] | None, typer.Option(help='"Name: value" sent with each report (repeatable)')] = None,
+    database: Annotated[str | None, DATABASE] = None,
+) -> None:
+    """Create (or update) the health commission's preset subscriptions: counts only."""
+    import orjson
+
+    from gateway.fhir.json_text import ResourceText
+
+    with operator_service(database) as (service, ctx):
+        for data in health_commission_subscriptions(endpoint, header or []):
+            ident = data["identifier"][0]  # type: ignore[index]
+            criteria = f"identifier={ident['system']}|{ident['value']}"
+            body = ResourceText.parse(orjson.dumps(data))
+
+            def put(tx: object, body: ResourceText = body, criteria: str = criteria) -> str:
+                found = service.writer.matching_ids(tx, ctx, "Subscription", criteria)  # type: ignore[arg-type]
+                if found:
+                    with_id = ResourceText.parse(orjson.dumps({**body.data, "id": found[0]}))
+                    result = service.writer.update(tx, ctx, "Subscription", found[0], with_id)  # type: ignore[arg-type]
+                else:
+                    result = service.writer.create(tx, ctx, "Subscription", body)  # type: ignore[arg-type]
+                return result.stored.res_id
+
+            typer.echo(f"Subscription/{service.write(ctx, put)}\t{data['name']}")
+
+
 COMMAND = FeatureCommand("deliveries", "Subscription deliveries: list, retry dead letters, counts.", app)

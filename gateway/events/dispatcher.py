@@ -69,6 +69,7 @@ class Dispatcher:
         self.base_url = (base_url or settings.base_url or f"http://{settings.host}:{settings.port}/fhir").rstrip("/")
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.matcher = Matcher(service)
+        from gateway.events.channels.aggregate import AggregateChannel
         from gateway.events.channels.message import MessageChannel
         from gateway.events.channels.websocket import WebSocketChannel
         from gateway.events.insurance.channel import InsuranceChannel
@@ -77,6 +78,7 @@ class Dispatcher:
             "rest-hook": RestHook(settings.delivery_timeout_seconds),
             "message": MessageChannel(self.store, settings.delivery_timeout_seconds),
             "websocket": WebSocketChannel(self.store),
+            "aggregate": AggregateChannel(self.matcher, settings.delivery_timeout_seconds),
             "insurance-rx": InsuranceChannel(self.matcher, settings.delivery_timeout_seconds),
         }
         self._redis: Any = None

@@ -32,7 +32,13 @@ OWNER_SYSTEM = "http://yaolian.org/fhir/sid/subscription-owner"
 HL7_CHANNELS = "http://terminology.hl7.org/CodeSystem/subscription-channel-type"
 YL_CHANNELS = "http://yaolian.org/fhir/CodeSystem/subscription-channel-type"
 #: channel code -> kind; the alliance's own channels are in YL_CHANNELS
-CHANNELS = {"rest-hook": "rest-hook", "websocket": "websocket", "message": "message", "insurance-rx": "insurance-rx"}
+CHANNELS = {
+    "rest-hook": "rest-hook",
+    "websocket": "websocket",
+    "message": "message",
+    "insurance-rx": "insurance-rx",  # the national insurance platform's e-prescription interfaces
+    "aggregate": "aggregate",  # counts only (the health commission's feed)
+}
 CONTENTS = ("empty", "id-only", "full-resource")
 _HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}: ?[^\r\n]{0,1024}$")
 #: headers a subscriber may not set (the gateway's own, or hop-by-hop)
@@ -142,7 +148,10 @@ def check(data: dict[str, Any], *, allow_private: bool = True) -> None:
     system = coding.get("system")
     if code not in CHANNELS or system not in (None, HL7_CHANNELS, YL_CHANNELS):
         raise Unprocessable(
-            "YL-1302", channel=code or "(none)", extra="insurance-rx", expression=["Subscription.channelType"]
+            "YL-1302",
+            channel=code or "(none)",
+            extra="insurance-rx, aggregate",
+            expression=["Subscription.channelType"],
         )
     endpoint = str(data.get("endpoint") or "")
     _check_endpoint(code, endpoint)

@@ -46,3 +46,41 @@ def test_list_shows_dead_letters_and_retry_puts_them_back(tmp_path: Path) -> Non
     assert f"{sub_id}\t1\tpending\t0" in listed.output
     missing = runner.invoke(app, ["deliveries", "list", "--subscription", "nope", "--database", database])
     assert missing.exit_code != 0
+
+
+def test_the_health_commission_preset_sends_counts_only(tmp_path: Path) -> None:
+    """POL-14/POL-17: the commission's feed carries aggregates, no patient and no resource id."""
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.settings import Settings
+    from tests.events.conftest import Receiver
+
+    database = f"sqlite:///{tmp_path / 'hc.db'}"
+    receiver = Receiver()
+    try:
+        runner = CliRunner()
+        for _ in range(2):  # a second run updates, it does not add
+            made = runner.invoke(app, ["deliveries", "preset-health-commission", "--endpoint", receiver.url,
+                                       "--header", "X-Feed: hc", "--database", database])  # fmt: skip
+            assert made.exit_code == 0, made.output
+        settings = Settings(database=database, delivery_poll_seconds=0.1)
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/fhir/Subscription").json()["total"] == 3
+            ids = [
+                client.post("/fhir/MedicationRequest", json=prescription(patient=f"secret-{i}")).json()["id"]
+                for i in range(4)
+            ]
+            assert receiver.wait_for(
+                lambda: sum(r["group"][0]["population"][0]["count"] for r in receiver.bundles()) >= 4
+            )
+        reports = receiver.bundles()
+        assert all(r["resourceType"] == "MeasureReport" and r["type"] == "summary" for r in reports)
+        assert sum(r["group"][0]["population"][0]["count"] for r in reports) == 4
+        text = orjson.dumps(reports).decode()
+        assert "secret-" not in text and not any(i in text for i in ids)
+        drugs = {s["valueCodeableConcept"]["text"] for r in reports for s in r["group"][0]["stratifier"][2]["stratum"]}
+        assert drugs == {"X001"}
+        assert all(h["x-feed"] == "hc" for h, _ in receiver.received)
+    finally:
+        receiver.close()
