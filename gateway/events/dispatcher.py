@@ -93,6 +93,10 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_claim = 0.0
+        self._subscription_written = False
+        from gateway.hooks import Pointcut
+
+        service.hooks.register(Pointcut.BEFORE_WRITE, self.saw_write)
 
     # -- stage 1: fan-out -------------------------------------------------------------------
     def fan_out_once(self, batch: int = 500) -> int:
@@ -190,26 +194,55 @@ class Dispatcher:
                 if not self._handshake(sub, channel, state.events):
                     park = time.time() + self._backoff(1)
                     return 0
+            unrecorded: list[DeliveryOutcome] = []
+            flushed = time.monotonic()
+
+            def flush() -> bool:
+                nonlocal flushed
+                flushed = time.monotonic()
+                if not unrecorded:
+                    return True
+                ok = self.store.deliveries_record(
+                    sub_id, self.owner, unrecorded, time.time(), self.settings.delivery_lease_seconds
+                )
+                unrecorded.clear()
+                return ok
+
             while not self._stopping.is_set():
-                pending = self.store.deliveries_pending(sub_id, sub.max_count * 20)
+                pending = self.store.deliveries_pending(sub_id, sub.max_count * 50)
                 if not pending:
                     break
+                latest = self.store.subscription_state(sub_id)
+                total = latest.events if latest is not None else pending[-1].event_number
                 for start in range(0, len(pending), sub.max_count):
                     chunk = pending[start : start + sub.max_count]
-                    ok, next_try = self._send_events(sub, channel, chunk)
-                    if ok is None:
-                        return sent  # lease lost: another process has it now
-                    if not ok:
+                    outcomes, verdict, next_try = self._send_events(sub, channel, chunk, total)
+                    if verdict == "skip":
+                        park = next_try
+                        flush()
+                        return sent
+                    unrecorded.extend(outcomes)
+                    # Outcomes are recorded in groups (a crash re-sends at most the last group,
+                    # with the same eventNumbers: at-least-once), a failure at once.
+                    if verdict == "retry" or len(unrecorded) >= 50 or time.monotonic() - flushed > 0.25:
+                        if not flush():
+                            return sent  # lease lost: another process has it now
+                    if verdict == "retry":
                         park = next_try
                         return sent
-                    sent += len(chunk)
+                    if verdict == "delivered":
+                        sent += len(chunk)
+                if not flush():
+                    return sent
             return sent
         finally:
             self.store.deliveries_release(sub_id, self.owner, park)
 
-    def _send_events(self, sub: Subscription, channel: Channel, chunk: Sequence[Delivery]) -> tuple[bool | None, float]:
-        state = self.store.subscription_state(sub.id)
-        total = state.events if state is not None else chunk[-1].event_number
+    def _send_events(
+        self, sub: Subscription, channel: Channel, chunk: Sequence[Delivery], total: int
+    ) -> tuple[list[DeliveryOutcome], str, float]:
+        """Send one notification; its outcomes (not yet recorded) and the verdict: delivered,
+        dead (retry budget spent: move on), retry (at ``next_try``) or skip (not ours to send)."""
         resources: dict[tuple[str, str, int], dict[str, Any]] = {}
         if sub.content == "full-resource":
             for d in chunk:
@@ -224,28 +257,25 @@ class Dispatcher:
             result = Sent(False, f"{type(exc).__name__}: {exc}")
         now = time.time()
         if result.skip:
-            return False, now + 0.5  # another process's (or nobody's) socket: no attempt counted
+            return [], "skip", now + 0.5  # another process's (or nobody's) socket: no attempt counted
+        if result.ok:
+            return (
+                [
+                    DeliveryOutcome(d.event_number, "delivered", d.attempts + 1, now, d.first_failure, None)
+                    for d in chunk
+                ],
+                "delivered",
+                0.0,
+            )
         outcomes: list[DeliveryOutcome] = []
         next_try = 0.0
         budget = self.settings.delivery_retry_hours * 3600
         for d in chunk:
-            if result.ok:
-                outcomes.append(
-                    DeliveryOutcome(d.event_number, "delivered", d.attempts + 1, now, d.first_failure, None)
-                )
-                continue
             first = d.first_failure if d.first_failure is not None else now
             attempts = d.attempts + 1
-            dead = now - first >= budget
-            wait = self._backoff(attempts)
-            next_try = now + wait
-            outcomes.append(
-                DeliveryOutcome(d.event_number, "dead" if dead else "pending", attempts, next_try, first, result.error)
-            )
-        if not self.store.deliveries_record(sub.id, self.owner, outcomes, now, self.settings.delivery_lease_seconds):
-            return None, 0.0
-        if result.ok:
-            return True, 0.0
+            next_try = now + self._backoff(attempts)
+            status = "dead" if now - first >= budget else "pending"
+            outcomes.append(DeliveryOutcome(d.event_number, status, attempts, next_try, first, result.error))
         if all(o.status == "dead" for o in outcomes):
             log.warning(
                 "Subscription/%s: events %s are dead letters (%s)",
@@ -253,8 +283,8 @@ class Dispatcher:
                 [o.event_number for o in outcomes],
                 result.error,
             )
-            return True, 0.0  # move on to the next events
-        return False, next_try
+            return outcomes, "dead", 0.0  # move on to the next events
+        return outcomes, "retry", next_try
 
     def _handshake(self, sub: Subscription, channel: Channel, events: int) -> bool:
         bundle = notification(sub, self.base_url, "handshake", events, status="requested")
@@ -317,7 +347,16 @@ class Dispatcher:
 
     # -- threads ----------------------------------------------------------------------------
     def notify(self, *_: object) -> None:
+        """After a commit in this process (AFTER_COMMIT): fan out now."""
+        if self._subscription_written:
+            self._subscription_written = False
+            self.matcher.invalidate()
         self._wake_fan_out.set()
+
+    def saw_write(self, ctx: object, resource_type: str, *_: object) -> None:
+        """BEFORE_WRITE: a Subscription is being written; the registry is read again after its commit."""
+        if resource_type == "Subscription":
+            self._subscription_written = True
 
     def start(self) -> None:
         """Run the fan-out (or Redis consumer) and the delivery workers in background threads."""
@@ -339,7 +378,9 @@ class Dispatcher:
                 if self._redis is not None:
                     self.consume_once(block_ms=int(self.settings.delivery_poll_seconds * 1000))
                 else:
-                    self._wake_fan_out.wait(self.settings.delivery_poll_seconds)
+                    if self._wake_fan_out.wait(self.settings.delivery_poll_seconds):
+                        # gather the commits of the next moments into one fan-out transaction
+                        self._stopping.wait(0.05)
                     self._wake_fan_out.clear()
                     while self.fan_out_once() and not self._stopping.is_set():
                         pass

@@ -23,11 +23,11 @@ from gateway.errors import FhirError
 from gateway.events.subscriptions import Subscription, parse
 from gateway.events.topics import topics
 from gateway.federation.registry import MemberRegistry, load_registry
-from gateway.hooks import RequestContext
+from gateway.hooks import Hidden, Pointcut, RequestContext
 from gateway.principal import INSECURE_DEV, Principal, Role, parse_scopes
 from gateway.security.policy import MEMBER_SYSTEM, member_claims, owner_tag
 from gateway.service.fhir_service import FhirService
-from gateway.store.base import ChangeEvent, FanOut
+from gateway.store.base import ChangeEvent, FanOut, StoredResource
 
 log = logging.getLogger("yaolian.events")
 
@@ -108,6 +108,11 @@ class Matcher:
         self._lock = threading.Lock()
 
     # -- the active subscriptions ----------------------------------------------------------
+    def invalidate(self) -> None:
+        """A Subscription was written in this process: read them again at the next question
+        (other processes notice within ``refresh_seconds``)."""
+        self._loaded = 0.0
+
     def refresh(self, force: bool = False) -> None:
         with self._lock:
             if not force and time.monotonic() - self._loaded < self.refresh_seconds:
@@ -168,25 +173,26 @@ class Matcher:
         self._owners[client_id] = (time.monotonic(), principal)
         return principal
 
-    def visible(self, sub: Subscription, res_type: str, res_id: str, version: int) -> bool:
+    def visible(self, sub: Subscription, stored: StoredResource) -> bool:
+        """Whether the owner may read this version: the read hooks (the security policy) run on
+        it with the owner's principal, exactly as for the owner's own read of it."""
         principal = self.owner(sub.owner)
         if principal is None:
             return False
+        if Pointcut.BEFORE_READ_RESPONSE not in self.service.hooks:
+            return True
         ctx = RequestContext(
-            base_url=self.ctx.base_url, interaction="vread", resource_type=res_type, principal=principal
+            base_url=self.ctx.base_url, interaction="vread", resource_type=stored.res_type, principal=principal
         )
         try:
-            self.service.vread(res_type, res_id, str(version), ctx)
-        except FhirError:
+            self.service.hooks.run(Pointcut.BEFORE_READ_RESPONSE, ctx, stored)
+        except (Hidden, FhirError):
             return False
         return True
 
     # -- planning -------------------------------------------------------------------------
-    def _body(self, res_type: str, res_id: str, version: int) -> dict[str, Any] | None:
-        if version < 1:
-            return None
-        stored = self.service.store.vread(res_type, res_id, version)
-        return orjson.loads(stored.body) if stored is not None and stored.body else None
+    def _stored(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
+        return self.service.store.vread(res_type, res_id, version) if version >= 1 else None
 
     def filters_hold(self, sub: Subscription, data: dict[str, Any]) -> bool:
         for name, value in sub.filters:
@@ -220,18 +226,28 @@ class Matcher:
             if not relevant:
                 plans.append(FanOut(ev.seq))
                 continue
-            current = None if ev.event == "delete" else self._body(ev.resource_type, ev.resource_id, ev.version)
-            previous = self._body(ev.resource_type, ev.resource_id, ev.version - 1)
+            current_stored = (
+                None if ev.event == "delete" else self._stored(ev.resource_type, ev.resource_id, ev.version)
+            )
+            current = orjson.loads(current_stored.body) if current_stored is not None and current_stored.body else None
+            needs_previous = ev.event == "delete" or any(t.previous for t in relevant)
+            previous_stored = self._stored(ev.resource_type, ev.resource_id, ev.version - 1) if needs_previous else None
+            previous = (
+                orjson.loads(previous_stored.body) if previous_stored is not None and previous_stored.body else None
+            )
             shown = current if current is not None else previous
+            shown_stored = current_stored if current is not None else previous_stored
             matches: list[str] = []
+            seen: dict[str | None, bool] = {}  # owner -> may read it (asked once per owner)
             for t in relevant:
-                if shown is None or not t.triggered(ev.event, current, previous):
+                if shown is None or shown_stored is None or not t.triggered(ev.event, current, previous):
                     continue
                 for sub in by_topic[t.url]:
                     if sub.status not in ACTIVE or not self.filters_hold(sub, shown):
                         continue
-                    seen = ev.version if current is not None else ev.version - 1
-                    if self.visible(sub, ev.resource_type, ev.resource_id, seen):
+                    if sub.owner not in seen:
+                        seen[sub.owner] = self.visible(sub, shown_stored)
+                    if seen[sub.owner]:
                         matches.append(sub.id)
             plans.append(FanOut(ev.seq, tuple(matches)))
         return plans
