@@ -236,7 +236,8 @@ def main() -> None:
         return
     modes = [("direct (outbox)", None)] + ([("redis streams", args.redis)] if args.redis else [])
     print(
-        f"{args.n} writes, {args.writers} writer threads, 3 rest-hook subscribers (full-resource, maxCount {args.max_count})"
+        f"{args.n} writes, {args.writers} writer threads, "
+        f"3 rest-hook subscribers (full-resource, maxCount {args.max_count})"
     )
     print(f"{'mode':<18}{'database':<12}{'delivered':>10}{'events/s':>10}{'writes/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for name, redis_url in modes:

@@ -76,7 +76,7 @@ class Dispatcher:
 
         self.channels: dict[str, Channel] = {
             "rest-hook": RestHook(settings.delivery_timeout_seconds),
-            "message": MessageChannel(self.store, settings.delivery_timeout_seconds),
+            "message": MessageChannel(self.matcher, settings.delivery_timeout_seconds),
             "websocket": WebSocketChannel(self.store),
             "aggregate": AggregateChannel(self.matcher, settings.delivery_timeout_seconds),
             "insurance-rx": InsuranceChannel(self.matcher, settings.delivery_timeout_seconds),
@@ -246,7 +246,7 @@ class Dispatcher:
         resources: dict[tuple[str, str, int], dict[str, Any]] = {}
         if sub.content == "full-resource":
             for d in chunk:
-                stored = self.store.vread(d.res_type, d.res_id, d.version if d.event != "delete" else d.version - 1)
+                stored = self.matcher.version(d.res_type, d.res_id, d.version if d.event != "delete" else d.version - 1)
                 if stored is not None and stored.body:
                     resources[(d.res_type, d.res_id, d.version)] = orjson.loads(stored.body)
         bundle = notification(sub, self.base_url, "event-notification", total, chunk, resources)

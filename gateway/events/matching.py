@@ -191,8 +191,15 @@ class Matcher:
         return True
 
     # -- planning -------------------------------------------------------------------------
-    def _stored(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
-        return self.service.store.vread(res_type, res_id, version) if version >= 1 else None
+    def version(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
+        """One version as the gateway itself reads it (through the service; None if not there
+        or deleted)."""
+        if version < 1:
+            return None
+        try:
+            return self.service.vread(res_type, res_id, str(version), self.ctx)
+        except FhirError:
+            return None
 
     def filters_hold(self, sub: Subscription, data: dict[str, Any]) -> bool:
         for name, value in sub.filters:
@@ -227,11 +234,11 @@ class Matcher:
                 plans.append(FanOut(ev.seq))
                 continue
             current_stored = (
-                None if ev.event == "delete" else self._stored(ev.resource_type, ev.resource_id, ev.version)
+                None if ev.event == "delete" else self.version(ev.resource_type, ev.resource_id, ev.version)
             )
             current = orjson.loads(current_stored.body) if current_stored is not None and current_stored.body else None
             needs_previous = ev.event == "delete" or any(t.previous for t in relevant)
-            previous_stored = self._stored(ev.resource_type, ev.resource_id, ev.version - 1) if needs_previous else None
+            previous_stored = self.version(ev.resource_type, ev.resource_id, ev.version - 1) if needs_previous else None
             previous = (
                 orjson.loads(previous_stored.body) if previous_stored is not None and previous_stored.body else None
             )
@@ -253,7 +260,7 @@ class Matcher:
         return plans
 
     def _subscription_event(self, ev: ChangeEvent, by_topic: dict[str, list[Subscription]]) -> FanOut:
-        stored = self.service.store.vread("Subscription", ev.resource_id, ev.version)
+        stored = self.version("Subscription", ev.resource_id, ev.version)
         sub = parse(stored) if stored is not None else None
         if sub is None:
             self._subs.pop(ev.resource_id, None)

@@ -38,7 +38,7 @@ class AggregateChannel:
         by: dict[str, Counter[str]] = {"member": Counter(), "tier": Counter(), "drug": Counter()}
         for d in events:
             version = d.version if d.event != "delete" else d.version - 1
-            stored = self.matcher.service.store.vread(d.res_type, d.res_id, version)
+            stored = self.matcher.version(d.res_type, d.res_id, version)
             data = orjson.loads(stored.body) if stored is not None and stored.body else {}
             codes = members(data, registry)
             by["member"].update(codes)

@@ -15,13 +15,14 @@ import httpx
 import orjson
 
 from gateway.events.channels import Sent
+from gateway.events.matching import Matcher
 from gateway.events.subscriptions import Subscription
-from gateway.store.base import Delivery, Store
+from gateway.store.base import Delivery
 
 
 class MessageChannel:
-    def __init__(self, store: Store, default_timeout: float = 10.0) -> None:
-        self.store = store
+    def __init__(self, matcher: Matcher, default_timeout: float = 10.0) -> None:
+        self.matcher = matcher
         self.default_timeout = default_timeout
         self._client = httpx.Client(follow_redirects=False)
 
@@ -38,7 +39,7 @@ class MessageChannel:
                     answer = self._client.delete(url, headers=headers, timeout=timeout)
                     ok = answer.is_success or answer.status_code in (404, 410)
                 else:
-                    stored = self.store.vread(d.res_type, d.res_id, d.version)
+                    stored = self.matcher.version(d.res_type, d.res_id, d.version)
                     if stored is None or stored.body is None:
                         continue
                     body = orjson.loads(stored.body)

@@ -71,7 +71,7 @@ class InsuranceChannel:
         if d.res_type != "MedicationRequest":
             return
         version = d.version if d.event != "delete" else d.version - 1
-        stored = self.service.store.vread(d.res_type, d.res_id, version)
+        stored = self.matcher.version(d.res_type, d.res_id, version)
         if stored is None or not stored.body:
             return
         rx = orjson.loads(stored.body)
