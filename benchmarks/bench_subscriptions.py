@@ -222,6 +222,26 @@ def run(database: str, redis_url: str | None, n: int, writers: int, max_count: i
     }
 
 
+@contextmanager
+def fresh(database: str | None, tmp: str) -> Iterator[str]:
+    """An empty database per run: a SQLite file, or a new PostgreSQL schema (dropped after)."""
+    if not database or not database.startswith("postgres"):
+        yield database or f"sqlite:///{tmp}/bench.sqlite"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(database)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{database}{'&' if '?' in database else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=600)
@@ -241,8 +261,7 @@ def main() -> None:
     )
     print(f"{'mode':<18}{'database':<12}{'delivered':>10}{'events/s':>10}{'writes/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for name, redis_url in modes:
-        with tempfile.TemporaryDirectory() as tmp:
-            database = args.database or f"sqlite:///{tmp}/bench.sqlite"
+        with tempfile.TemporaryDirectory() as tmp, fresh(args.database, tmp) as database:
             r = run(database, redis_url, args.n, args.writers, args.max_count)
         kind = database.split(":", 1)[0].split("+")[0]
         print(
