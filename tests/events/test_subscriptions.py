@@ -193,3 +193,23 @@ def test_a_websocket_bound_with_a_token_receives_the_notifications(client: TestC
         assert check_notification(second) == []
         assert second["entry"][0]["resource"]["notificationEvent"][0]["eventNumber"] == "2"
         assert second["entry"][1]["fullUrl"].endswith(f"MedicationRequest/{after['id']}")
+
+
+def test_a_quiet_subscription_gets_heartbeats(client: TestClient, receiver: Receiver) -> None:
+    client.post("/fhir/Subscription", json=subscription(receiver.url, heartbeatPeriod=1))
+    assert receiver.wait_for(lambda: len(receiver.bundles("heartbeat")) >= 2, timeout=15)
+    beat = receiver.bundles("heartbeat")[0]
+    assert check_notification(beat) == []
+    assert beat["entry"][0]["resource"]["eventsSinceSubscriptionStart"] == "0"
+    assert "notificationEvent" not in beat["entry"][0]["resource"]
+
+
+def test_a_subscription_switched_off_receives_nothing_meanwhile(client: TestClient, receiver: Receiver) -> None:
+    sub = client.post("/fhir/Subscription", json=subscription(receiver.url)).json()
+    assert receiver.wait_for(lambda: len(receiver.bundles("handshake")) == 1)
+    client.put(f"/fhir/Subscription/{sub['id']}", json={**subscription(receiver.url), "id": sub["id"], "status": "off"})
+    client.post("/fhir/MedicationRequest", json=prescription())
+    receiver.wait_for(lambda: False, timeout=1.5)
+    assert receiver.event_numbers() == []
+    status = client.get(f"/fhir/Subscription/{sub['id']}/$status").json()["entry"][0]["resource"]
+    assert status["status"] == "off"
