@@ -41,6 +41,8 @@ class OutboxRelay:
         self.stream = stream
         self.republish_after = republish_after
         self._published: dict[int, float] = {}  # seq -> when this process last published it
+        self._high = 0  # the highest seq published
+        self._swept = 0.0  # when every pending row was last looked at
         self.listeners: list[Listener] = []
         self._redis: Any = None
         if redis_url:
@@ -75,20 +77,32 @@ class OutboxRelay:
             self._published.clear()
 
     def _publish_pending(self, batch: int) -> int:
-        """Publish the pending rows not published lately; they stay pending (not marked)."""
+        """Publish the pending rows not published lately; they stay pending (not marked).
+
+        Usually only the rows after the last one published are read (with a window below it:
+        on PostgreSQL a smaller seq may commit after a larger one); every half
+        ``republish_after`` all pending rows are looked at, to publish again what nobody
+        acknowledged."""
         if self._published and not self._redis.exists(self.stream):
             log.warning("stream %s is gone (Redis lost its data?): publishing the pending outbox again", self.stream)
             self._published.clear()
-        pending = self.store.outbox_pending(batch * 4)
+            self._swept = 0.0
         now = time.monotonic()
-        keep = {ev.seq for ev in pending}
-        self._published = {seq: at for seq, at in self._published.items() if seq in keep}
+        sweep = now - self._swept >= self.republish_after / 2
+        if sweep:
+            self._swept = now
+            pending = self.store.outbox_pending(batch * 4)
+            keep = {ev.seq for ev in pending}
+            self._published = {seq: at for seq, at in self._published.items() if seq in keep}
+        else:
+            pending = self.store.outbox_pending(batch, after=max(0, self._high - 1000))
         due = [ev for ev in pending if now - self._published.get(ev.seq, -1e18) >= self.republish_after][:batch]
         if not due:
             return 0
         self._publish(due)
         for ev in due:
             self._published[ev.seq] = now
+        self._high = max(self._high, due[-1].seq)
         return len(due)
 
     def _publish(self, events: list[ChangeEvent]) -> None:

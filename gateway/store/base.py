@@ -464,8 +464,11 @@ class Store(Protocol):
 
     # --- Subscriptions (issue 16): delegated to gateway.store.sql_subscriptions ------------
 
-    def outbox_pending(self, limit: int, seqs: Sequence[int] | None = None) -> list[ChangeEvent]:
-        """Outbox rows not yet fanned out, in ``seq`` order (only ``seqs`` when given); no lock."""
+    def outbox_pending(
+        self, limit: int, seqs: Sequence[int] | None = None, after: int | None = None
+    ) -> list[ChangeEvent]:
+        """Outbox rows not yet fanned out, in ``seq`` order (only ``seqs``, or only those with a
+        ``seq`` above ``after``, when given); no lock."""
         ...
 
     def outbox_fan_out(self, plans: Sequence[FanOut], now: str) -> list[int]:

@@ -645,9 +645,11 @@ class SqlStore:
 
     # --- Subscriptions (issue 16): delegated to gateway.store.sql_subscriptions -----------
 
-    def outbox_pending(self, limit: int, seqs: Sequence[int] | None = None) -> list[ChangeEvent]:
+    def outbox_pending(
+        self, limit: int, seqs: Sequence[int] | None = None, after: int | None = None
+    ) -> list[ChangeEvent]:
         with self._reading() as conn:
-            return sql_subscriptions.pending(conn, limit, seqs)
+            return sql_subscriptions.pending(conn, limit, seqs, after)
 
     def outbox_fan_out(self, plans: Sequence[FanOut], now: str) -> list[int]:
         with self.write_connection() as conn, conn.begin():

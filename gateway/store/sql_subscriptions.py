@@ -35,11 +35,13 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     )  # fmt: skip
 
 
-def pending(conn: Connection, limit: int, seqs: Sequence[int] | None) -> list[ChangeEvent]:
+def pending(conn: Connection, limit: int, seqs: Sequence[int] | None, after: int | None = None) -> list[ChangeEvent]:
     o = outbox.c
     stmt = select(o.seq, o.event, o.res_type, o.res_id, o.version).where(o.delivered.is_(False))
     if seqs is not None:
         stmt = stmt.where(o.seq.in_(list(seqs)))
+    if after is not None:
+        stmt = stmt.where(o.seq > after)
     rows = conn.execute(stmt.order_by(o.seq).limit(limit)).all()
     return [ChangeEvent(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
 
