@@ -53,6 +53,9 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
         from gateway.security.policy import Policy
 
         Policy(store).install(service)
+    from gateway.events.subscriptions import SubscriptionRules
+
+    SubscriptionRules().install(service)  # Subscriptions checked when written, each client's own (issue 16)
 
     from gateway.ingest.journal import Journal
     from gateway.ingest.pipeline import IngestPipeline
@@ -61,7 +64,9 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     from gateway.events.relay import OutboxRelay
     from gateway.hooks import Pointcut
 
-    relay = OutboxRelay(store, settings.redis)
+    relay = OutboxRelay(
+        store, settings.redis, stream=settings.events_stream, republish_after=settings.outbox_republish_seconds
+    )
     service.hooks.register(Pointcut.AFTER_COMMIT, relay.notify)
     from gateway.federation.fanout import Federation
 
@@ -76,6 +81,13 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     from gateway.alliance.supply import monitor  # issue 15: stock alerts follow InventoryReport writes
 
     monitor.install(service)
+
+    dispatcher = None
+    if settings.subscriptions:
+        from gateway.events.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(service, settings, relay=relay, stream=settings.events_stream)
+        service.hooks.register(Pointcut.AFTER_COMMIT, dispatcher.notify)
 
     # The audit trail registers last, after any access-control hooks at the same points, so it
     # records what was shown (gateway/security/audit.py).
@@ -99,6 +111,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
         if audit is not None:
             audit.start()  # chains what a gateway killed before chaining its reads' records left
         relay.start()
+        if dispatcher is not None:
+            dispatcher.start()
         mllp = None
         if settings.mllp_port:
             from gateway.ingest.mllp import MllpServer
@@ -120,6 +134,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
         yield
         if mllp is not None:
             await mllp.stop()
+        if dispatcher is not None:
+            dispatcher.stop()
         relay.stop()
         await federation.close()
         if audit is not None:
@@ -140,6 +156,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.relay = relay
     app.state.review = review
     app.state.federation = federation
+
+    app.state.dispatcher = dispatcher
     app.state.capability_cache = {}
     app.state.profile_validator = validator
     app.state.profiles_by_type = profiles_by_type
@@ -153,6 +171,10 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.router.routes.extend(ROUTES)
+    if dispatcher is not None:
+        from gateway.api.websocket import ROUTE as WEBSOCKET
+
+        app.router.routes.append(WEBSOCKET)  # subscriptions' websocket channel (issue 16)
     if audit is not None:
         from gateway.api.audit import AuditMiddleware
 

@@ -681,6 +681,55 @@ CODES: dict[str, Code] = _table(
         "{field}: the shortage registration {reference} is {status}, not open.",
         "{field}：缺药登记 {reference} 的状态为 {status}，不是待处理。",
     ),
+    # -- subscriptions and deliveries (issue 16, gateway/events, docs/subscriptions.md)
+    Code(
+        "YL-1300",
+        "value",
+        "Subscription.topic {topic} is not a topic of this server (GET SubscriptionTopic lists them).",
+        "Subscription.topic {topic} 不是本服务器的订阅主题（可查询 SubscriptionTopic）。",
+    ),
+    Code(
+        "YL-1301",
+        "value",
+        "Subscription.filterBy[{index}]: topic {topic} cannot be filtered by {name} (allowed: {allowed}).",
+        "Subscription.filterBy[{index}]：主题 {topic} 不支持按 {name} 过滤（可用：{allowed}）。",
+    ),
+    Code(
+        "YL-1302",
+        "not-supported",
+        "Subscription.channelType {channel} is not supported (rest-hook, websocket, message, {extra}).",
+        "不支持的 Subscription.channelType {channel}（支持 rest-hook、websocket、message、{extra}）。",
+    ),
+    Code(
+        "YL-1303",
+        "value",
+        "Subscription.endpoint {endpoint} is not usable for channel {channel}: {reason}.",
+        "Subscription.endpoint {endpoint} 不能用于通道 {channel}：{reason}。",
+    ),
+    Code(
+        "YL-1304",
+        "value",
+        "Subscription.{path} {value} is not allowed: {reason}.",
+        "Subscription.{path} 的值 {value} 不允许：{reason}。",
+    ),
+    Code(
+        "YL-1305",
+        "value",
+        "{name} {value} is not a valid event number of Subscription/{id} (it has {count} events).",
+        "{name} {value} 不是 Subscription/{id} 的有效事件编号（共 {count} 个事件）。",
+    ),
+    Code(
+        "YL-1306",
+        "business-rule",
+        "The insurance platform refused prescription {rx}: {message} (infno {infno}, err_code {err_code}).",
+        "医保平台拒绝了处方 {rx}：{message}（交易 {infno}，错误码 {err_code}）。",
+    ),
+    Code(
+        "YL-1307",
+        "required",
+        "Insurance message {infno} cannot be made from this prescription: {problems}.",
+        "无法由此处方生成医保交易 {infno}：{problems}。",
+    ),
 )
 
 

@@ -106,6 +106,28 @@ class Settings(BaseSettings):
     federation_cache_seconds: float = Field(default=30.0, ge=0, description="Seconds a live answer is reused (0: off).")
     federation_max_per_member: int = Field(default=500, ge=1, description="Records taken from one member per query.")
     match_threshold: float = Field(default=0.8, ge=0, le=1, description="$match score below which no match is certain.")
+
+    # -- Subscriptions and deliveries (issue 16, docs/subscriptions.md)
+    subscriptions: bool = Field(default=True, description="Run the subscription dispatcher in this process.")
+    delivery_retry_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="How long an event is retried (exponential back-off) before it is a dead letter.",
+    )
+    delivery_backoff_seconds: float = Field(default=2.0, gt=0, description="First retry delay; doubles per attempt.")
+    delivery_backoff_max_seconds: float = Field(default=600.0, gt=0, description="Longest delay between two attempts.")
+    delivery_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A process delivering a subscription's events holds it this long (renewed)."
+    )
+    delivery_workers: int = Field(default=4, ge=1, description="Subscriptions delivered at once by this process.")
+    delivery_timeout_seconds: float = Field(default=10.0, gt=0, description="Default wait for a receiver's answer.")
+    delivery_poll_seconds: float = Field(default=1.0, gt=0, description="Look for due retries this often.")
+    events_stream: str = Field(default="yaolian:events", description="Redis mode: the stream key of outbox events.")
+    outbox_republish_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Redis mode: an outbox row not acknowledged this long after publishing is sent again.",
+    )
     allowed_hosts: list[str] = Field(
         default=["localhost", "127.0.0.1", "[::1]", "testserver"],
         description="Host headers accepted when base_url is unset (JSON list in YAOLIAN_ALLOWED_HOSTS).",

@@ -191,6 +191,24 @@ def terminology() -> list[dict]:
     )
     out.append(
         code_system(
+            "alert-kind",
+            "Alert kind",
+            "预警类别",
+            "Kinds of supply alerts kept as Flag resources: the category the stock-alert and shortage "
+            "SubscriptionTopics trigger on (POL-14, POL-15).",
+            [
+                (
+                    "stock-alert",
+                    "Stock alert",
+                    "库存预警",
+                    "Stock of a drug at a member is below its minimum or above its maximum.",
+                ),
+                ("shortage", "Shortage", "短缺药品", "A drug is on the monitored shortage list (POL-14)."),
+            ],
+        )
+    )
+    out.append(
+        code_system(
             "review-result",
             "Central review result",
             "集中审方结果",
@@ -1964,6 +1982,103 @@ def write_examples(out: Path = OUT) -> None:
     dump(folder / "index.json", index)
 
 
+# -- SubscriptionTopics (issue 16, gateway/events/topics.py) --------------------------------
+
+_TOPIC_FILTERS = {
+    "patient": "The patient the record is about (Patient/id).",
+    "member": "The alliance member the record belongs to (member code, http://yaolian.org/fhir/sid/member).",
+    "drug": "A drug code of the record (system|code or code: medication, item or alert code).",
+    "tier": "The alliance tier of the record's member (county, township, village).",
+}
+
+
+def _topic(
+    topic_id: str,
+    title: str,
+    zh: str,
+    desc: str,
+    resource: str,
+    interactions: list[str],
+    filters: list[str],
+    criteria: dict[str, Any] | None = None,
+) -> dict:
+    trigger: dict[str, Any] = {
+        "description": desc,
+        "resource": f"http://hl7.org/fhir/StructureDefinition/{resource}",
+        "supportedInteraction": interactions,
+    }
+    if criteria:
+        trigger["queryCriteria"] = criteria
+    return {
+        "resourceType": "SubscriptionTopic",
+        "id": topic_id,
+        "url": f"http://yaolian.org/fhir/SubscriptionTopic/{topic_id}",
+        "version": "0.1.0",
+        "name": "".join(w.capitalize() for w in topic_id.split("-")),
+        "title": f"{title} {zh}",
+        "status": "active",
+        "date": "2026-12-03",
+        "publisher": PUBLISHER,
+        "description": desc,
+        "resourceTrigger": [trigger],
+        "canFilterBy": [
+            {
+                "description": _TOPIC_FILTERS[f],
+                "resource": f"http://hl7.org/fhir/StructureDefinition/{resource}",
+                "filterParameter": f,
+            }
+            for f in filters
+        ],
+        "notificationShape": [{"resource": f"http://hl7.org/fhir/StructureDefinition/{resource}"}],
+    }
+
+
+def subscription_topics() -> list[dict]:
+    """The alliance's topics: what may leave the gateway for insurance and regulators (POL-18)."""
+    rx = ["patient", "member", "drug", "tier"]
+    supply = ["member", "drug", "tier"]
+    alert = f"{CS}/alert-kind"
+
+    def changed(current: str, previous: str, create: str) -> dict[str, Any]:
+        return {"previous": previous, "resultForCreate": create, "current": current, "requireBoth": True}
+
+    return [
+        _topic("prescription-created", "Prescription created", "处方开具",
+               "A prescription (MedicationRequest) was created.", "MedicationRequest", ["create"], rx),
+        _topic("prescription-changed", "Prescription changed", "处方变更",
+               "A prescription (MedicationRequest) was updated or deleted (revoked).", "MedicationRequest",
+               ["update", "delete"], rx),
+        _topic("review-blocked", "Review blocked", "审方拦截",
+               "The central pre-review rejected a prescription (review-result becomes reject, POL-06).",
+               "MedicationRequest", ["create", "update"], rx,
+               changed("review-result=reject", "review-result:not=reject", "test-passes")),
+        _topic("review-overridden", "Review overridden", "审方放行",
+               "A rejected prescription was let through (review-result goes from reject to pass or warn).",
+               "MedicationRequest", ["update"], rx,
+               changed("review-result=pass,warn", "review-result=reject", "test-fails")),
+        _topic("dispense-recorded", "Dispense recorded", "发药记录",
+               "A dispense (MedicationDispense) was recorded.", "MedicationDispense", ["create"], rx),
+        _topic("supply-request-created", "Supply request created", "请领申请",
+               "A member's supply request (SupplyRequest) was created.", "SupplyRequest", ["create"], supply),
+        _topic("supply-request-approved", "Supply request approved", "请领批准",
+               "A supply request became active (approved by the county pharmacy).", "SupplyRequest",
+               ["create", "update"], supply, changed("status=active", "status:not=active", "test-passes")),
+        _topic("delivery-recorded", "Delivery recorded", "配送记录",
+               "A delivery (SupplyDelivery) to a member was recorded.", "SupplyDelivery", ["create"], supply),
+        _topic("stock-alert-raised", "Stock alert raised", "库存预警",
+               "A stock alert (Flag, category alert-kind|stock-alert) became active.", "Flag",
+               ["create", "update"], supply,
+               changed(f"category={alert}|stock-alert&status=active", "status:not=active", "test-passes")),
+        _topic("stock-alert-closed", "Stock alert closed", "预警解除",
+               "A stock alert (Flag, category alert-kind|stock-alert) became inactive.", "Flag", ["update"], supply,
+               changed(f"category={alert}|stock-alert&status=inactive,entered-in-error", "status=active",
+                       "test-fails")),
+        _topic("shortage-registered", "Shortage registered", "短缺登记",
+               "A drug was put on the monitored shortage list (Flag, category alert-kind|shortage, POL-14).", "Flag",
+               ["create"], supply, {"current": f"category={alert}|shortage"}),
+    ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -1971,7 +2086,9 @@ def dump(path: Path, resource: Any) -> None:
     path.write_text(json.dumps(resource, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-GENERATED_KINDS = ("StructureDefinition", "CodeSystem", "ValueSet", "NamingSystem", "SearchParameter")
+GENERATED_KINDS = (
+    "StructureDefinition", "CodeSystem", "ValueSet", "NamingSystem", "SearchParameter", "SubscriptionTopic",
+)  # fmt: skip
 
 
 def build(core_folder: Path, out: Path = OUT) -> int:
@@ -1982,7 +2099,7 @@ def build(core_folder: Path, out: Path = OUT) -> int:
         for old in out.glob(f"{kind}-*.json"):
             old.unlink()
     sds = [finish_sd(sd, core_pkg) for sd in [*resource_profiles(), *extensions()]]
-    resources = [*sds, *terminology(), *naming_systems(), *search_parameters()]
+    resources = [*sds, *terminology(), *naming_systems(), *search_parameters(), *subscription_topics()]
     for res in resources:
         dump(out / f"{res['resourceType']}-{res['id']}.json", res)
     dump(out / "core-expansions.json", core_expansions(sds, core_pkg))

@@ -1,9 +1,18 @@
-"""Relay outbox rows to Redis Streams or in-process listeners (at-least-once)."""
+"""Relay outbox rows to Redis Streams or in-process listeners (at-least-once).
+
+With Redis the relay only *publishes*: the outbox row stays pending until a consumer
+(:class:`gateway.events.dispatcher.Dispatcher`) has made its deliveries durable in the store
+and marks it done (issue 12 point 9). A row published and not done within
+``republish_after`` seconds is published again, and everything pending is published again at
+once when the stream has vanished (a Redis restarted without persistence), so a Redis that
+lost its data loses no event. Consumers de-duplicate on ``seq`` (the fan-out marks a row once).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,9 +34,15 @@ class OutboxRelay:
     consumers key on ``seq``. Marking delivered happens only after a successful publish.
     """
 
-    def __init__(self, store: Store, redis_url: str | None = None, stream: str = STREAM) -> None:
+    def __init__(
+        self, store: Store, redis_url: str | None = None, stream: str = STREAM, republish_after: float = 30.0
+    ) -> None:
         self.store = store
         self.stream = stream
+        self.republish_after = republish_after
+        self._published: dict[int, float] = {}  # seq -> when this process last published it
+        self._high = 0  # the highest seq published
+        self._swept = 0.0  # when every pending row was last looked at
         self.listeners: list[Listener] = []
         self._redis: Any = None
         if redis_url:
@@ -52,7 +67,43 @@ class OutboxRelay:
         if self._redis is None and not self.listeners:
             return 0  # nobody to deliver to: events wait in the outbox (a write lock per commit saved)
         with self._lock:
+            if self._redis is not None:
+                return self._publish_pending(batch)
             return self.store.drain_outbox(self._publish, batch)
+
+    def forget(self) -> None:
+        """Publish every pending row again at the next drain (the stream lost them)."""
+        with self._lock:
+            self._published.clear()
+
+    def _publish_pending(self, batch: int) -> int:
+        """Publish the pending rows not published lately; they stay pending (not marked).
+
+        Usually only the rows after the last one published are read (with a window below it:
+        on PostgreSQL a smaller seq may commit after a larger one); every half
+        ``republish_after`` all pending rows are looked at, to publish again what nobody
+        acknowledged."""
+        if self._published and not self._redis.exists(self.stream):
+            log.warning("stream %s is gone (Redis lost its data?): publishing the pending outbox again", self.stream)
+            self._published.clear()
+            self._swept = 0.0
+        now = time.monotonic()
+        sweep = now - self._swept >= self.republish_after / 2
+        if sweep:
+            self._swept = now
+            pending = self.store.outbox_pending(batch * 4)
+            keep = {ev.seq for ev in pending}
+            self._published = {seq: at for seq, at in self._published.items() if seq in keep}
+        else:
+            pending = self.store.outbox_pending(batch, after=max(0, self._high - 1000))
+        due = [ev for ev in pending if now - self._published.get(ev.seq, -1e18) >= self.republish_after][:batch]
+        if not due:
+            return 0
+        self._publish(due)
+        for ev in due:
+            self._published[ev.seq] = now
+        self._high = max(self._high, due[-1].seq)
+        return len(due)
 
     def _publish(self, events: list[ChangeEvent]) -> None:
         if self._redis is not None:

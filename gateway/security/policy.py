@@ -44,6 +44,9 @@ SHARED_TYPES = frozenset(
 )
 #: What another member's data a member may see in the context of a patient (互认共享).
 MUTUALLY_RECOGNISED = frozenset({"MedicationRequest", "MedicationDispense", "Medication"})
+#: Owned by the client that wrote them, not by a member (issue 16: gateway.events.subscriptions
+#: keeps each client to its own; every role may subscribe to what it may read).
+CLIENT_OWNED = frozenset({"Subscription"})
 #: Records that name a patient, and the element that names it.
 PATIENT_ELEMENTS = ("subject", "patient")
 #: Supply-chain records (the county pharmacy works on every member's).
@@ -54,6 +57,7 @@ _ALL = "cruds"
 ROLE_ACCESS: dict[Role, dict[str, str]] = {
     Role.ADMIN: {"*": _ALL},
     Role.MEMBER: {
+        "Subscription": _ALL,
         **{t: _ALL for t in ("Patient", "Practitioner", "PractitionerRole", "Location")},
         "Organization": "rs",
         "Endpoint": "rs",
@@ -84,6 +88,7 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
         "Task": "rs",
     },
     Role.COUNTY_PHARMACY: {
+        "Subscription": _ALL,
         **{t: _ALL for t in SUPPLY_TYPES},
         "Medication": _ALL,
         "MedicationKnowledge": _ALL,
@@ -95,6 +100,7 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
         "MeasureReport": "rs",
     },
     Role.INSURANCE: {
+        "Subscription": _ALL,
         "MedicationRequest": "rs",
         "MedicationDispense": "rs",
         "Medication": "rs",
@@ -102,6 +108,7 @@ ROLE_ACCESS: dict[Role, dict[str, str]] = {
         "Practitioner": "rs",
     },
     Role.REGULATOR: {
+        "Subscription": _ALL,
         "AuditEvent": "rs",  # auditors search the audit trail (gateway.security.audit)
         "MeasureReport": "rs",
         # not DetectedIssue: the central review's findings name patients (stock alerts reach the
@@ -150,7 +157,7 @@ def role_allows(principal: Principal, resource_type: str, interaction: str) -> b
 
 
 def owned(resource_type: str) -> bool:
-    return resource_type not in SHARED_TYPES
+    return resource_type not in SHARED_TYPES and resource_type not in CLIENT_OWNED
 
 
 def owner_tag(data: dict[str, Any] | None) -> str | None:

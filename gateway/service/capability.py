@@ -25,6 +25,9 @@ INTERACTIONS = [
 ]
 
 
+TOPIC_SUPPORTED = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-subscriptiontopic-supported"
+
+
 def capability_statement(
     base_url: str,
     *,
@@ -33,8 +36,12 @@ def capability_statement(
     software_version: str = "0.1.0",
     date: str,
     security: dict[str, Any] | None = None,
+    subscription_topics: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """``security``: ``rest.security`` when the gateway requires tokens (SMART-on-FHIR)."""
+    """``security``: ``rest.security`` when the gateway requires tokens (SMART-on-FHIR);
+    ``subscription_topics``: the SubscriptionTopic URLs a Subscription may name (R5
+    ``capabilitystatement-subscriptiontopic-supported`` on the Subscription resource)."""
+    topic_urls = list(subscription_topics)
     profiles_by_type = profiles_by_type or {}
     ops = list(operations)
     rest_resources = []
@@ -74,6 +81,8 @@ def capability_statement(
         }
         if rtype in profiles_by_type:
             entry["supportedProfile"] = profiles_by_type[rtype]
+        if rtype == "Subscription" and topic_urls:
+            entry["extension"] = [{"url": TOPIC_SUPPORTED, "valueCanonical": url} for url in topic_urls]
         type_ops = [
             {"name": name, "definition": url}
             for name, url in dict.fromkeys(

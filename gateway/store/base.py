@@ -149,6 +149,68 @@ class ChangeEvent:
         }
 
 
+# --- Subscriptions (issue 16): per-subscription state and durable deliveries ---------------
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    """What the store keeps of a subscription besides its resource: the last eventNumber it
+    handed out, the outbox seq it started after, its runtime status and delivery lease."""
+
+    sub_id: str
+    topic: str
+    start_seq: int
+    events: int
+    status: str  # requested | active | error | off
+    lease_owner: str | None
+    lease_until: float
+    last_sent: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event of one subscription (``event_number`` consecutive per subscription) and where
+    its delivery stands: pending (with its next attempt), delivered, or dead (retry budget
+    spent; ``yaolian deliveries retry`` puts it back)."""
+
+    sub_id: str
+    event_number: int
+    outbox_seq: int
+    created: str
+    event: str  # the topic trigger's interaction: create | update | delete
+    res_type: str
+    res_id: str
+    version: int
+    status: str
+    attempts: int
+    next_attempt: float
+    first_failure: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """What the matcher decided for one outbox row: the subscriptions it is an event of, and
+    the subscriptions the row itself starts (a Subscription's own create: ``(id, topic)``)."""
+
+    seq: int
+    matches: tuple[str, ...] = ()
+    starts: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """The result of one attempt, recorded under the deliverer's lease."""
+
+    event_number: int
+    status: str  # delivered | pending | dead
+    attempts: int
+    next_attempt: float
+    first_failure: float | None
+    last_error: str | None
+
+
 # --- Authentication: registered clients, used assertion ids, server keys (issue 11) ---------
 
 
@@ -414,6 +476,63 @@ class Store(Protocol):
         mark them delivered when it returns; the rows stay locked meanwhile, so relays in
         several processes share the work. An exception from ``publish`` leaves them pending."""
         ...
+
+    # --- Subscriptions (issue 16): delegated to gateway.store.sql_subscriptions ------------
+
+    def outbox_pending(
+        self, limit: int, seqs: Sequence[int] | None = None, after: int | None = None
+    ) -> list[ChangeEvent]:
+        """Outbox rows not yet fanned out, in ``seq`` order (only ``seqs``, or only those with a
+        ``seq`` above ``after``, when given); no lock."""
+        ...
+
+    def outbox_fan_out(self, plans: Sequence[FanOut], now: str) -> list[int]:
+        """In one transaction, one fan-out at a time (an advisory lock on PostgreSQL, the write
+        lock on SQLite): for each plan whose outbox row is still pending, start the
+        subscriptions it names, append its deliveries (the next eventNumber of each
+        subscription) and mark the row done. The row is done only once its deliveries are
+        durable here (issue 12 point 9). Returns the seqs it marked (not those already done)."""
+        ...
+
+    def subscription_states(self) -> list[SubscriptionState]: ...
+
+    def subscription_state(self, sub_id: str) -> SubscriptionState | None: ...
+
+    def subscription_set_status(self, sub_id: str, status: str, error: str | None, sent: float | None) -> None: ...
+
+    def deliveries_claim(
+        self, owner: str, now: float, lease_seconds: float, limit: int, sub_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Lease up to ``limit`` subscriptions with a pending delivery (or the ``sub_ids`` named:
+        a handshake or heartbeat) whose lease is free or ran out (``lease_until`` < now: a
+        process killed mid-delivery loses it then; a back-off parks it there too)."""
+        ...
+
+    def deliveries_release(self, sub_id: str, owner: str, until: float = 0.0) -> None:
+        """Give the lease up; ``until``: nobody may take it before then (the back-off)."""
+        ...
+
+    def deliveries_pending(self, sub_id: str, limit: int) -> list[Delivery]:
+        """Pending deliveries of one subscription in eventNumber order."""
+        ...
+
+    def deliveries_record(
+        self, sub_id: str, owner: str, outcomes: Sequence[DeliveryOutcome], now: float, lease_seconds: float = 30.0
+    ) -> bool:
+        """Record attempts if ``owner`` still holds the lease (False: it lost it, nothing saved)."""
+        ...
+
+    def deliveries_list(
+        self, sub_id: str | None, status: str | None, limit: int, *, since: int = 0, until: int | None = None
+    ) -> list[Delivery]: ...
+
+    def deliveries_retry(self, sub_id: str | None, event_numbers: Sequence[int] | None, now: float) -> int:
+        """Put dead deliveries back to pending, due now, with a fresh retry budget."""
+        ...
+
+    def deliveries_counts(self) -> dict[str, int]: ...
+
+    # --- end subscriptions ----------------------------------------------------------------
 
     def journal_find(self, adapter: str, control_id: str | None) -> JournalEntry | None: ...
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -272,4 +273,44 @@ audit_anchor = Table(
     Column("hash", String(64), nullable=False),
     Column("pruned_at", String(32), nullable=False),
     Column("pruned", BigInteger, nullable=False),
+)
+
+# --- Subscriptions (issue 16, gateway/events): per-subscription state and its deliveries -------
+# ``sub_state`` holds what a Subscription resource does not: the last eventNumber handed out
+# (``events``, numbers are consecutive per subscription), the outbox seq it started after, the
+# delivery lease one gateway process holds on it (so two processes never deliver its events at
+# once) and its runtime status. ``sub_deliveries`` is one row per (subscription, event): the
+# durable delivery state the outbox row is marked done for (issue 12 point 9).
+sub_state = Table(
+    "sub_state",
+    metadata,
+    Column("sub_id", String(64), primary_key=True),
+    Column("topic", String(512), nullable=False),
+    Column("start_seq", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False, default=0),
+    Column("status", String(16), nullable=False),  # requested | active | error | off
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Float(53), nullable=False, default=0),
+    Column("last_sent", Float(53), nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+)
+
+sub_deliveries = Table(
+    "sub_deliveries",
+    metadata,
+    Column("sub_id", String(64), primary_key=True),
+    Column("event_number", BigInteger, primary_key=True, autoincrement=False),
+    Column("outbox_seq", BigInteger, nullable=False),
+    Column("created", String(32), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", Float(53), nullable=False, default=0),
+    Column("first_failure", Float(53), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_sub_deliveries_due", "status", "next_attempt"),
+    Index("ux_sub_deliveries_outbox", "sub_id", "outbox_seq", unique=True),
 )

@@ -41,7 +41,7 @@ from sqlalchemy.pool import NullPool
 from gateway.clock import now_instant
 from gateway.search.extract import IndexRows
 from gateway.search.query import SearchQuery
-from gateway.store import sql_audit, sql_clients, sql_journal
+from gateway.store import sql_audit, sql_clients, sql_journal, sql_subscriptions
 from gateway.store.base import (
     READS,
     AuditAnchor,
@@ -51,12 +51,16 @@ from gateway.store.base import (
     Cancellation,
     ChangeEvent,
     ClientRecord,
+    Delivery,
+    DeliveryOutcome,
     DuplicateMessage,
+    FanOut,
     JournalEntry,
     QueryTimeout,
     SearchPage,
     StoredResource,
     StoreTransaction,
+    SubscriptionState,
     VersionConflict,
 )
 from gateway.store.driver_sql import STATEMENTS
@@ -659,6 +663,72 @@ class SqlStore:
             publish(events)
             conn.execute(update(outbox).where(o.seq.in_([e.seq for e in events])).values(delivered=True))
             return len(events)
+
+    # --- Subscriptions (issue 16): delegated to gateway.store.sql_subscriptions -----------
+
+    def outbox_pending(
+        self, limit: int, seqs: Sequence[int] | None = None, after: int | None = None
+    ) -> list[ChangeEvent]:
+        with self._reading() as conn:
+            return sql_subscriptions.pending(conn, limit, seqs, after)
+
+    def outbox_fan_out(self, plans: Sequence[FanOut], now: str) -> list[int]:
+        with self.write_connection() as conn, conn.begin():
+            return sql_subscriptions.fan_out(conn, plans, now)
+
+    def subscription_states(self) -> list[SubscriptionState]:
+        with self._reading() as conn:
+            return sql_subscriptions.states(conn)
+
+    def subscription_state(self, sub_id: str) -> SubscriptionState | None:
+        with self._reading() as conn:
+            return sql_subscriptions.state(conn, sub_id)
+
+    def subscription_set_status(self, sub_id: str, status: str, error: str | None, sent: float | None) -> None:
+        with self.write_connection() as conn, conn.begin():
+            sql_subscriptions.set_status(conn, sub_id, status, error, sent)
+
+    def deliveries_claim(
+        self, owner: str, now: float, lease_seconds: float, limit: int, sub_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        candidates = list(sub_ids) if sub_ids is not None else []
+        if sub_ids is None:
+            with self._reading() as conn:
+                candidates = sql_subscriptions.due(conn, now, limit)
+        if not candidates:
+            return []
+        with self.write_connection() as conn, conn.begin():
+            return sql_subscriptions.claim(conn, owner, now, lease_seconds, candidates)
+
+    def deliveries_release(self, sub_id: str, owner: str, until: float = 0.0) -> None:
+        with self.write_connection() as conn, conn.begin():
+            sql_subscriptions.release(conn, sub_id, owner, until)
+
+    def deliveries_pending(self, sub_id: str, limit: int) -> list[Delivery]:
+        with self._reading() as conn:
+            return sql_subscriptions.pending_of(conn, sub_id, limit)
+
+    def deliveries_record(
+        self, sub_id: str, owner: str, outcomes: Sequence[DeliveryOutcome], now: float, lease_seconds: float = 30.0
+    ) -> bool:
+        with self.write_connection() as conn, conn.begin():
+            return sql_subscriptions.record(conn, sub_id, owner, outcomes, now, lease_seconds)
+
+    def deliveries_list(
+        self, sub_id: str | None, status: str | None, limit: int, *, since: int = 0, until: int | None = None
+    ) -> list[Delivery]:
+        with self._reading() as conn:
+            return sql_subscriptions.listing(conn, sub_id, status, limit, since, until)
+
+    def deliveries_retry(self, sub_id: str | None, event_numbers: Sequence[int] | None, now: float) -> int:
+        with self.write_connection() as conn, conn.begin():
+            return sql_subscriptions.retry(conn, sub_id, event_numbers, now)
+
+    def deliveries_counts(self) -> dict[str, int]:
+        with self._reading() as conn:
+            return sql_subscriptions.counts(conn)
+
+    # --- end subscriptions ----------------------------------------------------------------
 
     def journal_find(self, adapter: str, control_id: str | None) -> JournalEntry | None:
         with self._reading() as conn:

@@ -24,8 +24,11 @@ async def metadata(request: Request) -> Response:
             from gateway.security.smart import capability_security
 
             security = capability_security(base_url(request))
+        from gateway.events.topics import topics
+
         statement = capability_statement(
             base_url(request),
+            subscription_topics=sorted(topics()),
             security=security,
             operations=[(op.name, op.definition, level, op.types) for op in OPERATIONS.values() for level in op.levels],
             profiles_by_type=request.app.state.profiles_by_type,

@@ -1,0 +1,232 @@
+"""The insurance e-prescription feed (POL-18) against a stub platform started by the test: the
+stub checks every message's field names, lengths and required fields against its own copy of
+the interface table (not the mapping's), answers with its numbers, and refuses one patient."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.demo import load_demo
+from gateway.demo._alliance import DRUG_BY_ID, medication_request
+from gateway.hooks import RequestContext
+from gateway.principal import INSECURE_DEV
+from gateway.service.fhir_service import FhirService
+from tests.events.conftest import subscription, wait_for
+from tests.events.test_durable_delivery import _settings, gateway, write
+
+CTX = RequestContext(base_url="http://test/fhir", principal=INSECURE_DEV)
+REFUSED_PATIENT = "xy-pat-li-wenbin"
+
+# The platform's side: (max length, required) per field, from the interface table of 7101/7103/7104.
+SPEC: dict[str, dict[str, tuple[int, bool]]] = {
+    "7101": {
+        "mdtrt_cert_type": (3, True), "mdtrt_cert_no": (50, True), "biz_typecode": (2, True),
+        "hosp_rxno": (40, True), "init_rxno": (40, False), "rx_type_code": (2, True), "prsc_time": (19, True),
+        "rx_drug_cnt": (16, True), "rx_used_way_codg": (30, False), "rx_used_way_name": (100, False),
+        "valid_days": (3, True), "valid_end_time": (19, True), "long_rx_flag": (3, True),
+        "mdtrtinfo.fixmedins_code": (12, True), "mdtrtinfo.fixmedins_name": (200, True),
+        "mdtrtinfo.mdtrt_id": (30, True), "mdtrtinfo.med_type": (6, True), "mdtrtinfo.psn_no": (30, True),
+        "mdtrtinfo.patn_name": (50, True), "mdtrtinfo.certno": (50, True), "mdtrtinfo.gend": (6, True),
+        "mdtrtinfo.dr_code": (30, True), "mdtrtinfo.prsc_dr_name": (50, True),
+        "diseinfo[].diag_type": (3, True), "diseinfo[].diag_code": (30, True), "diseinfo[].diag_name": (100, True),
+        "rxdrugdetail[].med_list_codg": (50, True), "rxdrugdetail[].fixmedins_hilist_id": (30, True),
+        "rxdrugdetail[].drug_genname": (128, True), "rxdrugdetail[].drug_dosform": (40, True),
+        "rxdrugdetail[].drug_spec": (200, True), "rxdrugdetail[].drug_cnt": (16, True),
+        "rxdrugdetail[].drug_dosunt": (20, True), "rxdrugdetail[].medc_way_codg": (30, True),
+        "rxdrugdetail[].medc_days": (16, True), "rxdrugdetail[].sin_doscnt": (16, False),
+        "rxdrugdetail[].used_frqu_codg": (30, False), "rxdrugdetail[].bas_medn_flag": (3, False),
+    },
+    "7103": {
+        "rx_trace_code": (30, True), "hi_rxno": (30, True), "mdtrt_id": (30, True), "patn_name": (50, True),
+        "psn_cert_type": (6, True), "certno": (50, True), "fixmedins_code": (12, True), "fixmedins_name": (200, True),
+        "dr_code": (30, True), "prsc_dr_name": (50, True), "rx_file": (1048576, True),
+    },
+    "7104": {
+        "hi_rxno": (30, True), "fixmedins_code": (12, True), "dr_code": (30, True), "undo_dr_name": (50, True),
+        "undo_dr_cert_type": (6, True), "undo_dr_certno": (50, False), "undo_rea": (200, True), "undo_time": (19, True),
+    },
+}  # fmt: skip
+ENVELOPE = ("infno", "msgid", "infver", "opter_type", "opter", "opter_name", "inf_time", "fixmedins_code", "input")
+
+
+def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            for item in value:
+                out.update(flatten(item, f"{prefix}{key}[]."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_message(message: dict[str, Any]) -> list[str]:
+    problems = [f"envelope.{k} missing" for k in ENVELOPE if k not in message]
+    if len(str(message.get("msgid", ""))) > 30:
+        problems.append("msgid longer than 30")
+    spec = SPEC.get(str(message.get("infno")))
+    if spec is None:
+        return [*problems, f"unknown infno {message.get('infno')}"]
+    fields = flatten(message["input"])
+    for name, value in fields.items():
+        if name not in spec:
+            problems.append(f"unknown field {name}")
+        elif not isinstance(value, str) or len(value) > spec[name][0]:
+            problems.append(f"{name}: {value!r} is not a string of at most {spec[name][0]}")
+    problems += [f"{name} required" for name, (_, required) in spec.items() if required and not fields.get(name)]
+    return problems
+
+
+class Platform:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.problems: list[str] = []
+        self.refuse_certno: str | None = None
+        self.lock = threading.Lock()
+        platform = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                message = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with platform.lock:
+                    platform.messages.append(message)
+                    platform.problems += check_message(message)
+                    n = len(platform.messages)
+                infno, data = message["infno"], message["input"]
+                certno = data.get("mdtrtinfo", {}).get("certno")
+                if infno == "7101" and certno and certno == platform.refuse_certno:
+                    reply = {"infcode": -1, "err_msg": "参保人无有效待遇", "output": {}}
+                elif infno == "7101":
+                    reply = {"infcode": 0, "output": {"rxTraceCode": f"TRC{n:010d}", "hiRxno": f"HI{n:012d}"}}
+                elif infno == "7103":
+                    reply = {"infcode": 0, "output": {"hi_rxno": data["hi_rxno"], "rx_stas_codg": "1"}}
+                else:
+                    reply = {"infcode": 0, "output": {"hi_rxno": data["hi_rxno"], "rx_stas_codg": "2"}}
+                body = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/fsi/api/rxCirculation"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def infnos(self) -> list[str]:
+        with self.lock:
+            return [m["infno"] for m in self.messages]
+
+
+@pytest.fixture
+def platform() -> Iterator[Platform]:
+    p = Platform()
+    yield p
+    p.server.shutdown()
+    p.server.server_close()
+
+
+def _insurance_sub(endpoint: str, topic: str) -> dict[str, Any]:
+    return subscription(
+        endpoint,
+        topic=topic,
+        channelType={"system": "http://yaolian.org/fhir/CodeSystem/subscription-channel-type", "code": "insurance-rx"},
+        content="id-only",
+    )
+
+
+def _rx(rx_id: str, patient: str) -> dict[str, Any]:
+    drug = next(iter(DRUG_BY_ID.values()))
+    rx = medication_request(
+        rx_id,
+        f"RX{rx_id}",
+        patient,
+        drug,
+        "xy-dr-niu",
+        "2026-12-01T09:30:00+08:00",
+        28,
+        ("I10.x00x002", "高血压", "hypertension"),
+    )
+    rx.pop("id")
+    return rx
+
+
+def _identifiers(service: FhirService, rx_id: str) -> dict[str, str]:
+    data = orjson.loads(service.read("MedicationRequest", rx_id, CTX).body or b"{}")
+    return {i["system"]: i["value"] for i in data.get("identifier", [])}
+
+
+def _findings(service: FhirService) -> list[dict[str, Any]]:
+    return [orjson.loads(r.body) for r in service.find("DetectedIssue", [], CTX) if r.body]
+
+
+def test_prescriptions_are_uploaded_and_revoked_in_the_platforms_format(database_url: str, platform: Platform) -> None:
+    load_demo(database_url)
+    with gateway(_settings(database_url)) as (service, _, _):
+        write(service, _insurance_sub(platform.url, "prescription-created"))
+        write(service, _insurance_sub(platform.url, "prescription-changed"))
+        platform.refuse_certno = None
+        accepted = write(service, _rx("a", "xy-pat-zhang-guifang"))
+        ok = wait_for(lambda: "http://yaolian.org/fhir/sid/hi-rxno" in _identifiers(service, accepted))
+        assert ok, [f["detail"] for f in _findings(service)]
+        numbers = _identifiers(service, accepted)
+        assert numbers["http://yaolian.org/fhir/sid/hi-rxno"].startswith("HI")
+        assert numbers["http://yaolian.org/fhir/sid/rx-trace-code"].startswith("TRC")
+        assert platform.infnos()[:2] == ["7101", "7103"]
+        first = platform.messages[0]["input"]
+        assert first["mdtrtinfo"]["patn_name"] == "张桂芳" and first["mdtrtinfo"]["gend"] == "2"
+        assert first["rxdrugdetail"][0]["drug_genname"] and first["prsc_time"] == "2026-12-01 09:30:00"
+        assert first["valid_end_time"] == "2026-12-04 09:30:00"
+
+        # revoked: 7104 with the number the platform gave
+        current = orjson.loads(service.read("MedicationRequest", accepted, CTX).body or b"{}")
+        current["status"] = "cancelled"
+        current["statusReason"] = {"text": "患者要求撤销"}
+        from gateway.fhir.json_text import ResourceText
+
+        body = ResourceText.parse(orjson.dumps(current))
+        service.write(CTX, lambda tx: service.writer.update(tx, CTX, "MedicationRequest", accepted, body))
+        assert wait_for(lambda: "7104" in platform.infnos())
+        revoke = next(m for m in platform.messages if m["infno"] == "7104")["input"]
+        assert revoke["hi_rxno"] == numbers["http://yaolian.org/fhir/sid/hi-rxno"]
+        assert revoke["undo_rea"] == "患者要求撤销"
+
+        # refused by the platform: a finding on the prescription, no upload
+        patient = orjson.loads(service.read("Patient", REFUSED_PATIENT, CTX).body or b"{}")
+        platform.refuse_certno = next(i["value"] for i in patient["identifier"] if "2.16.156.10011.1.3" in i["system"])
+        refused = write(service, _rx("b", REFUSED_PATIENT))
+        assert wait_for(
+            lambda: any(f["implicated"][0]["reference"] == f"MedicationRequest/{refused}" for f in _findings(service))
+        )
+        finding = next(
+            f for f in _findings(service) if f["implicated"][0]["reference"] == f"MedicationRequest/{refused}"
+        )
+        assert finding["code"]["coding"][0]["code"] == "YL-1306" and "参保人无有效待遇" in finding["code"]["text"]
+        assert "http://yaolian.org/fhir/sid/hi-rxno" not in _identifiers(service, refused)
+
+        # a prescription the mapping cannot fill (no prescriber): a finding naming the field, nothing sent
+        sent = len(platform.messages)
+        broken = _rx("c", "xy-pat-wang-xiulan")
+        broken.pop("requester")
+        unfilled = write(service, broken)
+        assert wait_for(
+            lambda: any(f["implicated"][0]["reference"] == f"MedicationRequest/{unfilled}" for f in _findings(service))
+        )
+        finding = next(
+            f for f in _findings(service) if f["implicated"][0]["reference"] == f"MedicationRequest/{unfilled}"
+        )
+        assert finding["code"]["coding"][0]["code"] == "YL-1307" and "mdtrtinfo.dr_code" in finding["detail"]
+        assert len(platform.messages) == sent
+        assert platform.problems == []
