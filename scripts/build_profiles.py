@@ -191,19 +191,25 @@ def terminology() -> list[dict]:
     )
     out.append(
         code_system(
-            "alert-kind",
-            "Alert kind",
-            "预警类别",
-            "Kinds of supply alerts kept as Flag resources: the category the stock-alert and shortage "
-            "SubscriptionTopics trigger on (POL-14, POL-15).",
+            "stock-alert",
+            "Stock alert",
+            "库存预警",
+            "What a stock alert (a DetectedIssue written by gateway.alliance.supply, docs/supply.md) is "
+            "about: its code and category, and what the stock-alert SubscriptionTopics trigger on (POL-14, "
+            "POL-15).",
             [
                 (
-                    "stock-alert",
-                    "Stock alert",
-                    "库存预警",
-                    "Stock of a drug at a member is below its minimum or above its maximum.",
+                    "below-alert-line",
+                    "Below the alert line",
+                    "低于库存警戒线",
+                    "Stock of a drug at a member is strictly below its alert line.",
                 ),
-                ("shortage", "Shortage", "短缺药品", "A drug is on the monitored shortage list (POL-14)."),
+                (
+                    "expiring-batch",
+                    "Expiring batch",
+                    "近效期批次",
+                    "A batch held at a member expires within the expiry window.",
+                ),
             ],
         )
     )
@@ -2037,7 +2043,7 @@ def subscription_topics() -> list[dict]:
     """The alliance's topics: what may leave the gateway for insurance and regulators (POL-18)."""
     rx = ["patient", "member", "drug", "tier"]
     supply = ["member", "drug", "tier"]
-    alert = f"{CS}/alert-kind"
+    stock, expiring = f"{CS}/stock-alert|below-alert-line", f"{CS}/stock-alert|expiring-batch"
 
     def changed(current: str, previous: str, create: str) -> dict[str, Any]:
         return {"previous": previous, "resultForCreate": create, "current": current, "requireBoth": True}
@@ -2066,16 +2072,15 @@ def subscription_topics() -> list[dict]:
         _topic("delivery-recorded", "Delivery recorded", "配送记录",
                "A delivery (SupplyDelivery) to a member was recorded.", "SupplyDelivery", ["create"], supply),
         _topic("stock-alert-raised", "Stock alert raised", "库存预警",
-               "A stock alert (Flag, category alert-kind|stock-alert) became active.", "Flag",
-               ["create", "update"], supply,
-               changed(f"category={alert}|stock-alert&status=active", "status:not=active", "test-passes")),
+               "A stock alert (DetectedIssue, code stock-alert|below-alert-line or |expiring-batch, POL-14/15) "
+               "was raised.", "DetectedIssue", ["create", "update"], supply,
+               changed(f"code={stock},{expiring}&status=final", "status:not=final", "test-passes")),
         _topic("stock-alert-closed", "Stock alert closed", "预警解除",
-               "A stock alert (Flag, category alert-kind|stock-alert) became inactive.", "Flag", ["update"], supply,
-               changed(f"category={alert}|stock-alert&status=inactive,entered-in-error", "status=active",
-                       "test-fails")),
-        _topic("shortage-registered", "Shortage registered", "短缺登记",
-               "A drug was put on the monitored shortage list (Flag, category alert-kind|shortage, POL-14).", "Flag",
-               ["create"], supply, {"current": f"category={alert}|shortage"}),
+               "A stock alert closed itself: the stock recovered (DetectedIssue status mitigated).", "DetectedIssue",
+               ["update"], supply, changed(f"code={stock},{expiring}&status=mitigated", "status=final", "test-fails")),
+        _topic("shortage-registered", "Shortage registered", "缺药登记",
+               "A member registered a drug a patient needs and it lacks (SupplyRequest of kind shortage, POL-16).",
+               "SupplyRequest", ["create"], supply, {"current": f"category={CS}/supply-request-kind|shortage"}),
     ]  # fmt: skip
 
 

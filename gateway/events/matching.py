@@ -35,7 +35,8 @@ log = logging.getLogger("yaolian.events")
 DISPATCHER = Principal(
     "yaolian-dispatcher", "subscription dispatcher", Role.ADMIN, None, parse_scopes("system/*.cruds")
 )
-_DRUG_ELEMENTS = ("medication", "medicationCodeableConcept", "item", "suppliedItem", "code", "concept")
+#: where a record names its drug (``implicated``: a stock alert's Medication, gateway.alliance.supply)
+_DRUG_ELEMENTS = ("medication", "medicationCodeableConcept", "item", "suppliedItem", "code", "concept", "implicated")
 ACTIVE = ("requested", "active")
 
 
