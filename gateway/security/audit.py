@@ -300,10 +300,12 @@ def _record(
     principal: Principal | None,
     source_ip: str | None,
     patients: list[str],
+    recorded: str | None = None,
     **event: Any,
 ) -> AuditRecord:
+    """One record, its AuditEvent built now (``recorded``: when it happened, default now)."""
+    recorded = recorded or now_instant()
     patients = [p for p in patients if _ID.match(p)]  # what a client typed may be no id at all
-    recorded = now_instant()
     body = audit_event(
         interaction=interaction,
         recorded=recorded,
@@ -330,26 +332,8 @@ def record_of_facts(facts: list[Any]) -> AuditRecord:
     # the request path keeps the clock reading (strftime was 19,000 instructions of a read)
     recorded = instant_of(when) if isinstance(when, float) else when
     principal = Principal(who[0], who[1], Role(who[2]), who[3]) if who else None
-    patients = [p for p in patients if _ID.match(p)]  # what a client typed may be no id at all
-    body = audit_event(
-        interaction=interaction,
-        recorded=recorded,
-        outcome=outcome,
-        principal=principal,
-        source_ip=ip,
-        patients=patients,
-        entities=entities,
-        query=query,
-        detail=detail,
-    )
-    return AuditRecord(
-        recorded=recorded,
-        client_id=principal.client_id if principal else ANONYMOUS,
-        member=principal.member if principal else None,
-        action=interaction or "operation",
-        outcome=outcome,
-        patients=tuple(patients),
-        event=orjson.dumps(body, option=orjson.OPT_SORT_KEYS),
+    return _record(
+        interaction, outcome, principal, ip, patients, recorded, entities=entities, query=query, detail=detail
     )
 
 
