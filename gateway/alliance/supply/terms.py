@@ -12,13 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SD = "http://yaolian.org/fhir/StructureDefinition/"
+# the drug and member systems are the catalogue's and the access policy's, named here too for
+# the supply modules that import their terms from one place
+from gateway.alliance.catalogue import NHSA_SYSTEM as NHSA_SYSTEM
+from gateway.alliance.catalogue import SD as SD
+from gateway.security.policy import MEMBER_SYSTEM as MEMBER_SYSTEM
+
 CS = "http://yaolian.org/fhir/CodeSystem/"
 SID = "http://yaolian.org/fhir/sid/"
 
-NHSA_SYSTEM = SID + "nhsa-drug-code"
 TRACE_SYSTEM = SID + "drug-trace-code"
-MEMBER_SYSTEM = SID + "member"
 KIND_SYSTEM = CS + "supply-request-kind"
 REASON_SYSTEM = CS + "demand-reason"
 STOCK_ALERT_SYSTEM = CS + "stock-alert"
