@@ -67,18 +67,22 @@ def _failure(found: Issue) -> MemberFailure:
     return MemberFailure(found)
 
 
-def _entries(member: Member, response: httpx.Response) -> tuple[list[Any], Any]:
-    """The entries and links of a member's searchset, or the failure naming what is wrong."""
+def _body(member: Member, response: httpx.Response) -> Any:
+    """A member's 200 answer as JSON, or the failure naming what is wrong."""
     code, name = member.code, member.name
     if response.status_code != 200:
         raise _failure(issue("YL-1003", severity="warning", member=code, name=name, status=response.status_code))
     try:
-        bundle = orjson.loads(response.content)
+        return orjson.loads(response.content)
     except orjson.JSONDecodeError:
         raise _failure(
             issue("YL-1002", severity="warning", member=code, name=name, reason="the body is not JSON")
         ) from None
-    return _searchset(member, bundle, "searchset")
+
+
+def _entries(member: Member, response: httpx.Response) -> tuple[list[Any], Any]:
+    """The entries and links of a member's searchset, or the failure naming what is wrong."""
+    return _searchset(member, _body(member, response), "searchset")
 
 
 def _searchset(member: Member, bundle: Any, kind: str) -> tuple[list[Any], Any]:
@@ -206,15 +210,28 @@ class MemberClient:
         self, member: Member, endpoint: MemberEndpoint, resource_type: str, criteria: list[tuple[str, str]], most: int
     ) -> tuple[list[dict[str, Any]], list[Issue]]:
         """One search, its pages followed (``GET``, as every FHIR server answers)."""
-        url: str | None = f"{endpoint.address}/{resource_type}?{self._query(resource_type, criteria, most)}"
+        url = f"{endpoint.address}/{resource_type}?{self._query(resource_type, criteria, most)}"
         found: list[dict[str, Any]] = []
         issues: list[Issue] = []
-        matches = 0
+        await self._follow(member, endpoint, resource_type, url, 0, most, found, issues)
+        return found, issues
+
+    async def _follow(
+        self,
+        member: Member,
+        endpoint: MemberEndpoint,
+        resource_type: str,
+        url: str | None,
+        matches: int,
+        most: int,
+        found: list[dict[str, Any]],
+        issues: list[Issue],
+    ) -> None:
+        """Pages from ``url`` on (``GET``), until none is left or ``most`` matches are in."""
         while url is not None and matches < most:
             entries, links = _entries(member, await self._get(endpoint, url))
             matches += _collect(member, endpoint, resource_type, entries, found, issues)
             url = _next_link(links, endpoint)
-        return found, issues
 
     async def _batch(
         self, member: Member, endpoint: MemberEndpoint, types: Sequence[str], criteria: list[tuple[str, str]], most: int
@@ -223,17 +240,8 @@ class MemberClient:
         a search per type: what keeps thirty members within budget); further pages by GET."""
         requests = [{"request": {"method": "GET", "url": f"{t}?{self._query(t, criteria, most)}"}} for t in types]
         body = orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": requests})
-        response = await self._post(endpoint, body)
+        results, _ = _searchset(member, _body(member, await self._post(endpoint, body)), "batch-response")
         code, name = member.code, member.name
-        if response.status_code != 200:
-            raise _failure(issue("YL-1003", severity="warning", member=code, name=name, status=response.status_code))
-        try:
-            answered = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise _failure(
-                issue("YL-1002", severity="warning", member=code, name=name, reason="the body is not JSON")
-            ) from None
-        results, _ = _searchset(member, answered, "batch-response")
         if len(results) != len(types):
             reason = f"{len(results)} batch answers for {len(types)} searches"
             raise _failure(issue("YL-1002", severity="warning", member=code, name=name, reason=reason))
@@ -246,11 +254,8 @@ class MemberClient:
             found: list[dict[str, Any]] = []
             issues: list[Issue] = []
             matches = _collect(member, endpoint, resource_type, entries, found, issues)
-            url = _next_link(links, endpoint)
-            while url is not None and matches < most:
-                entries, links = _entries(member, await self._get(endpoint, url))
-                matches += _collect(member, endpoint, resource_type, entries, found, issues)
-                url = _next_link(links, endpoint)
+            more = _next_link(links, endpoint)
+            await self._follow(member, endpoint, resource_type, more, matches, most, found, issues)
             parts.append((found, issues))
         return parts
 
