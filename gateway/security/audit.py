@@ -94,20 +94,17 @@ _ACTIONS = {
     "mllp": "C",
 }  # everything else (search-*, operation, transaction, batch): E
 
-#: ``"reference":"Patient/123"`` (relative or absolute, with or without ``_history``) anywhere
-#: in a resource: the patients a resource is about (subject, patient, beneficiary, ...).
-_PATIENT_REF = re.compile(rb'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"')
-
-
+#: ``Patient/ID`` ending a reference's value (relative or absolute, with or without ``_history``)
 _PATIENT_AT = re.compile(rb'Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"')
 _SPACE = b" \t\r\n"
 
 
 def patient_refs(body: bytes) -> list[str]:
-    """What :data:`_PATIENT_REF` finds, found from each ``Patient/`` outward: ``bytes.find``
-    to the few places, a regex match there, and a look back at the key. ``findall`` crawling
-    the whole body was 20,000 of the ~130,000 instructions audit added to a read
-    (tests/security/test_audit_patients.py holds the regex as the oracle)."""
+    """The patients a resource is about (subject, patient, beneficiary, ...): the ID of every
+    ``"reference"`` value ending in ``Patient/ID``, found from each ``Patient/`` outward
+    (``bytes.find`` to the few places, a regex match there, a look back at the key). A regex
+    ``findall`` over the whole body was 20,000 of the ~130,000 instructions audit added to a
+    read; tests/security/test_audit_patients.py keeps that regex as the oracle."""
     found: list[str] = []
     start = body.find(b"Patient/")
     while start >= 0:
@@ -718,11 +715,6 @@ class AuditTrail:
             seen.written += 1
 
     # -- the record of an HTTP request, when its response starts
-    def request_record(self, seen: RequestAudit, status: int) -> AuditRecord | None:
-        """None when the request's writes already recorded it in their transaction."""
-        facts = self.request_facts(seen, status)
-        return record_of_facts(facts) if facts is not None else None
-
     @staticmethod
     def request_facts(seen: RequestAudit, status: int) -> list[Any] | None:
         """What a request's record says, as plain values (the spool line; the AuditEvent is

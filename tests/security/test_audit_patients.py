@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import orjson
 import pytest
 
 from gateway.demo import demo_bundle
-from gateway.security.audit import _PATIENT_REF, patient_refs
+from gateway.security.audit import patient_refs
 
 GOLDEN = Path(__file__).parents[1] / "golden"
+#: the regex the audit trail used before patient_refs: any ``"reference"`` whose value ends in
+#: ``Patient/ID`` (relative or absolute, with or without ``_history``)
+_PATIENT_REF = re.compile(rb'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"')
 
 
 def oracle(body: bytes) -> list[str]:
