@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import typer
 
 from gateway.commands import FeatureCommand, operator_service
@@ -86,7 +85,7 @@ def list_members(database: str | None = DATABASE) -> None:
 
 
 async def _check_all(members: list[Member], timeout: float) -> list[tuple[Member, bool, float, str]]:
-    client = MemberClient(httpx.AsyncClient(timeout=timeout))
+    client = MemberClient(timeout)
     try:
         results = await asyncio.gather(*(client.check(m, timeout) for m in members))
     finally:

@@ -14,8 +14,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import aiohttp
 import jwt
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -49,11 +50,11 @@ def client_assertion(smart: SmartCredentials, now: float | None = None) -> str:
     return jwt.encode(claims, key, algorithm=algorithm, headers=headers)  # type: ignore[arg-type]
 
 
-def _oauth_error(answer: httpx.Response) -> str:
+def _oauth_error(content: bytes) -> str:
     """The OAuth ``error``/``error_description`` a refusal carries (what to fix), if any."""
     try:
-        body = answer.json()
-    except ValueError:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
         return ""
     if not isinstance(body, dict) or not isinstance(body.get("error"), str):
         return ""
@@ -67,7 +68,7 @@ class TokenSource:
     tokens: dict[SmartCredentials, tuple[str, float]] = field(default_factory=dict)
     locks: dict[SmartCredentials, asyncio.Lock] = field(default_factory=dict)
 
-    async def token(self, client: httpx.AsyncClient, smart: SmartCredentials) -> str:
+    async def token(self, client: aiohttp.ClientSession, smart: SmartCredentials) -> str:
         cached = self.tokens.get(smart)
         if cached and cached[1] > time.monotonic():
             return cached[0]
@@ -82,14 +83,18 @@ class TokenSource:
                 "client_assertion_type": ASSERTION_TYPE,
                 "client_assertion": client_assertion(smart),
             }
-            answer = await client.post(smart.token_url, data=form)
-            if answer.status_code != 200:
-                raise TokenError(f"token endpoint answered HTTP {answer.status_code}{_oauth_error(answer)}")
             try:
-                body = answer.json()
+                async with client.post(smart.token_url, data=form) as answer:
+                    status, content = answer.status, await answer.read()
+            except aiohttp.ClientError as exc:
+                raise TokenError(f"the token endpoint did not answer ({type(exc).__name__})") from None
+            if status != 200:
+                raise TokenError(f"token endpoint answered HTTP {status}{_oauth_error(content)}")
+            try:
+                body = orjson.loads(content)
                 token = str(body["access_token"])
                 expires = float(body.get("expires_in", 300))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise TokenError(f"token endpoint answered no access_token ({type(exc).__name__})") from None
             self.tokens[smart] = (token, time.monotonic() + max(0.0, expires - 30))
             return token

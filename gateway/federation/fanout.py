@@ -31,7 +31,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import orjson
 
 from gateway.clock import now_instant
@@ -164,14 +163,13 @@ class Federation:
         service: FhirService,
         settings: Settings,
         *,
-        http: httpx.AsyncClient | None = None,
         cache: AnswerCache | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
         self.breakers = Breakers(settings.federation_breaker_failures, settings.federation_breaker_reset)
         self.cache = cache or open_cache(settings.redis, settings.federation_cache_seconds)
-        self.members = MemberClient(http or httpx.AsyncClient(timeout=settings.federation_timeout))
+        self.members = MemberClient(settings.federation_timeout)
         self._registry: tuple[float, MemberRegistry] | None = None
 
     # -- wiring -------------------------------------------------------------------------
@@ -232,9 +230,9 @@ class Federation:
             identifier = await asyncio.to_thread(self._patient_identifier, query.patient_id, ctx)
         live = registry.live() if identifier else []
         remote_tasks = [self._ask(m, identifier or "", types, no_cache, deadline) for m in live]
-        local_task = asyncio.to_thread(self._local, ctx, query, types)
+        local_task = asyncio.to_thread(self._local_and_organizations, ctx, query, types, registry, live)
         local, *answers = await asyncio.gather(local_task, *remote_tasks)
-        records, includes, issues = local
+        records, includes, issues, organizations = local
         if identifier is None and registry.live():
             issues.append(issue("YL-1006", severity="information", id=query.patient_id or ""))
         for answer in answers:
@@ -242,7 +240,8 @@ class Federation:
             records.extend(self._remote_records(answer, principal, includes))
         merged = ordered(deduplicate(records), query.descending)
         shown, cursor = page(merged, query.count, query.after, query.descending)
-        organizations = await asyncio.to_thread(self._organizations, registry, shown, ctx)
+        on_page = {r.member for r in shown}
+        organizations = {code: org for code, org in organizations.items() if code in on_page}
         return self._bundle(ctx, query, path, merged, shown, cursor, includes, organizations, registry, issues)
 
     async def find_prescription(self, ctx: RequestContext, identifier: str, patient: str | None) -> Origin | None:
@@ -293,6 +292,21 @@ class Federation:
         ]
         identifiers.sort(key=lambda i: i["system"] != RESIDENT_ID)
         return f"{identifiers[0]['system']}|{identifiers[0]['value']}" if identifiers else None
+
+    def _local_and_organizations(
+        self,
+        ctx: RequestContext,
+        query: FederatedQuery,
+        types: tuple[str, ...],
+        registry: MemberRegistry,
+        live: list[Member],
+    ) -> tuple[list[Record], dict[tuple[str, str], dict[str, Any]], list[Issue], dict[str, dict[str, Any]]]:
+        """The store's part and the Organizations of every member that may be on the page,
+        both read while the members are still answering (not after: that would add a search
+        to every answer's time)."""
+        records, includes, issues = self._local(ctx, query, types)
+        codes = [m.code for m in live] + [r.member for r in records if r.member]
+        return records, includes, issues, self._organizations(registry, codes, ctx)
 
     def _local(
         self, ctx: RequestContext, query: FederatedQuery, types: tuple[str, ...]
@@ -378,10 +392,10 @@ class Federation:
         return records
 
     def _organizations(
-        self, registry: MemberRegistry, shown: list[Record], ctx: RequestContext
+        self, registry: MemberRegistry, codes: list[str], ctx: RequestContext
     ) -> dict[str, dict[str, Any]]:
-        """The Organization of each member with a record on the page (one search, as the caller)."""
-        members = [m for m in (registry.get(c) for c in dict.fromkeys(r.member for r in shown if r.member)) if m]
+        """The Organization of each member in ``codes`` (one search, as the caller)."""
+        members = [m for m in (registry.get(c) for c in dict.fromkeys(codes)) if m]
         if not members:
             return {}
         code_of = {m.organization_id: m.code for m in members}

@@ -18,6 +18,7 @@ import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -37,16 +38,16 @@ class Record:
     local: bool
     includes: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
-    @property
+    @cached_property
     def sort_key(self) -> SortKey:
         tiebreak = f"{self.resource.get('resourceType')}|{self.member}|{self.resource.get('id')}"
         return clinical_date(self.resource), tiebreak
 
-    @property
+    @cached_property
     def keys(self) -> tuple[str, ...]:
         return business_keys(self.resource)
 
-    @property
+    @cached_property
     def updated(self) -> str:
         return instant((self.resource.get("meta") or {}).get("lastUpdated"))
 
@@ -66,7 +67,8 @@ def instant(value: Any) -> str:
                 parsed = parsed.replace(tzinfo=UTC)
     except ValueError:
         return ""
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    # isoformat of the naive UTC time: the text strftime("%Y-%m-%dT%H:%M:%S.%f") gives, at a third of its cost
+    return parsed.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def clinical_date(resource: dict[str, Any]) -> str:
