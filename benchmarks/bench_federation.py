@@ -241,6 +241,13 @@ def run_queries(base: str, n: int) -> tuple[list[float], dict[str, Any]]:
     return times, last
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux ``/proc``): the gateway's own cost per
+    query, a figure the other jobs on a shared box do not move the way they move latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def report(label: str, times: list[float]) -> None:
     ms = [t * 1000 for t in times]
     print(
@@ -310,7 +317,10 @@ def main() -> None:
         load_registry(database, members.bases)
         gateway = Gateway(database, args.timeout)
         try:
+            assert gateway.process.pid is not None
+            cpu_before = cpu_seconds(gateway.process.pid)
             times, bundle = run_queries(gateway.base, args.queries)
+            cpu = (cpu_seconds(gateway.process.pid) - cpu_before) / (args.queries + 3)
             matched = sum(1 for e in bundle["entry"] if e["search"]["mode"] == "match")
             failed = [e for e in bundle["entry"] if e["search"]["mode"] == "outcome"]
             print(
@@ -319,12 +329,16 @@ def main() -> None:
             )
             assert not failed and bundle["total"] == 4 * args.members
             report("federated, all healthy", times)
-            sequential = asyncio.run(one_after_another(members.bases, args.sequential_queries))
-            report("members one after another (same client)", sequential)
+            print(f"  gateway CPU per query: {cpu * 1000:.1f} ms ({cpu * 1000 / args.members:.2f} ms per member)")
+            if args.sequential_queries:
+                sequential = asyncio.run(one_after_another(members.bases, args.sequential_queries))
+                report("members one after another (same client)", sequential)
         finally:
             gateway.stop()
             members.stop()
 
+        if not args.dead_queries:
+            return
         dead = Members(args.members, args.delay, args.jitter, dead=1)
         database = f"sqlite:///{Path(tmp) / 'gw-dead.sqlite'}"
         load_registry(database, dead.bases)

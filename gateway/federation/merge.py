@@ -18,7 +18,6 @@ import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
 import orjson
@@ -28,28 +27,36 @@ from gateway.errors import BadRequest
 SortKey = tuple[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
-    """A prescription or dispense from one source, ready to merge."""
+    """A prescription or dispense from one source, ready to merge.
+
+    Its sort key, business keys and last update are worked out once, when it is made: for a
+    member's records that is as its answer arrives, while the other members are still being
+    waited for, not in the merge after the last answer (which every query waits on)."""
 
     resource: dict[str, Any]
     member: str
     full_url: str
     local: bool
-    includes: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    sort_key: SortKey = field(init=False, compare=False)
+    keys: tuple[str, ...] = field(init=False, compare=False)
+    updated: str = field(init=False, compare=False)
+    _text: list[bytes] = field(init=False, compare=False, repr=False)
 
-    @cached_property
-    def sort_key(self) -> SortKey:
-        tiebreak = f"{self.resource.get('resourceType')}|{self.member}|{self.resource.get('id')}"
-        return clinical_date(self.resource), tiebreak
+    def __post_init__(self) -> None:
+        resource = self.resource
+        tiebreak = f"{resource.get('resourceType')}|{self.member}|{resource.get('id')}"
+        object.__setattr__(self, "sort_key", (clinical_date(resource), tiebreak))
+        object.__setattr__(self, "keys", business_keys(resource))
+        object.__setattr__(self, "updated", instant((resource.get("meta") or {}).get("lastUpdated")))
+        object.__setattr__(self, "_text", [])
 
-    @cached_property
-    def keys(self) -> tuple[str, ...]:
-        return business_keys(self.resource)
-
-    @cached_property
-    def updated(self) -> str:
-        return instant((self.resource.get("meta") or {}).get("lastUpdated"))
+    def text(self) -> bytes:
+        """The resource as JSON, rendered once (the resource is not changed after it is made)."""
+        if not self._text:
+            self._text.append(orjson.dumps(self.resource))
+        return self._text[0]
 
 
 def instant(value: Any) -> str:

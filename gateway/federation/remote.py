@@ -306,9 +306,17 @@ class MemberClient:
                 if endpoint.kind == "fhir-r5" and len(types) > 1:
                     parts = await self._batch(member, endpoint, types, [(criterion, identifier)], most)
                 else:
-                    parts = await asyncio.gather(
-                        *(self._search(member, endpoint, t, [(criterion, identifier)], most) for t in types)
+                    # every search finished before the answer is judged: none left running
+                    # against the member after the query has been answered
+                    done = await asyncio.gather(
+                        *(self._search(member, endpoint, t, [(criterion, identifier)], most) for t in types),
+                        return_exceptions=True,
                     )
+                    parts = []
+                    for part in done:
+                        if isinstance(part, BaseException):
+                            raise part
+                        parts.append(part)
         except TimeoutError:
             answer.ok = False
             waited = f"{nominal if nominal is not None else timeout:g}"
