@@ -17,7 +17,8 @@ process on uvloop, as ``yaolian serve`` runs it; SQLite, audit off, answer cache
 2. the same with one member that accepts the connection and never answers: every answer must
    come within ``federation_timeout`` + 20 ms, with an outcome naming that member (its
    breaker is set so it never opens here, to measure the timeout itself);
-3. the members asked one after another (the same client code, awaited in turn) for comparison.
+3. the floor: the same members asked all at once by the gateway's client code alone (no
+   gateway, no HTTP in front of it), and asked one after another, for comparison.
 """
 
 from __future__ import annotations
@@ -269,9 +270,10 @@ def load_registry(database: str, bases: list[str]) -> None:
         service.write(ctx, work)
 
 
-async def one_after_another(bases: list[str], n: int) -> list[float]:
-    from gateway.federation.fanout import Federation  # noqa: F401  (the same client code)
-
+async def asked_directly(bases: list[str], n: int, *, at_once: bool) -> list[float]:
+    """The members asked by the gateway's own client code with no gateway around it: one after
+    another (what a gateway without fan-out would take), or all at once (the floor under the
+    federated figure: the members' delay plus what this client and box add)."""
     resources = registry_resources(bases)
     registry = MemberRegistry.from_organizations(
         [r for r in resources if r["resourceType"] == "Organization"],
@@ -279,18 +281,21 @@ async def one_after_another(bases: list[str], n: int) -> list[float]:
     )
     times = []
     client = MemberClient(30.0)
+    types = ("MedicationRequest", "MedicationDispense")
+
+    async def ask(member: Any) -> None:
+        answer = await client.ask(member, f"{RESIDENT_ID}|{ID_NUMBER}", types, timeout=2.0, most=500)
+        assert answer.ok
+
     try:
+        await asyncio.gather(*(ask(m) for m in registry.live()))  # connections opened
         for _ in range(n):
             started = time.perf_counter()
-            for member in registry.live():
-                answer = await client.ask(
-                    member,
-                    f"{RESIDENT_ID}|{ID_NUMBER}",
-                    ("MedicationRequest", "MedicationDispense"),
-                    timeout=2.0,
-                    most=500,
-                )
-                assert answer.ok
+            if at_once:
+                await asyncio.gather(*(ask(m) for m in registry.live()))
+            else:
+                for member in registry.live():
+                    await ask(member)
             times.append(time.perf_counter() - started)
     finally:
         await client.aclose()
@@ -330,8 +335,10 @@ def main() -> None:
             assert not failed and bundle["total"] == 4 * args.members
             report("federated, all healthy", times)
             print(f"  gateway CPU per query: {cpu * 1000:.1f} ms ({cpu * 1000 / args.members:.2f} ms per member)")
+            floor = uvloop.run(asked_directly(members.bases, args.queries, at_once=True))
+            report("the client alone, all members at once, no gateway (the floor)", floor)
             if args.sequential_queries:
-                sequential = asyncio.run(one_after_another(members.bases, args.sequential_queries))
+                sequential = uvloop.run(asked_directly(members.bases, args.sequential_queries, at_once=False))
                 report("members one after another (same client)", sequential)
         finally:
             gateway.stop()

@@ -208,10 +208,13 @@ class Federation:
         self._registry = (time.monotonic() + _REGISTRY_SECONDS, registry)
         return registry
 
-    async def has_live_members(self) -> bool:
+    async def _current_registry(self) -> MemberRegistry:
+        """The registry without a thread hop when it is fresh (most queries)."""
         cached = self._registry
-        registry = cached[1] if cached and cached[0] > time.monotonic() else await asyncio.to_thread(self.registry)
-        return bool(registry.live())
+        return cached[1] if cached and cached[0] > time.monotonic() else await asyncio.to_thread(self.registry)
+
+    async def has_live_members(self) -> bool:
+        return bool((await self._current_registry()).live())
 
     # -- the query ----------------------------------------------------------------------
     async def search(self, ctx: RequestContext, query: FederatedQuery, *, no_cache: bool = False, path: str) -> bytes:
@@ -223,7 +226,7 @@ class Federation:
         if not types:
             role = principal.role.value if principal else "none"
             raise Forbidden("YL-0270", role=role, interaction="search", type=" and ".join(query.types))
-        registry = await asyncio.to_thread(self.registry)
+        registry = await self._current_registry()
         identifier = query.identifier
         if identifier is None:
             assert query.patient_id is not None
