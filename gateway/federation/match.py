@@ -102,7 +102,9 @@ def match(
     service: FhirService, ctx: RequestContext, wanted: dict[str, Any], threshold: float, count: int
 ) -> list[Candidate]:
     """Candidates for ``wanted`` among the Patients the caller may see, best first (through
-    ``service.find``: access control and audit apply)."""
+    ``service.find``: access control and audit apply). The names, birth date and phone are
+    searched even when the ID number found its record: a record pushed without the number is
+    the same person's too (POL-09), as at a live member (:func:`member_searches`)."""
     search_ctx = replace(ctx, interaction="search-type", resource_type="Patient")
     searches: list[list[tuple[str, str]]] = []
     number = resident_id(wanted)
@@ -120,8 +122,6 @@ def match(
         for stored in service.find("Patient", [*params, ("_count", str(_CANDIDATES))], search_ctx):
             if stored.body:
                 found.setdefault(stored.res_id, orjson.loads(stored.body))
-        if number and found and any(resident_id(p) == number for p in found.values()):
-            break  # the key found its record: no need to weigh names
     scored = [score(wanted, p, threshold) for p in found.values()]
     kept = [c for c in scored if c.score > 0]
     kept.sort(key=lambda c: (-c.score, str(c.patient.get("id"))))
