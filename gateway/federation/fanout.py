@@ -64,6 +64,9 @@ REGISTRY_READER = Principal(
     parse_scopes("system/Organization.rs system/Endpoint.rs"),
 )
 _REGISTRY_SECONDS = 10.0
+#: The store's ``$match`` candidates weighed with the members' before the answer is cut to
+#: ``count`` (cut first, the store's own order could drop a certain match behind an equal score).
+LOCAL_CANDIDATES = 100
 _CHANGED = "federation.registry_changed"
 
 
@@ -313,7 +316,7 @@ class Federation:
         live = registry.live() if searches else []
         asked = asyncio.gather(*(self._ask_patients(m, searches, no_cache, deadline) for m in live))
         local, answers = await asyncio.gather(
-            asyncio.to_thread(match, self.service, ctx, wanted, threshold, count), asked
+            asyncio.to_thread(match, self.service, ctx, wanted, threshold, LOCAL_CANDIDATES), asked
         )
         candidates: list[Candidate] = list(local)
         issues: list[Issue] = []

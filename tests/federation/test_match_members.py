@@ -152,9 +152,13 @@ def test_pol09_match_finds_the_patient_at_members_without_the_id_number_and_merg
 
 def test_only_certain_matches_and_count_as_the_r5_spec_says(alliance) -> None:  # type: ignore[no-untyped-def]
     gateway, _, _ = alliance
+    put(gateway, _person("ca", phone=PHONE))  # the gateway's own record of them without the ID number
     certain = _bundle(gateway, _wanted(), onlyCertainMatches={"valueBoolean": True})
     assert [(i, g) for i, _, _, g in _found(certain)] == [("cp", "certain"), ("vp", "certain")]
-    assert [i for i, *_ in _found(_bundle(gateway, _wanted(), count={"valueInteger": 3}))] == ["cp", "vp", "tp"]
+    one = _bundle(gateway, _wanted(), onlyCertainMatches={"valueBoolean": True}, count={"valueInteger": 1})
+    assert [i for i, *_ in _found(one)] == ["cp"]  # not lost behind "ca", of equal score and a smaller id
+    top = _found(_bundle(gateway, _wanted(), count={"valueInteger": 4}))
+    assert [i for i, *_ in top] == ["cp", "vp", "ca", "tp"]  # equal scores: certain first, then the gateway's
     without_id = _wanted()
     del without_id["identifier"]
     found = _found(_bundle(gateway, without_id))
