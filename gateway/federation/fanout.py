@@ -37,6 +37,7 @@ from gateway.clock import now_instant
 from gateway.errors import BadRequest, Forbidden, Issue, issue, operation_outcome
 from gateway.federation.breaker import Breakers
 from gateway.federation.cache import AnswerCache, open_cache
+from gateway.federation.match import Candidate, match, match_bundle, member_searches, only_certain, ranked, score
 from gateway.federation.merge import Record, decode_token, deduplicate, encode_token, ordered, page
 from gateway.federation.recognition import Origin
 from gateway.federation.registry import Member, MemberRegistry, load_registry
@@ -63,6 +64,9 @@ REGISTRY_READER = Principal(
     parse_scopes("system/Organization.rs system/Endpoint.rs"),
 )
 _REGISTRY_SECONDS = 10.0
+#: The store's ``$match`` candidates weighed with the members' before the answer is cut to
+#: ``count`` (cut first, the store's own order could drop a certain match behind an equal score).
+LOCAL_CANDIDATES = 100
 _CHANGED = "federation.registry_changed"
 
 
@@ -295,6 +299,82 @@ class Federation:
                 _stamp(resource, answer.member.code)
                 return Origin(resource, answer.member.code, local=False, medication=medication)
         return None
+
+    async def match_patients(
+        self, ctx: RequestContext, wanted: dict[str, Any], *, count: int, certain_only: bool, no_cache: bool = False
+    ) -> bytes:
+        """``Patient/$match`` (POL-09: mutual recognition needs the patient found, and many
+        members' records lack the resident ID number): the gateway's patient index and every
+        live member asked at once, under the same deadline, breakers and cache as a
+        prescription query; every candidate weighed by the one scorer. Nothing is merged or
+        linked: the answer proposes, a person decides."""
+        deadline = time.monotonic() + self.settings.federation_timeout
+        principal = ctx.principal
+        if principal is None or not role_allows(principal, "Patient", "s"):  # before any member is asked
+            role = principal.role.value if principal else "none"
+            raise Forbidden("YL-0270", role=role, interaction="search", type="Patient")
+        threshold = self.settings.match_threshold
+        registry = await asyncio.to_thread(self.registry)
+        searches = member_searches(wanted)
+        live = registry.live() if searches else []
+        asked = asyncio.gather(*(self._ask_patients(m, searches, no_cache, deadline) for m in live))
+        local, answers = await asyncio.gather(
+            asyncio.to_thread(match, self.service, ctx, wanted, threshold, LOCAL_CANDIDATES), asked
+        )
+        candidates: list[Candidate] = list(local)
+        issues: list[Issue] = []
+        for answer in answers:
+            issues.extend(answer.issues)
+            candidates.extend(self._remote_candidates(answer, principal, wanted, threshold))
+        chosen = ranked([c for c in candidates if c.score > 0])
+        if certain_only:
+            chosen = only_certain(chosen)
+        return match_bundle(ctx.base_url, chosen[:count], issues)
+
+    async def _ask_patients(
+        self, member: Member, searches: list[list[tuple[str, str]]], no_cache: bool, deadline: float
+    ) -> MemberAnswer:
+        """One member's candidates: from the cache, else asked unless its breaker is open."""
+        key = "Patient$match?" + " ".join(urlencode(s) for s in searches)
+        if not no_cache:
+            cached = await self.cache.get(member.code, key)
+            if cached is not None:
+                return MemberAnswer.from_json(member, cached)
+        if not self.breakers.allow(member.code):
+            found = issue(
+                "YL-1004",
+                severity="warning",
+                member=member.code,
+                name=member.name,
+                failures=self.breakers.failures,
+                reset=f"{self.breakers.reset:g}",
+            )
+            return MemberAnswer(member, issues=[found], ok=False)
+        answer = await self.members.find_patients(
+            member, searches, timeout=max(0.0, deadline - time.monotonic()), nominal=self.settings.federation_timeout
+        )
+        if answer.ok:
+            self.breakers.succeeded(member.code)
+            await self.cache.put(member.code, key, answer.to_json())
+        else:
+            self.breakers.failed(member.code)
+        return answer
+
+    def _remote_candidates(
+        self, answer: MemberAnswer, principal: Principal | None, wanted: dict[str, Any], threshold: float
+    ) -> list[Candidate]:
+        """A member's Patients weighed, stamped with their member, at the member's base."""
+        member = answer.member
+        endpoint = member.live_endpoint
+        base = endpoint.address if endpoint else member_source(member.code)
+        found = []
+        for resource in answer.matches:
+            if not visible(principal, "Patient"):
+                continue
+            _stamp(resource, member.code)
+            weighed = score(wanted, resource, threshold)
+            found.append(replace(weighed, member=member.code, full_url=f"{base}/Patient/{resource['id']}"))
+        return found
 
     def _patient_identifier(self, patient_id: str, ctx: RequestContext) -> str | None:
         """The identifier members know the patient by: the resident ID card number first."""

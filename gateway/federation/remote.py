@@ -158,6 +158,33 @@ def _collect(
     return matches
 
 
+def _collect_patients(
+    member: Member, endpoint: MemberEndpoint, entries: list[Any], found: dict[str, dict[str, Any]], issues: list[Issue]
+) -> None:
+    """The Patients of one searchset page into ``found`` by id (R4 translated; the same record
+    found by two searches counts once), unusable entries reported in ``issues``."""
+    for n, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=f"entry {n} has no resource"))
+            continue
+        rtype = resource["resourceType"]
+        if rtype == "OperationOutcome":
+            continue
+        if rtype != "Patient" or not isinstance(resource.get("id"), str):
+            reason = f"entry {n} ({rtype[:40]}) is not usable"
+            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
+            continue
+        if endpoint.kind == "fhir-r4":
+            try:
+                resource, _dropped = to_r5(resource)
+            except (TypeError, KeyError, AttributeError, ValueError, IndexError):  # R4 of an odd shape
+                reason = f"entry {n} (Patient) is not R4 this gateway can translate"
+                issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
+                continue
+        found.setdefault(resource["id"], resource)
+
+
 class MemberClient:
     """Asks members over one aiohttp session (at most eight connections to each member),
     with tokens from ``tokens``.
@@ -335,6 +362,55 @@ class MemberClient:
                 answer.issues.extend(issues)
                 for item in found:
                     (answer.matches if item["mode"] == "match" else answer.included).append(item["resource"])
+        answer.seconds = time.perf_counter() - started
+        return answer
+
+    async def find_patients(
+        self,
+        member: Member,
+        searches: Sequence[Sequence[tuple[str, str]]],
+        *,
+        timeout: float,
+        nominal: float | None = None,
+    ) -> MemberAnswer:
+        """The member's Patients found by ``searches`` (``Patient?…`` GETs, all at once; only
+        the first page of each: the searches carry their own ``_count``) as the answer's
+        ``matches``, or an answer with ``ok`` False and the issue naming why; never longer than
+        ``timeout`` seconds (``nominal`` as in :meth:`ask`). For ``Patient/$match`` (POL-09)."""
+        endpoint = member.live_endpoint
+        assert endpoint is not None, "only live members are asked"
+        started = time.perf_counter()
+        answer = MemberAnswer(member)
+        found: dict[str, dict[str, Any]] = {}
+        issues: list[Issue] = []
+
+        async def one(criteria: Sequence[tuple[str, str]]) -> None:
+            url = f"{endpoint.address}/Patient?{urlencode(list(criteria))}"
+            entries, _links = _entries(member, await self._get(endpoint, url))
+            _collect_patients(member, endpoint, entries, found, issues)
+
+        try:
+            async with asyncio.timeout(timeout):
+                outcomes = await asyncio.gather(*(one(criteria) for criteria in searches), return_exceptions=True)
+            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+            if failed is not None:  # every search ended first: none left running unwatched
+                raise failed
+        except TimeoutError:
+            answer.ok = False
+            waited = f"{nominal if nominal is not None else timeout:g}"
+            answer.issues.append(
+                issue("YL-1000", severity="warning", member=member.code, name=member.name, timeout=waited)
+            )
+        except MemberFailure as failure:
+            answer.ok = False
+            answer.issues.append(failure.issue)
+        except (aiohttp.ClientError, TokenError, OSError) as exc:
+            answer.ok = False
+            why = _reason(exc)
+            answer.issues.append(issue("YL-1001", severity="warning", member=member.code, name=member.name, reason=why))
+        else:
+            answer.issues.extend(issues)
+            answer.matches.extend(found.values())
         answer.seconds = time.perf_counter() - started
         return answer
 

@@ -100,6 +100,8 @@ class TinyFhir:
                 for r in matches
                 if any(i.get("system") == system and i.get("value") == value for i in r.get("identifier", []))
             ]
+        if resource_type == "Patient":
+            matches = patient_search(matches, values)
         entries = [{"fullUrl": f"urn:x:{m['id']}", "resource": m, "search": {"mode": "match"}} for m in matches]
         if values.get("_include", "").endswith(":medication"):
             wanted = {
@@ -110,6 +112,24 @@ class TinyFhir:
                 if f"{r['resourceType']}/{r['id']}" in wanted:
                     entries.append({"resource": r, "search": {"mode": "include"}})
         return {"resourceType": "Bundle", "type": "searchset", "total": len(matches), "entry": entries}
+
+
+def patient_search(patients: list[dict[str, Any]], values: dict[str, str]) -> list[dict[str, Any]]:
+    """``birthdate`` (exact day), ``name`` (starts-with on family, given or text), ``phone``
+    (the number as given) and ``_count``, as a vendor's server answers them."""
+
+    def names(p: dict[str, Any]) -> list[str]:
+        return [
+            part for n in p.get("name", []) for part in [n.get("family", ""), n.get("text", ""), *n.get("given", [])]
+        ]
+
+    if "birthdate" in values:
+        patients = [p for p in patients if p.get("birthDate") == values["birthdate"]]
+    if "name" in values:
+        patients = [p for p in patients if any(part.startswith(values["name"]) for part in names(p) if part)]
+    if "phone" in values:
+        patients = [p for p in patients if any(t.get("value") == values["phone"] for t in p.get("telecom", []))]
+    return patients[: int(values.get("_count", "100"))]
 
 
 class _Handler(BaseHTTPRequestHandler):

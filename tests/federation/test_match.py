@@ -38,9 +38,9 @@ def test_match_over_rest_finds_by_id_number_then_by_score_and_merges_nothing(gat
     del no_id["identifier"]
     no_id["telecom"] = [{"system": "phone", "value": "13903551234"}]
     put(gateway, no_id)
-    by_id = run(gateway, patient("q", "140423195603071234"))
-    assert [(e["resource"]["id"], e["search"]["score"]) for e in by_id] == [("a", 1.0)]
-    assert by_id[0]["search"]["extension"][0]["valueCode"] == "certain"
+    by_id = run(gateway, patient("q", "140423195603071234"))  # b: another ID number, left out
+    assert [(e["resource"]["id"], e["search"]["score"]) for e in by_id] == [("a", 1.0), ("c", 0.75)]
+    assert [e["search"]["extension"][0]["valueCode"] for e in by_id] == ["certain", "possible"]  # c: no ID number
     wanted = {"resourceType": "Patient", "name": [{"family": "王", "given": ["建国"]}], "birthDate": "1956-03-07",
               "gender": "male", "telecom": [{"system": "phone", "value": "13903551234"}]}  # fmt: skip
     found = run(gateway, wanted)

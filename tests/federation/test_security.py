@@ -131,3 +131,18 @@ def test_the_callers_scopes_filter_what_members_answer(secured) -> None:  # type
     refused = _prescriptions(client, patients_only)
     assert refused.status_code == 403 and "YL-0270" in refused.text
     assert client.get("/fhir/Patient/$prescriptions", params={"identifier": IDENT}).status_code == 401
+
+
+def test_pol09_match_asks_a_member_that_requires_tokens_with_the_gateways_own(secured) -> None:  # type: ignore[no-untyped-def]
+    """``$match`` reaches the township's server through SMART Backend Services as the
+    prescription query does; the member client's own token only needs Patient search."""
+    client, keys, database, tmp = secured
+    member_id = add_jwt_client(database, Path(tmp), keys, role="member", extra=("--member", "xy-nanhan"))
+    wanted = {"resourceType": "Patient", "identifier": [{"system": RESIDENT_ID, "value": ID_NUMBER}]}
+    body = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": wanted}]}
+    headers = bearer(client, keys, member_id, "system/Patient.rs")
+    response = client.post("/fhir/Patient/$match", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    entries = response.json()["entry"]
+    found = [(e["resource"]["id"], e["resource"].get("meta", {}).get("source"), e["search"]["score"]) for e in entries]
+    assert found == [("cp", None, 1.0), ("tp", "urn:yaolian:member:township", 1.0)]

@@ -1,22 +1,21 @@
 """``Patient/$match`` (type level, POST a Parameters with ``resource`` [+ ``count``,
-``onlyCertainMatches``] or a bare Patient): candidates with ``search.score`` and the
-``match-grade`` extension; never merges (:mod:`gateway.federation.match`)."""
+``onlyCertainMatches``] or a bare Patient): candidates from the gateway's patient index and
+every live member with ``search.score`` and the ``match-grade`` extension; never merges
+(:mod:`gateway.federation.match`, :meth:`gateway.federation.fanout.Federation.match_patients`;
+POL-09: a prescription is recognised only once its patient is found)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.context import context, in_thread, service
+from gateway.api.context import context
 from gateway.api.formats import parse_resource, request_format
+from gateway.api.operations.prescriptions import federation, no_cache
 from gateway.api.responses import fhir_response
 from gateway.errors import BadRequest
-from gateway.federation.match import match
-
-MATCH_GRADE = "http://hl7.org/fhir/StructureDefinition/match-grade"
 
 
 def _arguments(data: dict[str, Any]) -> tuple[dict[str, Any], int, bool]:
@@ -40,21 +39,7 @@ async def handle(request: Request) -> Response:
     ctx = context(request, "operation", "Patient")
     body = parse_resource(await request.body(), request_format(request))
     wanted, count, only_certain = _arguments(body.data)
-    threshold = request.app.state.settings.match_threshold
-    candidates = await in_thread(match, service(request), ctx, wanted, threshold, count)
-    if only_certain:
-        candidates = [c for c in candidates if c.grade == "certain"]
-    entries = [
-        {
-            "fullUrl": f"{ctx.base_url}/Patient/{c.patient.get('id')}",
-            "resource": c.patient,
-            "search": {
-                "mode": "match",
-                "score": c.score,
-                "extension": [{"url": MATCH_GRADE, "valueCode": c.grade}],
-            },
-        }
-        for c in candidates
-    ]
-    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
-    return fhir_response(request, orjson.dumps(bundle))
+    bundle = await federation(request).match_patients(
+        ctx, wanted, count=count, certain_only=only_certain, no_cache=no_cache(request)
+    )
+    return fhir_response(request, bundle)
