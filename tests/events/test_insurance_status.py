@@ -148,8 +148,9 @@ def test_who_may_read_a_prescription_asks_the_platform_its_status_and_dispensing
 def test_refusal_no_answer_and_no_upload_are_outcomes_naming_the_interface(
     database_url: str, stub: Platform, uploaded: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """POL-18: the platform's refusal (422 YL-1309, its message), no answer (502 YL-1310) and a
-    prescription never uploaded (422 YL-1308) reach the caller as OperationOutcomes."""
+    """POL-18: the platform's refusal (422 YL-1309, its message), no answer (502 YL-1310), a
+    prescription never uploaded (422 YL-1308) and no platform configured (502 YL-1311) reach the
+    caller as OperationOutcomes, over REST and on the command line."""
     rx_id, never = uploaded
     with _secure(database_url) as client:
         admin = _bearer(client, database_url, "admin")
@@ -177,6 +178,19 @@ def test_refusal_no_answer_and_no_upload_are_outcomes_naming_the_interface(
         unknown = client.get(f"/fhir/MedicationRequest/{never}/$insurance-status", headers=admin)
         assert unknown.status_code == 422 and _code(unknown.json()) == "YL-1308"
         assert len(stub.messages) == sent
+
+        # no active insurance-rx subscription: no platform to ask
+        subs = client.get("/fhir/Subscription", headers=admin).json()
+        for entry in subs.get("entry", []):
+            sub = {**entry["resource"], "status": "off"}
+            put = client.put(f"/fhir/Subscription/{sub['id']}", json=sub, headers=admin)
+            assert put.status_code == 200, put.text
+        nowhere = client.get(f"/fhir/MedicationRequest/{rx_id}/$insurance-status", headers=admin)
+        assert nowhere.status_code == 502 and _code(nowhere.json()) == "YL-1311"
+        assert len(stub.messages) == sent
+        for entry in subs.get("entry", []):
+            back = client.put(f"/fhir/Subscription/{entry['resource']['id']}", json=entry["resource"], headers=admin)
+            assert back.status_code == 200, back.text
 
     # the same from the command line: the Parameters on stdout, a refusal as an OperationOutcome, exit 1
     monkeypatch.setenv("YAOLIAN_DATABASE", database_url)
