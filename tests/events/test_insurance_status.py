@@ -80,8 +80,9 @@ def stub() -> Iterator[Platform]:
 
 
 @pytest.fixture
-def uploaded(database_url: str, stub: Platform) -> Iterator[tuple[str, str]]:
-    """(uploaded prescription id, prescription the platform refused at 7101: never uploaded)."""
+def uploaded(database_url: str, stub: Platform) -> Iterator[tuple[str, str, str]]:
+    """(uploaded prescription id, prescription the platform refused at 7101: never uploaded, the
+    医保处方编号 the feed recorded on the first)."""
     load_demo(database_url)
     with gateway(_settings(database_url)) as (service, _, _):
         write(service, _insurance_sub(stub.url, "prescription-created"))
@@ -94,16 +95,15 @@ def uploaded(database_url: str, stub: Platform) -> Iterator[tuple[str, str]]:
             lambda: any(f["implicated"][0]["reference"] == f"MedicationRequest/{refused}" for f in _findings(service))
         )
         hi_rxno = _identifiers(service, rx_id)[HI_RXNO]
-    yield rx_id, refused
-    assert hi_rxno
+    yield rx_id, refused, hi_rxno
 
 
 def test_who_may_read_a_prescription_asks_the_platform_its_status_and_dispensing(
-    database_url: str, stub: Platform, uploaded: tuple[str, str]
+    database_url: str, stub: Platform, uploaded: tuple[str, str, str]
 ) -> None:
     """POL-18: an insurer reads the platform's status (7105) and dispensing result (7106) of an
     uploaded prescription as a Parameters resource; the messages pass the platform's field checks."""
-    rx_id, _ = uploaded
+    rx_id, _, recorded = uploaded
     with _secure(database_url) as client:
         insurer = _bearer(client, database_url, "insurance")
         answer = client.get(f"/fhir/MedicationRequest/{rx_id}/$insurance-status", headers=insurer)
@@ -114,7 +114,7 @@ def test_who_may_read_a_prescription_asks_the_platform_its_status_and_dispensing
         assert [m["infno"] for m in queries] == ["7105", "7106"]
         assert stub.problems == []
         hi_rxno = queries[0]["input"]["hi_rxno"]
-        assert hi_rxno.startswith("HI") and queries[0]["input"]["psn_name"] == "张桂芳"
+        assert hi_rxno == recorded == queries[1]["input"]["hi_rxno"] and queries[0]["input"]["psn_name"] == "张桂芳"
         assert _param(result, "hiRxno")["valueIdentifier"]["value"] == hi_rxno
         assert _param(result, "rxTraceCode")["valueIdentifier"]["value"].startswith("TRC")
         assert _param(result, "status")["valueCoding"] == {
@@ -146,12 +146,12 @@ def test_who_may_read_a_prescription_asks_the_platform_its_status_and_dispensing
 
 
 def test_refusal_no_answer_and_no_upload_are_outcomes_naming_the_interface(
-    database_url: str, stub: Platform, uploaded: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    database_url: str, stub: Platform, uploaded: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """POL-18: the platform's refusal (422 YL-1309, its message), no answer (502 YL-1310), a
     prescription never uploaded (422 YL-1308) and no platform configured (502 YL-1311) reach the
     caller as OperationOutcomes, over REST and on the command line."""
-    rx_id, never = uploaded
+    rx_id, never, _ = uploaded
     with _secure(database_url) as client:
         admin = _bearer(client, database_url, "admin")
         stub.refuse_query = True
