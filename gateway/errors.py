@@ -25,7 +25,9 @@ answers with; ``gateway.api.errors`` is the one place that turns them into respo
     ├── Unprocessable       422  structurally invalid resource (YL-0108, 0109, 0112, YL-070x) or
     │                            profile-invalid one (the validator's YL-3xxx), a JSON Patch that
     │                            cannot be applied (YL-0600)
-    └── TooManyRequests     429  a client over its rate limit (YL-0904; with Retry-After)
+    ├── TooManyRequests     429  a client over its rate limit (YL-0904; with Retry-After)
+    └── BadGateway          502  a remote system the gateway asks for the caller gave no usable
+                                 answer (the insurance platform: YL-1310, YL-1311)
 
 Issues are :class:`adapters.issues.Issue` (re-exported here) and become an OperationOutcome
 through :func:`adapters.issues.operation_outcome`, the one builder of all boundaries: Chinese in
@@ -49,6 +51,7 @@ from adapters.issues import ERROR_CODE_SYSTEM, Issue, operation_outcome
 __all__ = [
     "CODES",
     "ERROR_CODE_SYSTEM",
+    "BadGateway",
     "BadRequest",
     "Code",
     "Conflict",
@@ -730,6 +733,30 @@ CODES: dict[str, Code] = _table(
         "Insurance message {infno} cannot be made from this prescription: {problems}.",
         "无法由此处方生成医保交易 {infno}：{problems}。",
     ),
+    Code(
+        "YL-1308",
+        "business-rule",
+        "{rx} has no insurance prescription number (hi_rxno): it was not uploaded to the insurance platform.",
+        "{rx} 没有医保处方编号（hi_rxno）：尚未上传医保平台。",
+    ),
+    Code(
+        "YL-1309",
+        "business-rule",
+        "The insurance platform refused {infno} ({name}) for {rx}: {message} (err_code {err_code}).",
+        "医保平台拒绝了 {rx} 的交易 {infno}（{name_zh}）：{message}（错误码 {err_code}）。",
+    ),
+    Code(
+        "YL-1310",
+        "transient",
+        "The insurance platform gave no usable answer to {infno} ({name}) for {rx}: {reason}.",
+        "医保平台未对 {rx} 的交易 {infno}（{name_zh}）给出有效应答：{reason}。",
+    ),
+    Code(
+        "YL-1311",
+        "not-found",
+        "No insurance platform to ask: no active Subscription with channel insurance-rx names its endpoint.",
+        "无可查询的医保平台：没有通道为 insurance-rx 的有效订阅提供其地址。",
+    ),
 )
 
 
@@ -817,6 +844,10 @@ class TooManyRequests(FhirError):
 
     status = 429
     retry_after: int = 1
+
+
+class BadGateway(FhirError):
+    status = 502
 
 
 class PayloadTooLarge(FhirError):

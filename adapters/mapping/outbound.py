@@ -13,7 +13,14 @@ its fields in order, each with
 - ``code``: a code table of the mapping (``codes``) the value is translated through;
 - ``format``: ``datetime`` (``YYYY-MM-DD HH:MM:SS`` in China time), ``number``,
   ``days_from_authored``, ``validity_end``, ``base64_json``;
-- ``fields`` (a nested object) and ``list`` (an array, one element per item the expression finds).
+- ``fields`` (a nested object) and ``list`` (an array, one element per item the expression finds);
+- ``part``: a named group of fields of the mapping (``parts``), shared by several messages: on
+  its own (``{part: P}``) its fields are written in place; with a ``name`` they make a nested
+  object, which a ``format: base64_json`` turns into one string (what is signed by one message
+  and uploaded, field by field, by the next: 7102 signs what 7103 carries).
+
+The ``answer`` of the context is what the platform said so far (outputs of the earlier messages
+of the chain, keys in snake_case): a message can carry back what a previous one returned.
 
 :func:`build` returns the message and its problems (a missing required field, a value too
 long, a code not in its table), each naming the field's path: a message with problems is not sent.
@@ -31,7 +38,7 @@ import orjson
 import yaml
 from fhirpathpy import compile as fhirpath_compile
 
-__all__ = ["FieldSpec", "MessageSpec", "OutboundMapping", "Problem", "build", "load_outbound"]
+__all__ = ["FieldSpec", "MessageSpec", "OutboundMapping", "Problem", "build", "load_outbound", "parse_fields"]
 
 CHINA = timezone(timedelta(hours=8))
 
@@ -50,7 +57,11 @@ class FieldSpec:
     list_source: str | None = None
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> FieldSpec:
+    def parse(cls, data: dict[str, Any], parts: dict[str, tuple[FieldSpec, ...]] | None = None) -> FieldSpec:
+        parts = parts or {}
+        if data.get("part") is not None and data["part"] not in parts:
+            raise ValueError(f"field {data.get('name')!r} names part {data['part']!r}, which the mapping lacks")
+        nested = parts[data["part"]] if data.get("part") is not None else parse_fields(data.get("fields"), parts)
         return cls(
             name=str(data["name"]),
             source=data.get("from"),
@@ -60,9 +71,22 @@ class FieldSpec:
             required=bool(data.get("required", False)),
             code=data.get("code"),
             format=data.get("format"),
-            fields=tuple(cls.parse(f) for f in data.get("fields") or ()),
+            fields=nested,
             list_source=data.get("list"),
         )
+
+
+def parse_fields(items: Any, parts: dict[str, tuple[FieldSpec, ...]]) -> tuple[FieldSpec, ...]:
+    """Field specs in order, a bare ``{part: P}`` replaced by the fields of part P."""
+    out: list[FieldSpec] = []
+    for item in items or ():
+        if "name" not in item and item.get("part") is not None:
+            if item["part"] not in parts:
+                raise ValueError(f"the mapping has no part {item['part']!r}")
+            out.extend(parts[item["part"]])
+        else:
+            out.append(FieldSpec.parse(item, parts))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -95,14 +119,15 @@ def load_outbound(name: str) -> OutboundMapping:
     data = yaml.safe_load(text)
     if data.get("kind") != "outbound-json":
         raise ValueError(f"mappings/{name}.yaml is not an outbound-json mapping")
+    parts: dict[str, tuple[FieldSpec, ...]] = {}
+    for part, items in (data.get("parts") or {}).items():  # in file order: a part may use an earlier one
+        parts[str(part)] = parse_fields(items, parts)
     return OutboundMapping(
         name=str(data["mapping"]),
         envelope={k: str(v) for k, v in (data.get("envelope") or {}).items()},
         codes={t: {str(k): str(v) for k, v in table.items()} for t, table in (data.get("codes") or {}).items()},
         messages={
-            str(infno): MessageSpec(
-                str(infno), str(m.get("name", infno)), tuple(FieldSpec.parse(f) for f in m["fields"])
-            )
+            str(infno): MessageSpec(str(infno), str(m.get("name", infno)), parse_fields(m["fields"], parts))
             for infno, m in data["messages"].items()
         },
     )
@@ -145,8 +170,8 @@ def _format(spec: FieldSpec, value: Any, context: dict[str, Any], built: dict[st
         start = _instant(str(value))
         days = int(built.get("valid_days") or 3)
         return (start + timedelta(days=days)).astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S") if start else None
-    if kind == "base64_json":
-        return base64.b64encode(orjson.dumps(value)).decode()
+    if kind == "base64_json":  # keys sorted: the same content is the same string (it may be signed)
+        return base64.b64encode(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).decode()
     return value
 
 
@@ -179,11 +204,14 @@ def _fields(
             if not built[spec.name] and spec.required:
                 problems.append(Problem(where, "required, and nothing to list"))
             continue
-        if spec.fields:
-            built[spec.name] = _fields(mapping, spec.fields, context, where, problems)
-            continue
         value: Any = spec.value
-        if value is None and spec.source is not None:
+        if spec.fields:
+            nested = _fields(mapping, spec.fields, context, where, problems)
+            if spec.format is None:
+                built[spec.name] = nested
+                continue
+            value = nested
+        elif value is None and spec.source is not None:
             value = _first(_evaluate(spec.source, context)) if spec.source != "rx" else context.get("rx")
         if value is not None and spec.format is not None:
             value = _format(spec, value, context, built)

@@ -1,4 +1,5 @@
-"""``yaolian deliveries list|retry|counts``: the subscription deliveries and their dead letters.
+"""``yaolian deliveries list|retry|counts|insurance-status``: the subscription deliveries and
+their dead letters, and what the insurance platform says of a prescription the feed uploaded.
 
 A delivery that failed for longer than ``delivery_retry_hours`` is a dead letter: it stays
 stored with its eventNumber, last error and attempts. ``retry`` puts dead letters back in line
@@ -68,6 +69,20 @@ def counts(database: Annotated[str | None, DATABASE] = None) -> None:
         typer.echo(f"{status}\t{found.get(status, 0)}")
 
 
+@app.command("insurance-status")
+def insurance_status_(
+    rx_id: Annotated[str, typer.Argument(help="MedicationRequest id")],
+    database: Annotated[str | None, DATABASE] = None,
+) -> None:
+    """Ask the insurance platform (7105, 7106) about an uploaded prescription: a Parameters resource."""
+    from gateway.commands._supply import outcome_on_error, print_json
+    from gateway.events.insurance.status import insurance_status
+    from gateway.settings import get_settings
+
+    with outcome_on_error(), operator_service(database) as (service, ctx):
+        print_json(insurance_status(service, rx_id, ctx, timeout=get_settings().delivery_timeout_seconds))
+
+
 #: The health commission's monitoring feed: prescriptions and stock alerts, as counts only.
 HEALTH_COMMISSION_TOPICS = ("prescription-created", "stock-alert-raised", "shortage-registered")
 
@@ -130,4 +145,6 @@ def preset_health_commission(
             typer.echo(f"Subscription/{service.write(ctx, put)}\t{data['name']}")
 
 
-COMMAND = FeatureCommand("deliveries", "Subscription deliveries: list, retry dead letters, counts.", app)
+COMMAND = FeatureCommand(
+    "deliveries", "Subscription deliveries: list, retry dead letters, counts; insurance-status of a prescription.", app
+)

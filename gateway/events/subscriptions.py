@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from gateway.errors import NotFound, Unprocessable
+from gateway.errors import MethodNotAllowed, NotFound, Unprocessable
 from gateway.events.topics import Topic, topic, topics
 from gateway.hooks import Hidden, Pointcut, RequestContext
 from gateway.principal import Role
@@ -232,6 +232,8 @@ class SubscriptionRules:
     def before_write(
         self, ctx: RequestContext, resource_type: str, data: dict[str, Any] | None, existing: StoredResource | None
     ) -> None:
+        if resource_type == "SubscriptionTopic":  # the topics are the files in profiles/ (GET SubscriptionTopic)
+            raise MethodNotAllowed("YL-0205", what="a write of SubscriptionTopic (topics are read-only)")
         if resource_type != "Subscription":
             return
         if existing is not None and existing.body is not None and self._others(ctx):

@@ -28,6 +28,11 @@ INTERACTIONS = [
 TOPIC_SUPPORTED = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-subscriptiontopic-supported"
 
 
+#: Types served read-only from the gateway's own files, with the search parameters they take
+#: (the SubscriptionTopics of ``profiles/``: gateway/api/interactions/topics.py).
+READ_ONLY: dict[str, tuple[str, ...]] = {"SubscriptionTopic": ("_id", "url", "status", "resource")}
+
+
 def capability_statement(
     base_url: str,
     *,
@@ -79,6 +84,19 @@ def capability_statement(
                 if p.url
             ],
         }
+        if rtype in READ_ONLY:  # served from files, not the store: read and search only
+            entry.update(
+                interaction=[{"code": "read"}, {"code": "search-type"}],
+                versioning="no-version",
+                readHistory=False,
+                updateCreate=False,
+                conditionalCreate=False,
+                conditionalUpdate=False,
+                conditionalDelete="not-supported",
+                searchParam=[p for p in entry["searchParam"] if p["name"] in READ_ONLY[rtype]],
+            )
+            for key in ("searchInclude", "searchRevInclude"):
+                entry.pop(key)
         if rtype in profiles_by_type:
             entry["supportedProfile"] = profiles_by_type[rtype]
         if rtype == "Subscription" and topic_urls:

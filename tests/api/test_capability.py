@@ -12,6 +12,7 @@ from gateway.fhir.registry import resource_types
 from gateway.fhir.structure import json_form_issues
 from gateway.fhir.xml_format import xml_to_json
 from gateway.search.parameters import parameters_for
+from gateway.service.capability import READ_ONLY
 
 
 def empty_members(node: Any, path: str = "") -> list[str]:
@@ -52,6 +53,10 @@ def test_metadata_lists_every_served_type_with_its_search_parameters(module_clie
     by_type = {r["type"]: r for r in rest["resource"]}
     assert set(by_type) == set(resource_types())
     for rtype, entry in by_type.items():
+        if rtype in READ_ONLY:  # served from the gateway's files (the SubscriptionTopics): read, search
+            assert [i["code"] for i in entry["interaction"]] == ["read", "search-type"]
+            assert {p["name"] for p in entry["searchParam"]} == set(READ_ONLY[rtype]), rtype
+            continue
         assert {i["code"] for i in entry["interaction"]} == {
             "read",
             "vread",

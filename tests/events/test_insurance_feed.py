@@ -1,10 +1,15 @@
 """The insurance e-prescription feed (POL-18) against a stub platform started by the test: the
 stub checks every message's field names, lengths and required fields against its own copy of
-the interface table (not the mapping's), answers with its numbers, and refuses one patient."""
+the interface table (not the mapping's), answers with its numbers, signs at 7102 with a key of
+its own and accepts a 7103 only with what its 7102 answered, and refuses one patient."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import secrets
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,16 +48,27 @@ SPEC: dict[str, dict[str, tuple[int, bool]]] = {
         "rxdrugdetail[].medc_days": (16, True), "rxdrugdetail[].sin_doscnt": (16, False),
         "rxdrugdetail[].used_frqu_codg": (30, False), "rxdrugdetail[].bas_medn_flag": (3, False),
     },
+    "7102": {
+        "fixmedins_code": (12, True), "original_value": (1048576, True), "original_rx_file": (1048576, True),
+        "extras": (4000, False),
+    },
     "7103": {
         "rx_trace_code": (30, True), "hi_rxno": (30, True), "mdtrt_id": (30, True), "patn_name": (50, True),
         "psn_cert_type": (6, True), "certno": (50, True), "fixmedins_code": (12, True), "fixmedins_name": (200, True),
-        "dr_code": (30, True), "prsc_dr_name": (50, True), "rx_file": (1048576, True),
+        "dr_code": (30, True), "prsc_dr_name": (50, True), "rx_file": (1048576, True), "sign_digest": (2048, True),
     },
     "7104": {
         "hi_rxno": (30, True), "fixmedins_code": (12, True), "dr_code": (30, True), "undo_dr_name": (50, True),
         "undo_dr_cert_type": (6, True), "undo_dr_certno": (50, False), "undo_rea": (200, True), "undo_time": (19, True),
     },
+    "7105": {
+        "fixmedins_code": (12, True), "hi_rxno": (30, True), "mdtrt_id": (30, True), "psn_name": (50, True),
+        "psn_cert_type": (6, True), "certno": (50, True),
+    },
 }  # fmt: skip
+SPEC["7106"] = SPEC["7105"]
+#: what 7102 signs: 7103's fields but the signed file and the signature themselves
+SIGNED_FIELDS = set(SPEC["7103"]) - {"rx_file", "sign_digest"}
 ENVELOPE = ("infno", "msgid", "infver", "opter_type", "opter", "opter_name", "inf_time", "fixmedins_code", "input")
 
 
@@ -91,6 +107,10 @@ class Platform:
         self.messages: list[dict[str, Any]] = []
         self.problems: list[str] = []
         self.refuse_certno: str | None = None
+        self.refuse_query = False  # 7106 answers infcode -1
+        self.fail_query = False  # 7105 answers HTTP 500
+        self.key = secrets.token_bytes(32)  # the platform's signing key: the gateway never sees it
+        self.signed: dict[str, tuple[dict[str, Any], str, str]] = {}  # hi_rxno -> (fields, rx_file, digest)
         self.lock = threading.Lock()
         platform = self
 
@@ -103,12 +123,34 @@ class Platform:
                     n = len(platform.messages)
                 infno, data = message["infno"], message["input"]
                 certno = data.get("mdtrtinfo", {}).get("certno")
+                if infno == "7105" and platform.fail_query:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if infno == "7101" and certno and certno == platform.refuse_certno:
                     reply = {"infcode": -1, "err_msg": "参保人无有效待遇", "output": {}}
                 elif infno == "7101":
                     reply = {"infcode": 0, "output": {"rxTraceCode": f"TRC{n:010d}", "hiRxno": f"HI{n:012d}"}}
+                elif infno == "7102":
+                    reply = platform.sign(data)
                 elif infno == "7103":
-                    reply = {"infcode": 0, "output": {"hi_rxno": data["hi_rxno"], "rx_stas_codg": "1"}}
+                    reply = platform.verify(data)
+                elif infno == "7105":
+                    reply = {"infcode": 0, "output": {
+                        "hiRxno": data["hi_rxno"], "fixmedinsCode": data["fixmedins_code"], "rxStasCodg": "1",
+                        "rxStasName": "有效", "rxUsedStasCodg": "1", "rxUsedStasName": "已使用",
+                    }}  # fmt: skip
+                elif infno == "7106" and platform.refuse_query:
+                    reply = {"infcode": -1, "err_msg": "未查询到该医保处方", "output": {}}
+                elif infno == "7106":
+                    reply = {"infcode": 0, "output": {
+                        "hiRxno": data["hi_rxno"], "setlTime": "2026-12-02 10:15:00", "rxStasCodg": "1",
+                        "rxStasName": "有效", "rxUsedStasCodg": "1", "rxUsedStasName": "已使用",
+                        "fixmedinsCode": "P61010200001", "fixmedinsName": "西乡县康民大药房",
+                        "seltdelts": [{"medListCodg": "XC09AAD123A001010101234", "drugGenname": "依那普利",
+                                       "cnt": "28", "takeDrugFlag": "1"}],
+                    }}  # fmt: skip
                 else:
                     reply = {"infcode": 0, "output": {"hi_rxno": data["hi_rxno"], "rx_stas_codg": "2"}}
                 body = json.dumps(reply).encode()
@@ -124,6 +166,39 @@ class Platform:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/fsi/api/rxCirculation"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _digest(self, original_value: str) -> str:
+        return hmac.new(self.key, original_value.encode(), hashlib.sha256).hexdigest()
+
+    def sign(self, data: dict[str, Any]) -> dict[str, Any]:
+        """7102: sign the upload fields, wrap the file; answered in camelCase as some provinces do."""
+        fields = json.loads(base64.b64decode(data["original_value"]))
+        if set(fields) != SIGNED_FIELDS:
+            with self.lock:
+                self.problems.append(f"7102 original_value signs {sorted(fields)}, not {sorted(SIGNED_FIELDS)}")
+        rx_file = base64.b64encode(b"SIGNED-BY-STUB:" + base64.b64decode(data["original_rx_file"])).decode()
+        digest = self._digest(data["original_value"])
+        with self.lock:
+            self.signed[str(fields.get("hi_rxno"))] = (fields, rx_file, digest)
+        cert = {"signCertSn": "4F2A9C", "signCertDn": "CN=stub insurance CA"}
+        return {"infcode": 0, "output": {"rxFile": rx_file, "signDigest": digest, **cert}}
+
+    def verify(self, data: dict[str, Any]) -> dict[str, Any]:
+        """7103: accepted only with the file and signature 7102 answered, for exactly what was signed."""
+        with self.lock:
+            signed = self.signed.get(data["hi_rxno"])
+        uploaded = {k: v for k, v in data.items() if k not in ("rx_file", "sign_digest")}
+        if signed is None:
+            why = "7103 without a 7102 signature"
+        elif data["sign_digest"] != signed[2] or data["rx_file"] != signed[1]:
+            why = "7103 rx_file/sign_digest are not what 7102 answered"
+        elif uploaded != signed[0]:
+            why = "7103 uploads other fields than 7102 signed"
+        else:
+            return {"infcode": 0, "output": {"hi_rxno": data["hi_rxno"], "rx_stas_codg": "1"}}
+        with self.lock:
+            self.problems.append(why)
+        return {"infcode": -1, "err_msg": why, "output": {}}
 
     def infnos(self) -> list[str]:
         with self.lock:
@@ -184,7 +259,10 @@ def test_prescriptions_are_uploaded_and_revoked_in_the_platforms_format(database
         numbers = _identifiers(service, accepted)
         assert numbers["http://yaolian.org/fhir/sid/hi-rxno"].startswith("HI")
         assert numbers["http://yaolian.org/fhir/sid/rx-trace-code"].startswith("TRC")
-        assert platform.infnos()[:2] == ["7101", "7103"]
+        assert platform.infnos()[:3] == ["7101", "7102", "7103"]
+        upload = platform.messages[2]["input"]
+        assert upload["sign_digest"] == platform.signed[upload["hi_rxno"]][2]
+        assert base64.b64decode(upload["rx_file"]).startswith(b"SIGNED-BY-STUB:")
         first = platform.messages[0]["input"]
         assert first["mdtrtinfo"]["patn_name"] == "张桂芳" and first["mdtrtinfo"]["gend"] == "2"
         assert first["rxdrugdetail"][0]["drug_genname"] and first["prsc_time"] == "2026-12-01 09:30:00"

@@ -16,6 +16,7 @@ from gateway.api.operations import (
     continue_,
     formulary_check,
     ingest,
+    insurance_status,
     match,
     prescriptions,
     review,
@@ -71,6 +72,13 @@ OPERATIONS: dict[str, Operation] = {
             ("type",),
             terminology.translate,
             ("ConceptMap",),
+        ),
+        Operation(
+            "insurance-status",
+            "http://yaolian.org/fhir/OperationDefinition/insurance-status",
+            ("instance",),
+            insurance_status.handle,
+            ("MedicationRequest",),
         ),
         Operation(
             "review",

@@ -1,10 +1,12 @@
 """Channel ``insurance-rx``: prescriptions to the national insurance platform's e-prescription
-interfaces (7101 upload pre-check, 7103 upload, 7104 revoke), from the declarative mapping
-``mappings/insurance/e-prescription.yaml``.
+interfaces (7101 upload pre-check, 7102 sign, 7103 upload, 7104 revoke), from the declarative
+mapping ``mappings/insurance/e-prescription.yaml``.
 
-- A created prescription is pre-checked (7101: the platform answers its ``rxTraceCode`` and
-  ``hiRxno``) then uploaded (7103); the 医保处方编号 (``hi_rxno``) and the trace code are written
-  on the MedicationRequest as identifiers, through the service.
+- A created prescription is pre-checked (7101: the platform answers its ``rx_trace_code`` and
+  ``hi_rxno``), signed (7102: the platform's CA answers the signed prescription file and the
+  signature of the upload fields) then uploaded (7103, carrying both); the 医保处方编号
+  (``hi_rxno``) and the trace code are written on the MedicationRequest as identifiers, through
+  the service. Each message sees what the platform answered to the earlier ones (``answer``).
 - A prescription revoked (status cancelled, stopped or entered-in-error, or deleted) that has a
   ``hi_rxno`` is revoked there (7104).
 - A refusal (``infcode`` not 0), or a message the mapping cannot fill (a required field
@@ -15,20 +17,19 @@ interfaces (7101 upload pre-check, 7103 upload, 7104 revoke), from the declarati
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import httpx
 import orjson
 
-from adapters.mapping.outbound import CHINA, OutboundMapping, build, load_outbound
+from adapters.mapping.outbound import OutboundMapping, build, load_outbound
 from gateway.clock import now_instant
 from gateway.errors import CODES, ERROR_CODE_SYSTEM, FhirError
 from gateway.events.channels import Sent
 from gateway.events.insurance.context import prescription_context
+from gateway.events.insurance.platform import Refused, Transport, exchange
 from gateway.events.matching import Matcher
 from gateway.events.subscriptions import Subscription
 from gateway.fhir.json_text import ResourceText
@@ -38,11 +39,6 @@ log = logging.getLogger("yaolian.events")
 HI_RXNO = "http://yaolian.org/fhir/sid/hi-rxno"
 RX_TRACE = "http://yaolian.org/fhir/sid/rx-trace-code"
 REVOKED = ("cancelled", "stopped", "entered-in-error")
-_counter = itertools.count(1)
-
-
-class Transport(Exception):
-    """The platform did not answer (retry later)."""
 
 
 class InsuranceChannel:
@@ -86,11 +82,14 @@ class InsuranceChannel:
         checked = self._call(sub, d, "7101", context)
         if checked is None:
             return
-        uploaded = self._call(sub, d, "7103", {**context, "answer": checked})
+        signed = self._call(sub, d, "7102", {**context, "answer": checked})
+        if signed is None:
+            return
+        uploaded = self._call(sub, d, "7103", {**context, "answer": {**checked, **signed}})
         if uploaded is None:
             return
-        hi_rxno = str(uploaded.get("hi_rxno") or checked.get("hiRxno") or "")
-        trace = str(checked.get("rxTraceCode") or "")
+        hi_rxno = str(uploaded.get("hi_rxno") or checked.get("hi_rxno") or "")
+        trace = str(checked.get("rx_trace_code") or "")
         self._record_numbers(d.res_id, hi_rxno, trace)
 
     def _call(self, sub: Subscription, d: Delivery, infno: str, context: dict[str, Any]) -> dict[str, Any] | None:
@@ -101,44 +100,15 @@ class InsuranceChannel:
             text = "; ".join(f"{p.path}: {p.reason}" for p in problems)
             self._finding(d.res_id, context, "YL-1307", infno=infno, problems=text)
             return None
-        fixmedins = str((context.get("org") or {}).get("id") or "")
-        for ident in (context.get("org") or {}).get("identifier") or ():
-            if ident.get("system") == "http://yaolian.org/fhir/sid/fixmedins-code":
-                fixmedins = str(ident.get("value"))
-        now = datetime.now(CHINA)
-        envelope = {
-            "infno": infno,
-            "msgid": f"{fixmedins}{now:%Y%m%d%H%M%S}{next(_counter) % 10000:04d}"[:30],
-            "mdtrtarea_admvs": "",
-            "insuplc_admdvs": "",
-            "opter": "yaolian",
-            "opter_name": "药联网关",
-            "inf_time": f"{now:%Y-%m-%d %H:%M:%S}",
-            "fixmedins_code": fixmedins,
-            "fixmedins_name": str((context.get("org") or {}).get("name") or ""),
-            "sign_no": "",
-            **self.mapping.envelope,
-            "input": message,
-        }
         try:
-            answer = self._client.post(sub.endpoint, content=orjson.dumps(envelope), headers={
-                "Content-Type": "application/json; charset=utf-8", **dict(sub.headers)})  # fmt: skip
-        except httpx.HTTPError as exc:
-            raise Transport(f"{infno}: {type(exc).__name__}: {exc}") from None
-        if answer.status_code != 200:
-            raise Transport(f"{infno}: HTTP {answer.status_code}")
-        try:
-            reply = orjson.loads(answer.content)
-        except orjson.JSONDecodeError:
-            raise Transport(f"{infno}: the answer is not JSON") from None
-        if str(reply.get("infcode", "-1")) != "0":
+            org = context.get("org") or {}
+            return exchange(self._client, sub.endpoint, sub.headers, self.mapping, infno, message, org)
+        except Refused as refusal:
             self._finding(
-                d.res_id, context, "YL-1306", rx=rx_label, message=str(reply.get("err_msg") or "refused"),
-                infno=infno, err_code=str(reply.get("infcode")),
+                d.res_id, context, "YL-1306", rx=rx_label, message=refusal.message, infno=infno,
+                err_code=refusal.err_code,
             )  # fmt: skip
             return None
-        output = reply.get("output") or {}
-        return output if isinstance(output, dict) else {}
 
     # -- what the gateway keeps --------------------------------------------------------------
     def _record_numbers(self, rx_id: str, hi_rxno: str, trace: str) -> None:
