@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
@@ -336,29 +336,12 @@ class Federation:
     ) -> MemberAnswer:
         """One member's candidates: from the cache, else asked unless its breaker is open."""
         key = "Patient$match?" + " ".join(urlencode(s) for s in searches)
-        if not no_cache:
-            cached = await self.cache.get(member.code, key)
-            if cached is not None:
-                return MemberAnswer.from_json(member, cached)
-        if not self.breakers.allow(member.code):
-            found = issue(
-                "YL-1004",
-                severity="warning",
-                member=member.code,
-                name=member.name,
-                failures=self.breakers.failures,
-                reset=f"{self.breakers.reset:g}",
-            )
-            return MemberAnswer(member, issues=[found], ok=False)
-        answer = await self.members.find_patients(
-            member, searches, timeout=max(0.0, deadline - time.monotonic()), nominal=self.settings.federation_timeout
-        )
-        if answer.ok:
-            self.breakers.succeeded(member.code)
-            await self.cache.put(member.code, key, answer.to_json())
-        else:
-            self.breakers.failed(member.code)
-        return answer
+
+        def asked(timeout: float) -> Awaitable[MemberAnswer]:
+            nominal = self.settings.federation_timeout
+            return self.members.find_patients(member, searches, timeout=timeout, nominal=nominal)
+
+        return await self._guarded(member, key, no_cache, deadline, asked)
 
     def _remote_candidates(
         self, answer: MemberAnswer, principal: Principal | None, wanted: dict[str, Any], threshold: float
@@ -457,7 +440,31 @@ class Federation:
     async def _ask(
         self, member: Member, identifier: str, types: tuple[str, ...], no_cache: bool, deadline: float
     ) -> MemberAnswer:
-        key = f"{','.join(types)}?{identifier}"
+        """One member's records of the patient: from the cache, else asked unless its breaker is open."""
+
+        def asked(timeout: float) -> Awaitable[MemberAnswer]:
+            return self.members.ask(
+                member,
+                identifier,
+                types,
+                timeout=timeout,
+                most=self.settings.federation_max_per_member,
+                nominal=self.settings.federation_timeout,
+            )
+
+        return await self._guarded(member, f"{','.join(types)}?{identifier}", no_cache, deadline, asked)
+
+    async def _guarded(
+        self,
+        member: Member,
+        key: str,
+        no_cache: bool,
+        deadline: float,
+        asked: Callable[[float], Awaitable[MemberAnswer]],
+    ) -> MemberAnswer:
+        """The cached answer under ``key`` (unless ``no_cache``), else the breaker's refusal
+        when it is open, else ``asked`` with what is left until ``deadline``; the outcome
+        feeds the breaker and a good answer the cache."""
         if not no_cache:
             cached = await self.cache.get(member.code, key)
             if cached is not None:
@@ -472,14 +479,7 @@ class Federation:
                 reset=f"{self.breakers.reset:g}",
             )
             return MemberAnswer(member, issues=[found], ok=False)
-        answer = await self.members.ask(
-            member,
-            identifier,
-            types,
-            timeout=max(0.0, deadline - time.monotonic()),
-            most=self.settings.federation_max_per_member,
-            nominal=self.settings.federation_timeout,
-        )
+        answer = await asked(max(0.0, deadline - time.monotonic()))
         if answer.ok:
             self.breakers.succeeded(member.code)
             await self.cache.put(member.code, key, answer.to_json())

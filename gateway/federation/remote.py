@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlencode
 
 import aiohttp
@@ -33,6 +33,7 @@ INCLUDE = {
     "MedicationDispense": "MedicationDispense:medication",
 }
 FHIR_JSON = "application/fhir+json"
+T = TypeVar("T")
 
 
 class MemberFailure(Exception):
@@ -120,6 +121,32 @@ def _next_link(bundle_links: Any, endpoint: MemberEndpoint) -> str | None:
     return None
 
 
+def _usable(
+    member: Member, endpoint: MemberEndpoint, n: int, entry: Any, accepted: frozenset[str], issues: list[Issue]
+) -> dict[str, Any] | None:
+    """Entry ``n``'s resource in R5 when it is one of ``accepted`` with an id; else None, and
+    the reason in ``issues`` (a member's own OperationOutcome is skipped without one)."""
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        issues.append(issue("YL-1005", severity="warning", member=member.code, reason=f"entry {n} has no resource"))
+        return None
+    rtype = resource["resourceType"]
+    if rtype == "OperationOutcome":
+        return None
+    if rtype not in accepted or not isinstance(resource.get("id"), str):
+        reason = f"entry {n} ({rtype[:40]}) is not usable"
+        issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
+        return None
+    if endpoint.kind == "fhir-r4":
+        try:
+            resource, _dropped = to_r5(resource)
+        except (TypeError, KeyError, AttributeError, ValueError, IndexError):  # R4 of an odd shape
+            reason = f"entry {n} ({rtype}) is not R4 this gateway can translate"
+            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
+            return None
+    return resource
+
+
 def _collect(
     member: Member,
     endpoint: MemberEndpoint,
@@ -132,30 +159,18 @@ def _collect(
     reported in ``issues``; the number of matches."""
     matches = 0
     for n, entry in enumerate(entries):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=f"entry {n} has no resource"))
-            continue
-        rtype = resource["resourceType"]
-        if rtype == "OperationOutcome":
-            continue
-        if rtype not in ACCEPTED or not isinstance(resource.get("id"), str):
-            reason = f"entry {n} ({rtype[:40]}) is not usable"
-            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
+        resource = _usable(member, endpoint, n, entry, ACCEPTED, issues)
+        if resource is None:
             continue
         search = entry.get("search")
         mode = search.get("mode") if isinstance(search, dict) else None
-        is_match = rtype == resource_type and mode != "include"
-        if endpoint.kind == "fhir-r4":
-            try:
-                resource, _dropped = to_r5(resource)
-            except (TypeError, KeyError, AttributeError, ValueError, IndexError):  # R4 of an odd shape
-                reason = f"entry {n} ({rtype}) is not R4 this gateway can translate"
-                issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
-                continue
+        is_match = resource["resourceType"] == resource_type and mode != "include"
         matches += is_match
         found.append({"mode": "match" if is_match else "include", "resource": resource})
     return matches
+
+
+_PATIENT = frozenset({"Patient"})
 
 
 def _collect_patients(
@@ -164,25 +179,19 @@ def _collect_patients(
     """The Patients of one searchset page into ``found`` by id (R4 translated; the same record
     found by two searches counts once), unusable entries reported in ``issues``."""
     for n, entry in enumerate(entries):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=f"entry {n} has no resource"))
-            continue
-        rtype = resource["resourceType"]
-        if rtype == "OperationOutcome":
-            continue
-        if rtype != "Patient" or not isinstance(resource.get("id"), str):
-            reason = f"entry {n} ({rtype[:40]}) is not usable"
-            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
-            continue
-        if endpoint.kind == "fhir-r4":
-            try:
-                resource, _dropped = to_r5(resource)
-            except (TypeError, KeyError, AttributeError, ValueError, IndexError):  # R4 of an odd shape
-                reason = f"entry {n} (Patient) is not R4 this gateway can translate"
-                issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
-                continue
-        found.setdefault(resource["id"], resource)
+        resource = _usable(member, endpoint, n, entry, _PATIENT, issues)
+        if resource is not None:
+            found.setdefault(resource["id"], resource)
+
+
+async def _all_finished(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Every piece of ``work`` ended before the first failure is raised: nothing is left running
+    against a member after its answer has been judged."""
+    done = await asyncio.gather(*work, return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], done)
 
 
 class MemberClient:
@@ -326,24 +335,30 @@ class MemberClient:
         left of it)."""
         endpoint = member.live_endpoint
         assert endpoint is not None, "only live members are asked"
+
+        async def asked() -> list[tuple[list[dict[str, Any]], list[Issue]]]:
+            if endpoint.kind == "fhir-r5" and len(types) > 1:
+                return await self._batch(member, endpoint, types, [(criterion, identifier)], most)
+            criteria = [(criterion, identifier)]
+            return await _all_finished(self._search(member, endpoint, t, criteria, most) for t in types)
+
+        return await self._judged(member, asked, timeout, nominal)
+
+    async def _judged(
+        self,
+        member: Member,
+        asked: Callable[[], Awaitable[list[tuple[list[dict[str, Any]], list[Issue]]]]],
+        timeout: float,
+        nominal: float | None,
+    ) -> MemberAnswer:
+        """What ``asked`` got from the member as its answer, or an answer with ``ok`` False
+        and the issue naming why (late, refused, garbage): nothing a member does escapes as an
+        exception, and nothing takes longer than ``timeout``."""
         started = time.perf_counter()
         answer = MemberAnswer(member)
         try:
             async with asyncio.timeout(timeout):
-                if endpoint.kind == "fhir-r5" and len(types) > 1:
-                    parts = await self._batch(member, endpoint, types, [(criterion, identifier)], most)
-                else:
-                    # every search finished before the answer is judged: none left running
-                    # against the member after the query has been answered
-                    done = await asyncio.gather(
-                        *(self._search(member, endpoint, t, [(criterion, identifier)], most) for t in types),
-                        return_exceptions=True,
-                    )
-                    parts = []
-                    for part in done:
-                        if isinstance(part, BaseException):
-                            raise part
-                        parts.append(part)
+                parts = await asked()
         except TimeoutError:
             answer.ok = False
             waited = f"{nominal if nominal is not None else timeout:g}"
@@ -379,40 +394,20 @@ class MemberClient:
         ``timeout`` seconds (``nominal`` as in :meth:`ask`). For ``Patient/$match`` (POL-09)."""
         endpoint = member.live_endpoint
         assert endpoint is not None, "only live members are asked"
-        started = time.perf_counter()
-        answer = MemberAnswer(member)
-        found: dict[str, dict[str, Any]] = {}
-        issues: list[Issue] = []
 
-        async def one(criteria: Sequence[tuple[str, str]]) -> None:
-            url = f"{endpoint.address}/Patient?{urlencode(list(criteria))}"
-            entries, _links = _entries(member, await self._get(endpoint, url))
-            _collect_patients(member, endpoint, entries, found, issues)
+        async def asked() -> list[tuple[list[dict[str, Any]], list[Issue]]]:
+            found: dict[str, dict[str, Any]] = {}
+            issues: list[Issue] = []
 
-        try:
-            async with asyncio.timeout(timeout):
-                outcomes = await asyncio.gather(*(one(criteria) for criteria in searches), return_exceptions=True)
-            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-            if failed is not None:  # every search ended first: none left running unwatched
-                raise failed
-        except TimeoutError:
-            answer.ok = False
-            waited = f"{nominal if nominal is not None else timeout:g}"
-            answer.issues.append(
-                issue("YL-1000", severity="warning", member=member.code, name=member.name, timeout=waited)
-            )
-        except MemberFailure as failure:
-            answer.ok = False
-            answer.issues.append(failure.issue)
-        except (aiohttp.ClientError, TokenError, OSError) as exc:
-            answer.ok = False
-            why = _reason(exc)
-            answer.issues.append(issue("YL-1001", severity="warning", member=member.code, name=member.name, reason=why))
-        else:
-            answer.issues.extend(issues)
-            answer.matches.extend(found.values())
-        answer.seconds = time.perf_counter() - started
-        return answer
+            async def one(criteria: Sequence[tuple[str, str]]) -> None:
+                url = f"{endpoint.address}/Patient?{urlencode(list(criteria))}"
+                entries, _links = _entries(member, await self._get(endpoint, url))
+                _collect_patients(member, endpoint, entries, found, issues)
+
+            await _all_finished(one(criteria) for criteria in searches)
+            return [([{"mode": "match", "resource": r} for r in found.values()], issues)]
+
+        return await self._judged(member, asked, timeout, nominal)
 
     async def check(self, member: Member, timeout: float) -> tuple[bool, float, str]:
         """``members check``: whether the member's server answers its CapabilityStatement,
