@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import orjson
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.commands import operator_service
+from gateway.fhir.json_text import ResourceText
 from gateway.settings import Settings
 
 RESIDENT_ID = "urn:oid:2.16.156.10011.1.3"
@@ -298,3 +301,14 @@ def put(client: Any, resource: dict[str, Any], base: str = "/fhir") -> None:
     """PUT a resource (``client``: a TestClient, or httpx for a member at ``base``)."""
     response = client.put(f"{base}/{resource['resourceType']}/{resource['id']}", json=resource)
     assert response.status_code in (200, 201), response.text
+
+
+def write_as_operator(database: str, *resources: dict[str, Any]) -> None:
+    """Through the service as the local operator (``yaolian`` commands' way)."""
+    with operator_service(database) as (service, ctx):
+
+        def work(tx: Any) -> None:
+            for r in resources:
+                service.writer.update(tx, ctx, r["resourceType"], r["id"], ResourceText.parse(orjson.dumps(r)))
+
+        service.write(ctx, work)

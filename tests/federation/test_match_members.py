@@ -11,15 +11,21 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.commands import operator_service
 from gateway.federation.endpoints import endpoint_resource
 from gateway.federation.match import MEMBER_CANDIDATES, member_searches
-from gateway.fhir.json_text import ResourceText
-from tests.federation.conftest import RESIDENT_ID, TinyServer, UvicornMember, dead_address, organization, patient, put
+from tests.federation.conftest import (
+    RESIDENT_ID,
+    TinyServer,
+    UvicornMember,
+    dead_address,
+    organization,
+    patient,
+    put,
+    write_as_operator,
+)
 from tests.security.conftest import add_jwt_client, bearer, new_keys, secure_client
 
 ID_NUMBER = "140423195603071234"
@@ -198,23 +204,13 @@ def test_breaker_and_cache_apply_to_match_as_to_prescriptions(gateway, tiny_memb
     assert fresh.status_code == 200 and len(village.fhir.requests) == 6
 
 
-def _write(database: str, *resources: dict[str, Any]) -> None:
-    with operator_service(database) as (service, ctx):
-
-        def work(tx: Any) -> None:
-            for r in resources:
-                service.writer.update(tx, ctx, r["resourceType"], r["id"], ResourceText.parse(orjson.dumps(r)))
-
-        service.write(ctx, work)
-
-
 def test_the_callers_rights_apply_before_any_member_is_asked(tmp_path: Path, tiny_member) -> None:  # type: ignore[no-untyped-def]
     village = tiny_member(resources=[_person("vp", id_number=ID_NUMBER)])
     database = f"sqlite:///{tmp_path / 'gateway.sqlite'}"
     org = organization("village", "村卫生室", "village")
     org["endpoint"] = [{"reference": "Endpoint/village-ep"}]
     ep = endpoint_resource("village-ep", "fhir-r4", village.base, name="v", organization="Organization/village")
-    _write(database, ep, org)
+    write_as_operator(database, ep, org)
     keys = new_keys("ES384")
     insurer = add_jwt_client(database, tmp_path, keys, role="insurance")
     member = add_jwt_client(database, tmp_path, keys, role="member", extra=("--member", "xy-nanhan"))

@@ -7,30 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from gateway.commands import operator_service
 from gateway.federation.endpoints import SmartCredentials, endpoint_resource
-from gateway.fhir.json_text import ResourceText
-from tests.federation.conftest import RESIDENT_ID, medication, organization, patient, r5_request
+from tests.federation.conftest import RESIDENT_ID, medication, organization, patient, r5_request, write_as_operator
 from tests.security.conftest import Keys, add_jwt_client, bearer, new_keys, secure_client
 
 ID_NUMBER = "140423195603071234"
 IDENT = f"{RESIDENT_ID}|{ID_NUMBER}"
-
-
-def _write(database: str, *resources: dict[str, Any]) -> None:
-    """Through the service as the local operator (``yaolian`` commands' way)."""
-    with operator_service(database) as (service, ctx):
-
-        def work(tx: Any) -> None:
-            for r in resources:
-                service.writer.update(tx, ctx, r["resourceType"], r["id"], ResourceText.parse(orjson.dumps(r)))
-
-        service.write(ctx, work)
 
 
 def _dispense(did: str, patient_id: str) -> dict[str, Any]:
@@ -50,7 +36,7 @@ def secured(tmp_path: Path, yaolian_member: Any) -> Iterator[tuple[TestClient, K
     """A gateway requiring tokens, with a township member whose own server requires tokens too
     and knows the gateway as its client (private_key_jwt)."""
     township_db = f"sqlite:///{tmp_path / 'township.sqlite'}"
-    _write(
+    write_as_operator(
         township_db,
         patient("tp", ID_NUMBER),
         medication("amlo", "氨氯地平片"),
@@ -82,8 +68,8 @@ def secured(tmp_path: Path, yaolian_member: Any) -> Iterator[tuple[TestClient, K
     ep = endpoint_resource(
         "township-ep", "fhir-r5", township.base, name="t", organization="Organization/township", smart=smart
     )
-    _write(gateway_db, ep, org, organization("county", "县医院", "county"), patient("cp", ID_NUMBER))
-    _write(
+    write_as_operator(gateway_db, ep, org, organization("county", "县医院", "county"), patient("cp", ID_NUMBER))
+    write_as_operator(
         gateway_db,
         {
             **r5_request("c1", "C-001", "cp", "2026-10-01T08:00:00+08:00", "amlo"),
