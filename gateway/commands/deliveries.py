@@ -1,4 +1,4 @@
-"""``yaolian deliveries list|retry|counts|insurance-status``: the subscription deliveries and
+"""``yaolian deliveries list|retry|counts|prune|insurance-status``: the subscription deliveries and
 their dead letters, and what the insurance platform says of a prescription the feed uploaded.
 
 A delivery that failed for longer than ``delivery_retry_hours`` is a dead letter: it stays
@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.clock import instant_of
 from gateway.commands import FeatureCommand, operator_service
 
 app = typer.Typer(help="Subscription deliveries: list them, retry dead letters.", no_args_is_help=True)
@@ -67,6 +68,24 @@ def counts(database: Annotated[str | None, DATABASE] = None) -> None:
         found = service.store.deliveries_counts()
     for status in ("pending", "delivered", "dead"):
         typer.echo(f"{status}\t{found.get(status, 0)}")
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        float, typer.Option("--older-than", min=1.0, help="Days: delivered events older than this are forgotten")
+    ] = 30.0,
+    database: Annotated[str | None, DATABASE] = None,
+) -> None:
+    """Forget delivered events (and the outbox rows they came from) older than --older-than days.
+
+    Retention: without it both tables keep a row per change for ever. Dead letters and pending
+    events stay whatever their age; ``$events`` can no longer replay what was pruned. At least
+    one day is kept, so a delivery still being retried never loses the row that de-duplicates it."""
+    before = instant_of(time.time() - older_than * 86400)
+    with operator_service(database) as (service, _ctx):
+        deliveries, rows = service.store.deliveries_prune(before)
+    typer.echo(f"{deliveries} delivered event(s) and {rows} outbox row(s) created before {before} removed")
 
 
 @app.command("insurance-status")

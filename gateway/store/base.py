@@ -532,6 +532,12 @@ class Store(Protocol):
 
     def deliveries_counts(self) -> dict[str, int]: ...
 
+    def deliveries_prune(self, before: str) -> tuple[int, int]:
+        """Forget delivered events and relayed outbox rows created before ``before`` (retention:
+        both tables otherwise grow by a row per change for ever); dead letters stay. Returns the
+        numbers of deliveries and outbox rows removed."""
+        ...
+
     # --- end subscriptions ----------------------------------------------------------------
 
     def journal_find(self, adapter: str, control_id: str | None) -> JournalEntry | None: ...

@@ -728,6 +728,10 @@ class SqlStore:
         with self._reading() as conn:
             return sql_subscriptions.counts(conn)
 
+    def deliveries_prune(self, before: str) -> tuple[int, int]:
+        with self.write_connection() as conn, conn.begin():
+            return sql_subscriptions.prune(conn, before)
+
     # --- end subscriptions ----------------------------------------------------------------
 
     def journal_find(self, adapter: str, control_id: str | None) -> JournalEntry | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, select, update
 
 from gateway.store.base import ChangeEvent, Delivery, DeliveryOutcome, FanOut, SubscriptionState
 from gateway.store.schema import outbox, sub_deliveries, sub_state
@@ -221,3 +221,12 @@ def retry(conn: Connection, sub_id: str | None, numbers: Sequence[int] | None, n
 def counts(conn: Connection) -> dict[str, int]:
     d = sub_deliveries.c
     return {r[0]: int(r[1]) for r in conn.execute(select(d.status, func.count()).group_by(d.status))}
+
+
+def prune(conn: Connection, before: str) -> tuple[int, int]:
+    """Delivered events and fanned-out outbox rows created before ``before`` (an instant in the
+    stored form); dead letters and anything pending stay."""
+    d, o = sub_deliveries.c, outbox.c
+    deliveries = conn.execute(delete(sub_deliveries).where(d.status == "delivered", d.created < before)).rowcount
+    rows = conn.execute(delete(outbox).where(o.delivered.is_(True), o.created < before)).rowcount
+    return int(deliveries), int(rows)

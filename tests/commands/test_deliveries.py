@@ -84,3 +84,48 @@ def test_the_health_commission_preset_sends_counts_only(tmp_path: Path) -> None:
         assert all(h["x-feed"] == "hc" for h, _ in receiver.received)
     finally:
         receiver.close()
+
+
+def test_prune_forgets_old_delivered_events_and_keeps_dead_letters_and_recent_ones(database_url: str) -> None:
+    """Retention: only delivered events (and relayed outbox rows) older than the cut-off go."""
+    from sqlalchemy import create_engine, update
+
+    from gateway.clock import instant_of
+    from gateway.store.schema import outbox
+
+    long_ago = instant_of(time.time() - 40 * 86400)
+    with operator_service(database_url) as (service, ctx):
+        store = service.store
+        with store.transaction() as tx:
+            body = ResourceText.parse(orjson.dumps(subscription("http://127.0.0.1:9/x")))
+            sub_id = service.writer.create(tx, ctx, "Subscription", body).stored.res_id
+        for _ in range(4):
+            with store.transaction() as tx:
+                service.writer.create(tx, ctx, "MedicationRequest", ResourceText.parse(orjson.dumps(prescription())))
+        events = store.outbox_pending(10)
+        assert len(events) == 5
+        engine = create_engine(database_url)  # the first four changes happened 40 days ago
+        with engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.seq.in_([e.seq for e in events[:4]])).values(created=long_ago))
+        engine.dispose()
+        old = [FanOut(events[0].seq, starts=((sub_id, "t"),)), *(FanOut(e.seq, (sub_id,)) for e in events[1:4])]
+        store.outbox_fan_out(old, long_ago)  # events 1-3 of the subscription, 40 days old
+        store.outbox_fan_out([FanOut(events[4].seq, (sub_id,))], instant_of(time.time()))  # event 4: today
+        assert store.deliveries_claim("me", time.time(), 60, 1) == [sub_id]
+        outcomes = [
+            DeliveryOutcome(1, "delivered", 1, 0, 0.0, None),
+            DeliveryOutcome(2, "dead", 9, 0, 1.0, "HTTP 503: down"),
+            DeliveryOutcome(4, "delivered", 1, 0, 0.0, None),
+        ]  # event 3 stays pending
+        store.deliveries_record(sub_id, "me", outcomes, time.time())
+        store.deliveries_release(sub_id, "me")
+    runner = CliRunner()
+    pruned = runner.invoke(app, ["deliveries", "prune", "--older-than", "30", "--database", database_url])
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned.output.startswith("1 delivered event(s) and 4 outbox row(s)"), pruned.output
+    with operator_service(database_url) as (service, _ctx):
+        kept = {(d.event_number, d.status) for d in service.store.deliveries_list(sub_id, None, 10)}
+        assert kept == {(2, "dead"), (3, "pending"), (4, "delivered")}
+        assert [e.seq for e in service.store.outbox_pending(10)] == []
+    too_short = runner.invoke(app, ["deliveries", "prune", "--older-than", "0.5", "--database", database_url])
+    assert too_short.exit_code != 0  # at least a day is always kept
