@@ -29,15 +29,13 @@ from gateway.clock import now_instant
 from gateway.errors import CODES, ERROR_CODE_SYSTEM, FhirError
 from gateway.events.channels import Sent
 from gateway.events.insurance.context import prescription_context
-from gateway.events.insurance.platform import Refused, Transport, exchange
+from gateway.events.insurance.platform import HI_RXNO, RX_TRACE, Refused, Transport, exchange
 from gateway.events.matching import Matcher
 from gateway.events.subscriptions import Subscription
 from gateway.fhir.json_text import ResourceText
 from gateway.store.base import Delivery
 
 log = logging.getLogger("yaolian.events")
-HI_RXNO = "http://yaolian.org/fhir/sid/hi-rxno"
-RX_TRACE = "http://yaolian.org/fhir/sid/rx-trace-code"
 REVOKED = ("cancelled", "stopped", "entered-in-error")
 
 

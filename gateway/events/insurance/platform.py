@@ -23,6 +23,9 @@ import orjson
 from adapters.mapping.outbound import CHINA, OutboundMapping
 
 FIXMEDINS_CODE = "http://yaolian.org/fhir/sid/fixmedins-code"
+#: What the platform numbers a prescription by, recorded on the MedicationRequest at upload.
+HI_RXNO = "http://yaolian.org/fhir/sid/hi-rxno"
+RX_TRACE = "http://yaolian.org/fhir/sid/rx-trace-code"
 _counter = itertools.count(1)
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 

@@ -20,15 +20,13 @@ import orjson
 from adapters.mapping.outbound import OutboundMapping, build, load_outbound
 from gateway.errors import BadGateway, Unprocessable
 from gateway.events.insurance.context import prescription_context
-from gateway.events.insurance.platform import FIXMEDINS_CODE, Refused, Transport, exchange
+from gateway.events.insurance.platform import FIXMEDINS_CODE, HI_RXNO, RX_TRACE, Refused, Transport, exchange
 from gateway.events.matching import ACTIVE, DISPATCHER
 from gateway.events.subscriptions import Subscription, parse
 from gateway.federation.registry import load_registry
 from gateway.hooks import RequestContext
 from gateway.service.fhir_service import FhirService
 
-HI_RXNO = "http://yaolian.org/fhir/sid/hi-rxno"
-RX_TRACE = "http://yaolian.org/fhir/sid/rx-trace-code"
 RX_STATUS = "http://yaolian.org/fhir/CodeSystem/nhsa-rx-status"  # rx_stas_codg
 RX_USED_STATUS = "http://yaolian.org/fhir/CodeSystem/nhsa-rx-used-status"  # rx_used_stas_codg
 DRUG_CODE = "http://yaolian.org/fhir/sid/nhsa-drug-code"
