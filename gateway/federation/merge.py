@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +42,6 @@ class Record:
     local: bool
     sort_key: SortKey = field(init=False, compare=False)
     keys: tuple[str, ...] = field(init=False, compare=False)
-    updated: str = field(init=False, compare=False)
     _text: list[bytes] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,8 +49,12 @@ class Record:
         tiebreak = f"{resource.get('resourceType')}|{self.member}|{resource.get('id')}"
         object.__setattr__(self, "sort_key", (clinical_date(resource), tiebreak))
         object.__setattr__(self, "keys", business_keys(resource))
-        object.__setattr__(self, "updated", instant((resource.get("meta") or {}).get("lastUpdated")))
         object.__setattr__(self, "_text", [])
+
+    @property
+    def updated(self) -> str:
+        """When the source last changed it: asked only of records that share an identifier."""
+        return instant((self.resource.get("meta") or {}).get("lastUpdated"))
 
     def text(self) -> bytes:
         """The resource as JSON, rendered once (the resource is not changed after it is made)."""
@@ -94,10 +98,16 @@ def business_keys(resource: dict[str, Any]) -> tuple[str, ...]:
 
 
 def deduplicate(records: Iterable[Record]) -> list[Record]:
-    """One record per business identifier, the last updated kept (the local one on a tie)."""
-    ranked = sorted(enumerate(records), key=lambda p: (p[1].updated, p[1].local, -p[0]), reverse=True)
+    """One record per business identifier, the last updated kept (the local one on a tie).
+
+    Only records that share an identifier with another are ranked (most share none, and
+    reading their update time would be wasted); the order of the result is not meaningful."""
+    records = list(records)
+    holders = Counter(key for record in records for key in set(record.keys))
+    kept = [r for r in records if all(holders[k] == 1 for k in r.keys)]
+    shared = [(n, r) for n, r in enumerate(records) if any(holders[k] > 1 for k in r.keys)]
+    ranked = sorted(shared, key=lambda p: (p[1].updated, p[1].local, -p[0]), reverse=True)
     seen: set[str] = set()
-    kept: list[Record] = []
     for _, record in ranked:
         keys = record.keys
         if any(k in seen for k in keys):

@@ -38,6 +38,43 @@ def test_dedup_keeps_the_last_updated_and_the_local_on_a_tie() -> None:
     assert kept == {"u/b", "u/d", "u/e"}
 
 
+def _greedy_over_all(records: list[Record]) -> set[str]:
+    """The first form of the rule, every record ranked: the oracle for the one that ranks only
+    records sharing an identifier."""
+    ranked = sorted(enumerate(records), key=lambda p: (p[1].updated, p[1].local, -p[0]), reverse=True)
+    seen: set[str] = set()
+    kept = set()
+    for _, record in ranked:
+        if any(k in seen for k in record.keys):
+            continue
+        seen.update(record.keys)
+        kept.add(record.full_url)
+    return kept
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(["R1", "R2", "R3", "R4"]), max_size=3),
+            st.sampled_from(["2026-01-01T00:00:00Z", "2026-02-01T00:00:00+08:00", "2026-03-01T00:00:00Z", None]),
+            st.booleans(),
+        ),
+        max_size=25,
+    )
+)
+def test_dedup_ranking_only_shared_records_agrees_with_ranking_all(
+    items: list[tuple[list[str], str | None, bool]],
+) -> None:
+    records = []
+    for n, (numbers, updated, local) in enumerate(items):
+        resource = rx(f"r{n}", "2026-01-01")
+        resource["identifier"] = [{"system": "urn:rx", "value": v} for v in numbers]
+        if updated:
+            resource["meta"] = {"lastUpdated": updated}
+        records.append(Record(resource, "" if local else f"m{n % 3}", f"u{n}", local=local))
+    assert {r.full_url for r in deduplicate(records)} == _greedy_over_all(records)
+
+
 def test_dispense_and_prescription_sharing_a_number_are_not_duplicates() -> None:
     dispense = {"resourceType": "MedicationDispense", "id": "d", "identifier": [{"system": "s", "value": "1"}]}
     request = {"resourceType": "MedicationRequest", "id": "r", "identifier": [{"system": "s", "value": "1"}]}
