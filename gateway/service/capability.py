@@ -25,6 +25,7 @@ INTERACTIONS = [
 ]
 
 
+ALLIANCE_SERVER = "http://yaolian.org/fhir/CapabilityStatement/alliance-server"
 TOPIC_SUPPORTED = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-subscriptiontopic-supported"
 
 
@@ -121,6 +122,8 @@ def capability_statement(
         "date": date,
         "publisher": "Yaolian",
         "kind": "instance",
+        # the alliance's requirements this gateway implements (served from profiles/)
+        "instantiates": [ALLIANCE_SERVER],
         "software": {"name": "Yaolian", "version": software_version},
         "implementation": {
             "description": "Yaolian county medical alliance gateway",
