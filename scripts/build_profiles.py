@@ -2191,6 +2191,31 @@ def operation_definitions() -> list[dict]:
             ],
         ),
         _operation(
+            "insurance-status",
+            "Prescription status at the insurance platform 电子处方信息查询",
+            "Asks the national insurance platform what it says of an uploaded prescription (7105 电子处方信息查询, "
+            "then 7106 电子处方取药结果查询; 7106's status wins). Whoever may read the MedicationRequest may ask. "
+            "Never uploaded is YL-1308; a refusal or no answer from the platform YL-1307..1311.",
+            levels=("instance",),
+            resource=("MedicationRequest",),
+            affects_state=False,
+            parameters=[
+                _param("prescription", "out", 1, "1", "Reference", "The MedicationRequest asked about."),
+                _param("hiRxno", "out", 1, "1", "Identifier", "The platform's prescription number (hi_rxno)."),
+                _param("rxTraceCode", "out", 0, "1", "Identifier", "The trace code recorded at upload."),
+                _param("status", "out", 0, "1", "Coding", "The prescription status (rx_stas_codg / rx_stas_name)."),
+                _param("usedStatus", "out", 0, "1", "Coding", "取药状态 (rx_used_stas_codg / rx_used_stas_name)."),
+                _param("dispensedAt", "out", 0, "1", "dateTime", "When it was dispensed (7106 setl_time, China time)."),
+                _param("dispensedBy", "out", 0, "1", "Reference",
+                       "The dispensing institution, when 7106 names it (fixmedins_code / fixmedins_name)."),
+                _param("dispensed", "out", 0, "*", None, "One per 7106 seltdelts line.",
+                       ("drug", "out", 0, "1", "Coding", "The drug (national code and generic name)."),
+                       ("quantity", "out", 0, "1", "decimal",
+                        "The quantity (the platform's text as valueString when it is not a number)."),
+                       ("taken", "out", 0, "1", "boolean", "Whether the drug was taken (take_drug_flag).")),
+            ],
+        ),
+        _operation(
             "review", "Central prescription pre-review 前置审核",
             "Runs the alliance's review rules (profiles/rules/review) on a prescription before it is signed "
             "(POL-06). At type level the prescription is the body; at instance level the stored one when "
