@@ -27,11 +27,12 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
 from gateway.errors import MethodNotAllowed, Unprocessable
-from gateway.search.query import SearchQuery
+from gateway.search.query import SearchQuery, parse_search
 from gateway.store.base import SearchPage, StoredResource
 from gateway.store.sql import SqlStore
 
@@ -90,6 +91,18 @@ class ServedDefinitions:
         url = (data or {}).get("url")
         if isinstance(url, str) and (resource_type, url) in self.urls:
             raise Unprocessable("YL-0305", type=resource_type, url=url, expression=[f"{resource_type}.url"])
+
+    def refuse_conditional_delete(self, resource_type: str, criteria: str) -> None:
+        """Raise when conditional delete criteria name a served file: answering "nothing to
+        delete" would tell the client the file is gone while it is still served."""
+        if resource_type not in self.types:
+            return
+        query = parse_search(
+            resource_type, parse_qsl(criteria, keep_blank_values=True), strict=True, default_count=1, max_count=1
+        )
+        found = self.store.search(query, count=1, offset=0, total=False)
+        if found.ids:
+            raise MethodNotAllowed("YL-0304", type=resource_type, id=found.ids[0])
 
     # -- reading them, as a store would ----------------------------------------------------
     @property

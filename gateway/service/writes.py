@@ -429,6 +429,8 @@ class Writer:
         found = self.matching_ids(tx, ctx, resource_type, criteria)
         if len(found) > 1:
             raise PreconditionFailed("YL-0302", what="delete", count="more than one")
+        if not found and self.served is not None:
+            self.served.refuse_conditional_delete(resource_type, criteria)
         return self.delete(tx, ctx, resource_type, found[0]) if found else None
 
 

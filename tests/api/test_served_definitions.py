@@ -170,6 +170,10 @@ def test_writes_to_served_files_are_refused_in_english_and_chinese(client: TestC
         assert codes(response) == ["YL-0304"]
         issue = response.json()["issue"][0]
         assert "read-only" in issue["diagnostics"] and "只读" in issue["details"]["text"]
+    # a conditional delete naming a file is refused too, not answered "nothing to delete"
+    gone = client.delete("/fhir/CodeSystem", params={"url": FILES[("CodeSystem", "alliance-tier")]["url"]})
+    assert gone.status_code == 405 and codes(gone) == ["YL-0304"]
+    assert client.delete("/fhir/CodeSystem", params={"url": "http://example.org/none"}).status_code in (200, 204)
     # a stored resource may not claim a served canonical URL (another id, the same url)
     claimed = client.post("/fhir/StructureDefinition", json={**sd, "id": None, "name": "Copy"})
     assert claimed.status_code == 422 and codes(claimed) == ["YL-0305"]
