@@ -48,7 +48,15 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     store = open_store(settings.database, statement_timeout_ms=settings.statement_timeout_ms)
     store.create_schema()
     validator, profiles_by_type = _profile_validator()
-    service = FhirService(store, settings, hooks, validator if settings.validation_mode != "off" else None)
+    from gateway.service.served import served_definitions
+
+    service = FhirService(
+        store,
+        settings,
+        hooks,
+        validator if settings.validation_mode != "off" else None,
+        served=served_definitions(),  # profiles/ answered over REST, read-only
+    )
     if not settings.insecure_dev:
         from gateway.security.policy import Policy
 

@@ -13,8 +13,8 @@ answers with; ``gateway.api.errors`` is the one place that turns them into respo
     ├── NotFound            404  unknown resource type, id or version (YL-0200..0202), unknown
     │                            operation (YL-0204), unsupported interaction (YL-0205), unknown
     │                            adapter (YL-0206)
-    ├── MethodNotAllowed    405  not raised by the core: a method a route does not take is answered
-    │                            405 by the router (YL-0205, with its Allow header)
+    ├── MethodNotAllowed    405  a method a route does not take is answered 405 by the router (YL-0205,
+    │                            with its Allow header); a write to a served conformance file (YL-0304)
     ├── NotAcceptable       406  no supported format in Accept/_format (YL-0111)
     ├── Conflict            409  a concurrent write changed the resource first; retry (YL-0303)
     ├── Gone                410  the resource (or the version read) was deleted (YL-0203)
@@ -22,7 +22,8 @@ answers with; ``gateway.api.errors`` is the one place that turns them into respo
     │                            update or delete matched more than one resource (YL-0302)
     ├── PayloadTooLarge     413  body over max_body_bytes (YL-0800; other limits YL-080x answer 400)
     ├── UnsupportedMedia    415  body in a format we do not read (YL-0110), PATCH not JSON Patch (YL-0601)
-    ├── Unprocessable       422  structurally invalid resource (YL-0108, 0109, 0112, YL-070x) or
+    ├── Unprocessable       422  a stored resource claiming a served canonical URL (YL-0305),
+    │                            structurally invalid resource (YL-0108, 0109, 0112, YL-070x) or
     │                            profile-invalid one (the validator's YL-3xxx), a JSON Patch that
     │                            cannot be applied (YL-0600)
     ├── TooManyRequests     429  a client over its rate limit (YL-0904; with Retry-After)
@@ -259,6 +260,20 @@ CODES: dict[str, Code] = _table(
         "conflict",
         "Another request changed {type}/{id} at the same time; retry.",
         "{type}/{id} 同时被其他请求修改，请重试。",
+    ),
+    Code(
+        "YL-0304",
+        "not-supported",
+        "{type}/{id} is served from the gateway's conformance files (profiles/) and is read-only: "
+        "change the file (scripts/build_profiles.py) instead.",
+        "{type}/{id} 来自网关的一致性定义文件（profiles/），只读：请修改该文件（scripts/build_profiles.py）。",
+    ),
+    Code(
+        "YL-0305",
+        "business-rule",
+        "{url} is the canonical URL of a {type} served from the gateway's conformance files; "
+        "a stored {type} may not claim it.",
+        "{url} 是网关一致性定义文件中 {type} 的规范 URL，存储的 {type} 不得使用该 URL。",
     ),
     Code(
         "YL-0400",

@@ -2084,6 +2084,319 @@ def subscription_topics() -> list[dict]:
     ]  # fmt: skip
 
 
+# -- OperationDefinitions (gateway/api/operations/__init__.py: the operation table) ------------
+# Each parameter is what the handler in gateway/api/operations/ really reads or answers; the
+# test tests/profiles/test_operation_definitions.py holds them to the table and to behaviour.
+
+OD = f"{BASE}/OperationDefinition"
+
+
+def _param(
+    name: str, use: str, low: int, high: str, kind: str | None, doc: str, *parts: tuple[Any, ...], **extra: Any
+) -> dict:
+    out: dict[str, Any] = {"name": name, "use": use, "min": low, "max": high, "documentation": doc}
+    if kind is not None:
+        out["type"] = kind
+    out.update(extra)
+    if parts:
+        out["part"] = [_param(*p) for p in parts]
+    return out
+
+
+def _operation(
+    code: str,
+    title: str,
+    desc: str,
+    *,
+    levels: tuple[str, ...],
+    resource: tuple[str, ...] = (),
+    affects_state: bool,
+    parameters: list[dict],
+) -> dict:
+    out: dict[str, Any] = {
+        "resourceType": "OperationDefinition",
+        "id": code,
+        "url": f"{OD}/{code}",
+        "version": VERSION,
+        "name": "".join(p.title() for p in code.split("-")),
+        "title": title,
+        "status": "active",
+        "kind": "operation",
+        "date": "2026-12-04",
+        "publisher": PUBLISHER,
+        "description": desc,
+        "affectsState": affects_state,
+        "code": code,
+    }
+    if resource:
+        out["resource"] = list(resource)
+    out.update(system="system" in levels, type="type" in levels, instance="instance" in levels)
+    out["parameter"] = parameters
+    return out
+
+
+_RAW = (
+    "The raw message is the request body itself (HL7 v2 ER7, XML, CSV ... as the adapter reads it), "
+    "not a Parameters resource."
+)
+_PERIOD = "The period: a month (2025-11) or a year (2025); anything else is YL-1202."
+_DRUG = ("drug", "out", 1, "1", "Coding", "The drug (national drug code, http://yaolian.org/fhir/sid/nhsa-drug-code).")
+_LINES = ("line", "out", 1, "*", "Reference", "The demand-plan lines (SupplyRequest) this total sums.")
+
+
+def operation_definitions() -> list[dict]:
+    """The operations the gateway defines itself (yaolian.org URLs of the operation table)."""
+    adapter = _param(
+        "adapter",
+        "in",
+        1,
+        "1",
+        "string",
+        "The adapter that reads the message (URL parameter ?adapter=, e.g. hl7v2); missing is YL-0404.",
+    )
+    message = _param("message", "in", 1, "1", "Binary", _RAW)
+    return [
+        _operation(
+            "ingest", "Ingest a member HIS message 接入院内系统报文",
+            "Journals a member's raw HIS message, converts it with the named adapter and stores the "
+            "result as one transaction (the same path as MLLP). An empty body is YL-0102; a message the "
+            "adapter rejects is a 422 OperationOutcome and goes to the dead letters.",
+            levels=("system",), affects_state=True,
+            parameters=[adapter, message, _param(
+                "return", "out", 1, "1", "Bundle",
+                "The transaction-response Bundle (header X-Yaolian-Message: the journal number; "
+                "X-Yaolian-Duplicate: true when the message was already ingested).")],
+        ),
+        _operation(
+            "convert", "Convert a member HIS message 转换院内系统报文",
+            "Converts a member's raw HIS message with the named adapter and stores nothing: what $ingest "
+            "would write, for checking a mapping.",
+            levels=("system",), affects_state=False,
+            parameters=[adapter, message, _param(
+                "return", "out", 1, "1", "Bundle",
+                "The transaction Bundle the adapter built; Bundle.issues holds the warnings about how it was built.")],
+        ),
+        _operation(
+            "hl7v2", "Prescription as HL7 v2 RDE^O11 处方回写",
+            "Writes an approved or extended prescription back as HL7 v2.5 RDE^O11 for the member HIS that "
+            "must dispense it; with scope=prescription every order of its 处方 (same groupIdentifier and "
+            "patient), one ORC group each.",
+            levels=("instance",), resource=("MedicationRequest",), affects_state=False,
+            parameters=[
+                _param("scope", "in", 0, "1", "code",
+                       "order (default): this MedicationRequest; prescription: every order of its 处方. "
+                       "Anything else is YL-0404."),
+                _param("return", "out", 1, "1", "Binary",
+                       "The HL7 v2 message, answered as the body itself (x-application/hl7-v2+er7)."),
+            ],
+        ),
+        _operation(
+            "insurance-status",
+            "Prescription status at the insurance platform 电子处方信息查询",
+            "Asks the national insurance platform what it says of an uploaded prescription (7105 电子处方信息查询, "
+            "then 7106 电子处方取药结果查询; 7106's status wins). Whoever may read the MedicationRequest may ask. "
+            "Never uploaded is YL-1308; a refusal or no answer from the platform YL-1307..1311.",
+            levels=("instance",),
+            resource=("MedicationRequest",),
+            affects_state=False,
+            parameters=[
+                _param("prescription", "out", 1, "1", "Reference", "The MedicationRequest asked about."),
+                _param("hiRxno", "out", 1, "1", "Identifier", "The platform's prescription number (hi_rxno)."),
+                _param("rxTraceCode", "out", 0, "1", "Identifier", "The trace code recorded at upload."),
+                _param("status", "out", 0, "1", "Coding", "The prescription status (rx_stas_codg / rx_stas_name)."),
+                _param("usedStatus", "out", 0, "1", "Coding", "取药状态 (rx_used_stas_codg / rx_used_stas_name)."),
+                _param("dispensedAt", "out", 0, "1", "dateTime", "When it was dispensed (7106 setl_time, China time)."),
+                _param("dispensedBy", "out", 0, "1", "Reference",
+                       "The dispensing institution, when 7106 names it (fixmedins_code / fixmedins_name)."),
+                _param("dispensed", "out", 0, "*", None, "One per 7106 seltdelts line.",
+                       ("drug", "out", 0, "1", "Coding", "The drug (national code and generic name)."),
+                       ("quantity", "out", 0, "1", "decimal",
+                        "The quantity (the platform's text as valueString when it is not a number)."),
+                       ("taken", "out", 0, "1", "boolean", "Whether the drug was taken (take_drug_flag).")),
+            ],
+        ),
+        _operation(
+            "review", "Central prescription pre-review 前置审核",
+            "Runs the alliance's review rules (profiles/rules/review) on a prescription before it is signed "
+            "(POL-06). At type level the prescription is the body; at instance level the stored one when "
+            "the body is empty. Records the review unless record=false.",
+            levels=("type", "instance"), resource=("MedicationRequest",), affects_state=True,
+            parameters=[
+                _param("resource", "in", 0, "1", "Resource",
+                       "The MedicationRequest, a Bundle holding it with its Medication and Patient, or this "
+                       "parameter in a Parameters body. Required at type level (an empty body is YL-1110)."),
+                _param("member", "in", 0, "1", "string",
+                       "The prescribing member's code (URL parameter); else the owner tag, the caller's member "
+                       "or the requester's organization."),
+                _param("record", "in", 0, "1", "boolean",
+                       "false: review only, record nothing (URL parameter; default true)."),
+                _param("ruleSetVersion", "out", 1, "1", "string", "The rule set and its version (id|version)."),
+                _param("result", "out", 1, "*", "code",
+                       "One per prescription reviewed: pass, warn or reject (CodeSystem review-result)."),
+                _param("issue", "out", 0, "*", "DetectedIssue", "One per finding of the rules."),
+                _param("outcome", "out", 1, "1", "OperationOutcome",
+                       "The findings as issues (YL-1111 per finding, YL-1114 for a pass)."),
+            ],
+        ),
+        _operation(
+            "formulary-check", "Formulary linkage checks 目录衔接检查",
+            "Checks the member formularies against the alliance's linkage rules (POL-02..05, 10, 13, 21).",
+            levels=("system",), affects_state=False,
+            parameters=[
+                _param("date", "in", 0, "1", "date", "The day to judge on (default: today)."),
+                _param("format", "in", 0, "1", "code", "html: the findings as an HTML page instead of Parameters."),
+                _param("finding", "out", 0, "*", None, "One per finding.",
+                       ("rule", "out", 1, "1", "code", "The rule id (village-chronic-not-in-township, ...)."),
+                       ("severity", "out", 1, "1", "code", "The finding's severity."),
+                       ("member", "out", 1, "1", "string", "The member's code."),
+                       ("drug", "out", 1, "1", "string", "The national drug code, or the generic name."),
+                       ("text", "out", 1, "1", "string", "The finding in English."),
+                       ("textZh", "out", 1, "1", "string", "The finding in Chinese.")),
+            ],
+        ),
+        _operation(
+            "continue", "Continue a prescription (mutual recognition) 互认共享",
+            "Creates a new MedicationRequest continuing a prior prescription, stored here or at a live "
+            "member (POL-08/09); with dispensingMember an extended prescription (延伸处方) dispensed there.",
+            levels=("type",), resource=("MedicationRequest",), affects_state=True,
+            parameters=[
+                _param("prescription", "in", 1, "1", "Identifier",
+                       "The number of the prescription to continue (system and value)."),
+                _param("patient", "in", 0, "1", "Reference",
+                       "The patient here; defaults to the prior prescription's when that one is stored here."),
+                _param("identifier", "in", 0, "1", "Identifier", "The new prescription's number."),
+                _param("authoredOn", "in", 0, "1", "dateTime", "When the new prescription is written."),
+                _param("requester", "in", 0, "1", "Reference", "Who writes the new prescription."),
+                _param("dispensingMember", "in", 0, "1", "string",
+                       "The member code that dispenses it (an extended prescription, 延伸处方)."),
+                _param("member", "in", 0, "1", "string",
+                       "The continuing member, for callers that are not a member's client."),
+                _param("return", "out", 1, "1", "MedicationRequest", "The new prescription, as created."),
+            ],
+        ),
+        _operation(
+            "prescriptions", "A patient's prescriptions across the alliance 跨机构处方查询",
+            "Every MedicationRequest and MedicationDispense of a patient, from the store and every live "
+            "member asked in parallel, newest first, with a Provenance per member.",
+            levels=("type",), resource=("Patient",), affects_state=False,
+            parameters=[
+                _param("identifier", "in", 0, "1", "string",
+                       "SYSTEM|VALUE of the patient (the resident ID card number is the key across members). "
+                       "identifier or patient is required (YL-1010).", searchType="token"),
+                _param("patient", "in", 0, "1", "string", "A Patient here (id or Patient/id).",
+                       searchType="reference"),
+                _param("_count", "in", 0, "1", "integer", "Page size."),
+                _param("_sort", "in", 0, "1", "string", "-authoredon (default, newest first) or authoredon."),
+                _param("_page", "in", 0, "1", "string", "The token of a next link."),
+                _param("return", "out", 1, "1", "Bundle", "A searchset Bundle."),
+            ],
+        ),
+        _operation(
+            "aggregate", "Aggregate the demand plans 请领汇总",
+            "The county's procurement plan for a period: totals per (county, drug) and per (county, supplier, "
+            "drug) of the active demand-plan lines (POL-11, POL-12).",
+            levels=("type",), resource=("SupplyRequest",), affects_state=False,
+            parameters=[
+                _param("period", "in", 1, "1", "string", _PERIOD + " URL parameter or Parameters."),
+                _param("output", "in", 0, "1", "code", "json (default: Parameters) or csv."),
+                _param("period", "out", 1, "1", "string", "The period aggregated."),
+                _param("drugTotal", "out", 0, "*", None, "A total per county and drug.",
+                       ("county", "out", 1, "1", "string", "The county."), _DRUG,
+                       ("quantity", "out", 1, "1", "decimal", "The quantity."), _LINES),
+                _param("supplierTotal", "out", 0, "*", None, "A total per county, supplier and drug.",
+                       ("county", "out", 1, "1", "string", "The county."),
+                       ("supplier", "out", 1, "1", "Reference", "The distribution company."), _DRUG,
+                       ("quantity", "out", 1, "1", "decimal", "The quantity."), _LINES),
+            ],
+        ),
+        _operation(
+            "approve", "Approve the demand plans 请领审批",
+            "The county pharmacy approves a period's demand-plan lines in one transaction, with changes "
+            "(quantity 0 cuts a line); a List records the approved plan (POL-11, POL-12).",
+            levels=("type",), resource=("SupplyRequest",), affects_state=True,
+            parameters=[
+                _param("period", "in", 1, "1", "string", _PERIOD),
+                _param("change", "in", 0, "*", None, "A changed line (YL-1214 when line or quantity is missing).",
+                       ("line", "in", 1, "1", "Reference", "The plan line (SupplyRequest)."),
+                       ("quantity", "in", 1, "1", "decimal", "The approved quantity (0 cuts the line)."),
+                       ("reason", "in", 1, "1", "string", "Why (a change without a reason is YL-1204).")),
+                _param("period", "out", 1, "1", "string", "The period approved."),
+                _param("approved", "out", 0, "*", "Reference", "Lines approved as they were."),
+                _param("cut", "out", 0, "*", "Reference", "Lines cut (quantity 0)."),
+                _param("changed", "out", 0, "*", "Reference", "Lines approved with another quantity."),
+                _param("plan", "out", 0, "*", "Reference", "The List of each county's approved plan."),
+            ],
+        ),
+        _operation(
+            "export-plan", "Export the procurement plan 采购计划导出",
+            "The approved plan for the distributors: one row per supplier, destination member, drug, "
+            "quantity, unit and plan line.",
+            levels=("type",), resource=("SupplyRequest",), affects_state=False,
+            parameters=[
+                _param("period", "in", 1, "1", "string", _PERIOD + " URL parameter."),
+                _param("output", "in", 0, "1", "code", "csv (default) or xlsx."),
+                _param("return", "out", 1, "1", "Binary", "The CSV or XLSX file, answered as the body itself."),
+            ],
+        ),
+        _operation(
+            "balance", "Balance stock between members 库存调剂",
+            "Proposes transfers that lift members towards their alert lines without taking a giver below "
+            "its own, within a county (POL-15, POL-25, POL-26); with propose=true writes each as a draft "
+            "SupplyRequest of kind transfer.",
+            levels=("type",), resource=("SupplyRequest",), affects_state=True,
+            parameters=[
+                _param("propose", "in", 0, "1", "boolean", "true: write the transfers as draft SupplyRequests."),
+                _param("as-of", "in", 0, "1", "date", "The day the stock is judged on (default: the ledger's)."),
+                _param("transfer", "out", 0, "*", None, "A proposed transfer.",
+                       ("drug", "out", 1, "1", "string", "The drug code."),
+                       ("from", "out", 1, "1", "string", "The giving member."),
+                       ("to", "out", 1, "1", "string", "The receiving member."),
+                       ("lot", "out", 0, "1", "string", "The batch."),
+                       ("expiry", "out", 0, "1", "string", "The batch's expiry."),
+                       ("quantity", "out", 1, "1", "decimal", "How much."),
+                       ("request", "out", 0, "1", "Reference", "The SupplyRequest written (propose=true).")),
+            ],
+        ),
+        _operation(
+            "register-shortage", "Register a shortage 缺药登记",
+            "Registers a drug a patient needs and the member lacks, for a reviewed extended or "
+            "individual-treatment prescription (POL-16): a SupplyRequest of kind shortage.",
+            levels=("type",), resource=("SupplyRequest",), affects_state=True,
+            parameters=[
+                _param("prescription", "in", 1, "1", "Reference",
+                       "The reviewed prescription (MedicationRequest); missing is YL-1214."),
+                _param("member", "in", 0, "1", "string", "The registering member (default: the dispensing member)."),
+                _param("quantity", "in", 0, "1", "decimal", "The quantity needed."),
+                _param("return", "out", 1, "1", "SupplyRequest", "The registration, as created (201)."),
+            ],
+        ),
+        _operation(
+            "stock-alerts", "Stock alerts 库存预警",
+            "Checks every member's stock against its alert lines and batch expiries (POL-14, POL-15), "
+            "raising and closing DetectedIssue alerts.",
+            levels=("system",), affects_state=True,
+            parameters=[
+                _param("as-of", "in", 0, "1", "date", "The day the stock is judged on (default: the ledger's)."),
+                _param("alert", "out", 0, "*", None, "A member below its alert line for a drug.",
+                       ("kind", "out", 1, "1", "string", "below-alert-line."),
+                       ("member", "out", 1, "1", "string", "The member."),
+                       ("drug", "out", 1, "1", "string", "The drug code."),
+                       ("stock", "out", 1, "1", "string", "The stock."),
+                       ("line", "out", 1, "1", "string", "The alert line.")),
+                _param("expiring", "out", 0, "*", None, "A batch near or past its expiry.",
+                       ("kind", "out", 1, "1", "string", "expiring-batch."),
+                       ("member", "out", 1, "1", "string", "The member."),
+                       ("drug", "out", 1, "1", "string", "The drug code."),
+                       ("stock", "out", 1, "1", "string", "The stock."),
+                       ("lot", "out", 1, "1", "string", "The batch."),
+                       ("expiry", "out", 1, "1", "string", "The batch's expiry.")),
+                _param("raised", "out", 0, "*", "Reference", "Alerts raised (DetectedIssue)."),
+                _param("closed", "out", 0, "*", "Reference", "Alerts closed (DetectedIssue)."),
+            ],
+        ),
+    ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -2093,6 +2406,7 @@ def dump(path: Path, resource: Any) -> None:
 
 GENERATED_KINDS = (
     "StructureDefinition", "CodeSystem", "ValueSet", "NamingSystem", "SearchParameter", "SubscriptionTopic",
+    "OperationDefinition",
 )  # fmt: skip
 
 
@@ -2104,7 +2418,14 @@ def build(core_folder: Path, out: Path = OUT) -> int:
         for old in out.glob(f"{kind}-*.json"):
             old.unlink()
     sds = [finish_sd(sd, core_pkg) for sd in [*resource_profiles(), *extensions()]]
-    resources = [*sds, *terminology(), *naming_systems(), *search_parameters(), *subscription_topics()]
+    resources = [
+        *sds,
+        *terminology(),
+        *naming_systems(),
+        *search_parameters(),
+        *subscription_topics(),
+        *operation_definitions(),
+    ]
     for res in resources:
         dump(out / f"{res['resourceType']}-{res['id']}.json", res)
     dump(out / "core-expansions.json", core_expansions(sds, core_pkg))

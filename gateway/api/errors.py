@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.formats import JSON, XML, render
-from gateway.errors import FhirError, Issue, TooManyRequests, Unauthorized, issue, operation_outcome
+from gateway.errors import FhirError, Issue, MethodNotAllowed, TooManyRequests, Unauthorized, issue, operation_outcome
 from gateway.store.errors import InvalidSearchValue
 
 log = logging.getLogger("yaolian.http")
@@ -73,6 +73,8 @@ def _headers(exc: FhirError) -> dict[str, str] | None:
         return {"WWW-Authenticate": WWW_AUTHENTICATE_NO_TOKEN if missing else WWW_AUTHENTICATE}
     if isinstance(exc, TooManyRequests):
         return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, MethodNotAllowed):  # RFC 9110: a 405 says what is allowed; the core raises
+        return {"Allow": "GET, HEAD"}  # it only for what is read-only (served definitions, topics)
     return None
 
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.context import authenticate
-from gateway.api.interactions import audit, instance, system, topics, type_level
+from gateway.api.interactions import audit, instance, system, type_level
 from gateway.api.operations import OPERATIONS
 from gateway.errors import NotFound
 
@@ -65,9 +65,6 @@ ROUTES = [
     _route("/fhir/AuditEvent", GET=audit.search, POST=audit.refuse, PUT=audit.refuse, DELETE=audit.refuse),
     _route("/fhir/AuditEvent/_search", POST=audit.search),
     _route("/fhir/AuditEvent/{id}", GET=audit.read, PUT=audit.refuse, PATCH=audit.refuse, DELETE=audit.refuse),
-    # the SubscriptionTopics, from their files in profiles/ (read-only)
-    _route("/fhir/SubscriptionTopic", GET=topics.search, POST=topics.refuse, PUT=topics.refuse, DELETE=topics.refuse),
-    _route("/fhir/SubscriptionTopic/_search", POST=topics.search),
     _route("/fhir/{type:fhirtype}/_search", POST=type_level.search_post),
     _route("/fhir/{type:fhirtype}/_history", GET=type_level.history),
     _route("/fhir/{type:fhirtype}/${op}", GET=_operation, POST=_operation),
@@ -81,9 +78,6 @@ ROUTES = [
     _route("/fhir/{type:fhirtype}/{id}/_history", GET=instance.history),
     _route("/fhir/{type:fhirtype}/{id}/_history/{vid}", GET=instance.vread),
     _route("/fhir/{type:fhirtype}/{id}/${op}", GET=_operation, POST=_operation),
-    _route(
-        "/fhir/SubscriptionTopic/{id}", GET=topics.read, PUT=topics.refuse, PATCH=topics.refuse, DELETE=topics.refuse
-    ),
     _route(
         "/fhir/{type:fhirtype}/{id}",
         GET=instance.read,

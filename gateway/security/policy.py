@@ -17,7 +17,10 @@ scopes intersected with its role (:data:`ROLE_ACCESS`); on top of that, a member
 - never learns that a record it may not see exists: a read answers the 404 of a missing one.
 
 Shared master data (:data:`SHARED_TYPES`: the patient index, practitioners, the member
-registry) is readable by every member client.
+registry) is readable by every member client. Conformance resources (profiles, terminology,
+OperationDefinitions: :data:`gateway.service.served.DEFINITION_TYPES`) are public: every
+authenticated client may read and search them whatever its role and scopes, as anyone may read
+``/fhir/metadata`` that names them; writing them stays with the roles that may write the type.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from gateway.hooks import Hidden, HistoryPage, Pointcut, RequestContext, SearchR
 from gateway.principal import Principal, Role
 from gateway.search.query import Criterion, SearchQuery, parse_criterion, parse_search
 from gateway.service.fhir_service import FhirService
+from gateway.service.served import DEFINITION_TYPES
 from gateway.store.base import Store, StoredResource
 
 MEMBER_SYSTEM = "http://yaolian.org/fhir/sid/member"
@@ -151,13 +155,19 @@ _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search
 
 def role_allows(principal: Principal, resource_type: str, interaction: str) -> bool:
     """The role's own limits, intersected with the client's scopes."""
+    if resource_type in DEFINITION_TYPES and interaction in ("r", "s"):
+        return True  # public definitions (see the module docstring)
     table = ROLE_ACCESS[principal.role]
     permitted = table.get(resource_type, table.get("*", ""))
     return interaction in permitted and principal.scope_allows(resource_type, interaction)
 
 
 def owned(resource_type: str) -> bool:
-    return resource_type not in SHARED_TYPES and resource_type not in CLIENT_OWNED
+    return (
+        resource_type not in SHARED_TYPES
+        and resource_type not in CLIENT_OWNED
+        and resource_type not in DEFINITION_TYPES
+    )
 
 
 def owner_tag(data: dict[str, Any] | None) -> str | None:

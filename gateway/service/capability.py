@@ -25,12 +25,14 @@ INTERACTIONS = [
 ]
 
 
+ALLIANCE_SERVER = "http://yaolian.org/fhir/CapabilityStatement/alliance-server"
 TOPIC_SUPPORTED = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-subscriptiontopic-supported"
 
 
-#: Types served read-only from the gateway's own files, with the search parameters they take
-#: (the SubscriptionTopics of ``profiles/``: gateway/api/interactions/topics.py).
-READ_ONLY: dict[str, tuple[str, ...]] = {"SubscriptionTopic": ("_id", "url", "status", "resource")}
+#: Types only ever served from the gateway's own files, never stored (the SubscriptionTopics of
+#: ``profiles/`` are what the dispatcher matches: gateway.events.subscriptions refuses writes of
+#: others). Other conformance types serve their files and store the rest (gateway/service/served.py).
+READ_ONLY = frozenset({"SubscriptionTopic"})
 
 
 def capability_statement(
@@ -84,16 +86,15 @@ def capability_statement(
                 if p.url
             ],
         }
-        if rtype in READ_ONLY:  # served from files, not the store: read and search only
+        if rtype in READ_ONLY:  # served from files, not the store: read, vread (version 1) and search
             entry.update(
-                interaction=[{"code": "read"}, {"code": "search-type"}],
+                interaction=[{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
                 versioning="no-version",
                 readHistory=False,
                 updateCreate=False,
                 conditionalCreate=False,
                 conditionalUpdate=False,
                 conditionalDelete="not-supported",
-                searchParam=[p for p in entry["searchParam"] if p["name"] in READ_ONLY[rtype]],
             )
             for key in ("searchInclude", "searchRevInclude"):
                 entry.pop(key)
@@ -121,6 +122,8 @@ def capability_statement(
         "date": date,
         "publisher": "Yaolian",
         "kind": "instance",
+        # the alliance's requirements this gateway implements (served from profiles/)
+        "instantiates": [ALLIANCE_SERVER],
         "software": {"name": "Yaolian", "version": software_version},
         "implementation": {
             "description": "Yaolian county medical alliance gateway",

@@ -19,6 +19,7 @@ from gateway.service.bundles import Entry, render_bundle
 from gateway.service.ports import Validator
 from gateway.service.projection import project
 from gateway.service.searching import page_links, run_includes
+from gateway.service.served import ServedDefinitions
 from gateway.service.transactions import BundleProcessor
 from gateway.service.write_path import WritePath
 from gateway.service.writes import Writer, require_id, require_type
@@ -57,13 +58,18 @@ class FhirService:
         validator: Validator | None = None,
         *,
         stage_writes: bool = True,
+        served: ServedDefinitions | None = None,
     ) -> None:
         """``stage_writes`` off runs every write inside its transaction; the oracle tests
-        compare that with the staged way (:mod:`gateway.service.write_path`)."""
+        compare that with the staged way (:mod:`gateway.service.write_path`). ``served``: the
+        conformance files read and searched next to the store, never written
+        (:mod:`gateway.service.served`)."""
         self.store = store
         self.settings = settings
         self.hooks = hooks or Hooks()
         self.writer = Writer(self.hooks, settings.validation_mode, validator)
+        self.served = served
+        self.writer.served = served
         self.writes = WritePath(store, stage=stage_writes)
         self.search_limits = SearchLimits(settings.max_search_params, settings.max_search_values, settings.max_includes)
 
@@ -79,7 +85,8 @@ class FhirService:
     def read(self, resource_type: str, resource_id: str, ctx: RequestContext) -> StoredResource:
         require_type(resource_type)
         require_id(resource_type, resource_id)
-        stored = self._shown(self.store.read(resource_type, resource_id), ctx)
+        found = self.served.read(resource_type, resource_id) if self.served is not None else None
+        stored = self._shown(found or self.store.read(resource_type, resource_id), ctx)
         if stored is None:
             raise NotFound("YL-0201", type=resource_type, id=resource_id)
         if stored.deleted:
@@ -92,7 +99,10 @@ class FhirService:
         require_id(resource_type, resource_id)
         # a version the store's integer column cannot hold is simply not there (no 500)
         number = int(version) if version.isascii() and version.isdigit() and len(version) <= 10 else -1
-        found = self.store.vread(resource_type, resource_id, number) if 0 < number < 2**31 else None
+        found = None
+        if 0 < number < 2**31:
+            served = self.served.vread(resource_type, resource_id, number) if self.served is not None else None
+            found = served or self.store.vread(resource_type, resource_id, number)
         stored = self._shown(found, ctx)
         if stored is None:
             raise NotFound("YL-0202", type=resource_type, id=resource_id, vid=version)
@@ -251,20 +261,28 @@ class FhirService:
         # Results in id order page by keyset (``_after``): a write between two pages cannot
         # shift them. One extra row tells whether a next page exists.
         keyset = not query.sort and count > 0
-        found = self.store.search(
-            query,
-            count=count + 1 if keyset else count,
-            offset=query.offset,
-            total=want_total or query.summary == "count",
-            base_url=ctx.base_url,
-        )
+        limit, counted = count + 1 if keyset else count, want_total or query.summary == "count"
+        served = self.served if self.served is not None and self.served.covers(query.resource_type) else None
+        if served is None:
+            found = self.store.search(query, count=limit, offset=query.offset, total=counted, base_url=ctx.base_url)
+        else:  # the served conformance files and the stored resources of their type, one page
+            stored = self.store.search(
+                query, count=query.offset + limit, offset=0, total=counted, base_url=ctx.base_url
+            )
+            found = served.merge(query, stored, count=limit, offset=query.offset, total=counted, base_url=ctx.base_url)
         ids = found.ids[:count]
         more = len(found.ids) > count if keyset else None
         total = found.total
         whole = keyset and total is not None and query.after is None and query.offset == 0 and not more
         if whole:  # this page is all there is
             total = len(ids)
-        matches = [r for r in self.store.read_many([(query.resource_type, i) for i in ids]) if not r.deleted]
+        keys = [(query.resource_type, i) for i in ids]
+        if served is not None:
+            by_key = {(r.res_type, r.res_id): r for r in self.store.read_many(keys)}
+            by_key.update({(r.res_type, r.res_id): r for r in served.read_many(keys)})
+            matches = [by_key[k] for k in keys if k in by_key and not by_key[k].deleted]
+        else:
+            matches = [r for r in self.store.read_many(keys) if not r.deleted]
         results = SearchResults(query, matches, [], total)
         last = ids[-1] if ids else None
         if Pointcut.BEFORE_SEARCH_RESPONSE in self.hooks:

@@ -37,6 +37,7 @@ from gateway.search.extract import IndexRows, extract
 from gateway.search.query import Criterion, SearchQuery, parse_search
 from gateway.search.values import split_token
 from gateway.service.ports import OwnerTag, Validator
+from gateway.service.served import ServedDefinitions
 from gateway.service.write_path import new_resource_id, remembered_findings
 from gateway.store.base import StoredResource, StoreTransaction, VersionConflict
 from gateway.validation import structure_issues
@@ -165,6 +166,8 @@ class Writer:
         self.validator = validator
         #: stamps the owning member on what is written (set by the access policy)
         self.owner_tag: OwnerTag | None = None
+        #: the conformance files served read-only (set by the service)
+        self.served: ServedDefinitions | None = None
 
     # -- helpers ----------------------------------------------------------------------
     def _check_body(self, body: ResourceText, resource_type: str) -> None:
@@ -209,6 +212,8 @@ class Writer:
         existing: StoredResource | None,
         method: str,
     ) -> WriteResult:
+        if self.served is not None:  # the files in profiles/ are the source of truth
+            self.served.refuse_write(resource_type, resource_id, body.data)
         if Pointcut.BEFORE_STORE in self.hooks:  # may amend the body (review on write, issue 14)
             self.hooks.run(Pointcut.BEFORE_STORE, ctx, tx, resource_type, body)
         form = json_form_issues(body.data)  # the client's text is stored: it must be FHIR JSON
@@ -367,6 +372,8 @@ class Writer:
     ) -> WriteResult:
         require_type(resource_type)
         require_id(resource_type, resource_id)
+        if self.served is not None:
+            self.served.refuse_write(resource_type, resource_id, None)
         existing = tx.current(resource_type, resource_id)
         if existing is None:
             raise NotFound("YL-0201", type=resource_type, id=resource_id)
@@ -403,6 +410,8 @@ class Writer:
     ) -> StoredResource | None:
         require_type(resource_type)
         require_id(resource_type, resource_id)
+        if self.served is not None:
+            self.served.refuse_write(resource_type, resource_id, None)
         existing = tx.current(resource_type, resource_id)
         if if_match is not None:  # version-aware delete: never remove a version the client has not seen
             current = existing.version if existing and not existing.deleted else 0
@@ -420,6 +429,8 @@ class Writer:
         found = self.matching_ids(tx, ctx, resource_type, criteria)
         if len(found) > 1:
             raise PreconditionFailed("YL-0302", what="delete", count="more than one")
+        if not found and self.served is not None:
+            self.served.refuse_conditional_delete(resource_type, criteria)
         return self.delete(tx, ctx, resource_type, found[0]) if found else None
 
 

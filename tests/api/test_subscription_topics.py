@@ -1,6 +1,8 @@
 """``GET /fhir/SubscriptionTopic`` and ``GET /fhir/SubscriptionTopic/{id}`` from the topic files
 of ``profiles/`` (POL-18: whoever subscribes to the alliance's events must be able to read what
-they can subscribe to); the topics are read-only, over REST and in a Bundle."""
+they can subscribe to); the topics are read-only, over REST and in a Bundle. They are served like
+every conformance resource of ``profiles/`` (gateway/service/served.py, through the service: any
+search parameter of the type, paging); only topics are never stored."""
 
 from __future__ import annotations
 
@@ -10,9 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api.interactions.topics import _SEARCH
 from gateway.events.topics import topics
-from gateway.service.capability import READ_ONLY
+from gateway.search.parameters import parameters_for
 from gateway.settings import Settings
 
 
@@ -47,7 +48,10 @@ def test_pol18_every_topic_the_dispatcher_matches_is_readable_and_searchable(cli
         "/fhir/SubscriptionTopic", params={"url": "http://yaolian.org/fhir/SubscriptionTopic/review-blocked"}
     )
     assert [e["resource"]["id"] for e in by_url.json()["entry"]] == ["review-blocked"]
-    by_resource = client.post("/fhir/SubscriptionTopic/_search", data={"resource": "MedicationRequest"}).json()
+    by_resource = client.post(
+        "/fhir/SubscriptionTopic/_search",
+        data={"resource": "http://hl7.org/fhir/StructureDefinition/MedicationRequest"},
+    ).json()
     ids = {e["resource"]["id"] for e in by_resource["entry"]}
     assert {"prescription-created", "prescription-changed"} <= ids and "stock-alert-raised" not in ids
     counted = client.get("/fhir/SubscriptionTopic", params={"_count": "2"}).json()
@@ -55,28 +59,32 @@ def test_pol18_every_topic_the_dispatcher_matches_is_readable_and_searchable(cli
     xml = client.get("/fhir/SubscriptionTopic/review-blocked", params={"_format": "xml"})
     assert xml.status_code == 200 and xml.text.lstrip().startswith("<")
 
-    unknown = client.get("/fhir/SubscriptionTopic", params={"title": "x"})
+    # an unknown parameter is what it is for every type: a warning, or 400 under handling=strict
+    unknown = client.get("/fhir/SubscriptionTopic", params={"bogus": "x"}, headers={"Prefer": "handling=strict"})
     assert unknown.status_code == 400 and _code(unknown.json()) == "YL-0400"
 
 
 def test_pol18_topics_cannot_be_written_and_the_capability_statement_says_so(client: TestClient) -> None:
     topic = client.get("/fhir/SubscriptionTopic/prescription-created").json()
-    for method, path in (
-        ("POST", "/fhir/SubscriptionTopic"),
-        ("PUT", "/fhir/SubscriptionTopic/prescription-created"),
-        ("DELETE", "/fhir/SubscriptionTopic/prescription-created"),
-        ("PUT", "/fhir/SubscriptionTopic?url=x"),
+    other = {**topic, "url": "http://example.org/SubscriptionTopic/mine"}
+    for method, path, body, code in (
+        ("POST", "/fhir/SubscriptionTopic", other, "YL-0205"),  # a new topic: never stored
+        ("PUT", "/fhir/SubscriptionTopic/prescription-created", topic, "YL-0304"),  # a served file
+        ("DELETE", "/fhir/SubscriptionTopic/prescription-created", topic, "YL-0304"),
+        ("PUT", "/fhir/SubscriptionTopic?url=x", topic, "YL-0304"),
     ):
-        answer = client.request(method, path, json=topic)
+        answer = client.request(method, path, json=body)
         assert answer.status_code == 405, (method, path, answer.text)
-        assert answer.json()["resourceType"] == "OperationOutcome" and _code(answer.json()) == "YL-0205"
+        assert answer.json()["resourceType"] == "OperationOutcome" and _code(answer.json()) == code
         assert "GET" in answer.headers["allow"]
+    copy = client.post("/fhir/SubscriptionTopic", json=topic)  # the URL of a served topic
+    assert copy.status_code == 422 and _code(copy.json()) == "YL-0305"
     bundle = {
         "resourceType": "Bundle",
         "type": "batch",
         "entry": [
             {
-                "resource": {k: v for k, v in topic.items() if k != "id"},
+                "resource": {k: v for k, v in other.items() if k != "id"},
                 "request": {"method": "POST", "url": "SubscriptionTopic"},
             }
         ],
@@ -87,8 +95,9 @@ def test_pol18_topics_cannot_be_written_and_the_capability_statement_says_so(cli
 
     capability = client.get("/fhir/metadata").json()
     entry = next(r for r in capability["rest"][0]["resource"] if r["type"] == "SubscriptionTopic")
-    assert [i["code"] for i in entry["interaction"]] == ["read", "search-type"]
-    assert {p["name"] for p in entry["searchParam"]} == set(READ_ONLY["SubscriptionTopic"]) == set(_SEARCH)
+    assert [i["code"] for i in entry["interaction"]] == ["read", "vread", "search-type"]
+    assert {"_id", "url", "status", "resource"} <= {p["name"] for p in entry["searchParam"]}
+    assert {p["name"] for p in entry["searchParam"]} <= set(parameters_for("SubscriptionTopic"))
 
 
 def test_pol18_any_client_with_a_token_reads_the_topics_none_without(database_url: str) -> None:
