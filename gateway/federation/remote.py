@@ -34,6 +34,27 @@ INCLUDE = {
 }
 FHIR_JSON = "application/fhir+json"
 T = TypeVar("T")
+#: The largest answer read from a member (a page of a patient's records is kilobytes): a
+#: member sending more is cut off rather than allowed to fill the gateway's memory.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+
+
+class AnswerTooLarge(aiohttp.ClientError):
+    """A member's answer exceeded :data:`MAX_ANSWER_BYTES`."""
+
+
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    """The body, at most :data:`MAX_ANSWER_BYTES` of it."""
+    if response.content_length is not None:
+        if response.content_length > MAX_ANSWER_BYTES:
+            raise AnswerTooLarge()
+        return await response.read()
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise AnswerTooLarge()
+    return bytes(body)
 
 
 class MemberFailure(Exception):
@@ -238,12 +259,12 @@ class MemberClient:
         if endpoint.smart is not None:
             headers["Authorization"] = f"Bearer {await self.tokens.token(http, endpoint.smart)}"
         async with http.request(method, url, data=body, headers=headers) as response:
-            reply = Reply(response.status, await response.read())
+            reply = Reply(response.status, await _read(response))
         if reply.status == 401 and endpoint.smart is not None:  # a token the member forgot
             self.tokens.forget(endpoint.smart)
             headers["Authorization"] = f"Bearer {await self.tokens.token(http, endpoint.smart)}"
             async with http.request(method, url, data=body, headers=headers) as response:
-                reply = Reply(response.status, await response.read())
+                reply = Reply(response.status, await _read(response))
         return reply
 
     async def _get(self, endpoint: MemberEndpoint, url: str) -> Reply:
@@ -436,6 +457,8 @@ class MemberClient:
 
 def _reason(exc: BaseException) -> str:
     """What went wrong, without the member's address (aiohttp messages carry the URL)."""
+    if isinstance(exc, AnswerTooLarge):
+        return f"the answer is larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "the connection was refused or could not be made"
     if isinstance(exc, aiohttp.ServerTimeoutError):

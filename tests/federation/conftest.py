@@ -154,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"<html>Service Unavailable</html>", "text/html")
         if fhir.behaviour == "wrong-bundle":
             return self._send(200, b'{"resourceType":"Bundle","type":"transaction-response","entry":[]}')
+        if fhir.behaviour == "endless":
+            return self._endless()
         if resource_type == "metadata":
             body: dict[str, Any] = {"resourceType": "CapabilityStatement", "fhirVersion": fhir.version}
         else:
@@ -179,6 +181,19 @@ class _Handler(BaseHTTPRequestHandler):
             searchset = fhir.search(parts.path.rsplit("/", 1)[-1], parse_qsl(parts.query))
             results.append({"resource": searchset, "response": {"status": "200 OK"}})
         self._send(200, json.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": results}).encode())
+
+    def _endless(self) -> None:
+        """A 200 without a length whose body never ends (until the reader hangs up)."""
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.end_headers()
+            chunk = b'{"resourceType":"Bundle","type":"searchset","entry":[' + b" " * (1 << 20)
+            for _ in range(400):
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
     def _send(self, status: int, body: bytes, media: str = "application/fhir+json") -> None:
         try:

@@ -142,6 +142,15 @@ def test_members_that_fail_are_named_in_the_outcome_and_the_rest_still_answer(ga
     assert "127.0.0.1" not in text  # members are named, their addresses are not
 
 
+def test_a_member_sending_an_endless_answer_is_cut_off_not_read_into_memory(gateway, tiny_member) -> None:  # type: ignore[no-untyped-def]
+    """An answer past 32 MiB ends that member's part (named in the outcome), long before the
+    member's timeout and without the gateway holding what it sent."""
+    register(gateway, "flood", "village", _r4_village(tiny_member, behaviour="endless").base, kind="fhir-r4")
+    bundle = search(gateway, identifier=IDENT)
+    assert codes(bundle) == {"flood": "YL-1001"}
+    assert "larger than 32 MiB" in str(outcome(bundle))
+
+
 def test_breaker_stops_asking_a_member_that_keeps_failing(gateway, tiny_member) -> None:  # type: ignore[no-untyped-def]
     failing = _r4_village(tiny_member, behaviour="500")
     register(gateway, "err500", "village", failing.base, kind="fhir-r4")
