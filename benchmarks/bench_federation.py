@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.app import create_app
 from gateway.federation.endpoints import endpoint_resource
+from gateway.federation.fanout import started_one_by_one
 from gateway.federation.registry import MemberRegistry
 from gateway.federation.remote import MemberClient
 from gateway.settings import Settings
@@ -291,8 +292,8 @@ async def asked_directly(bases: list[str], n: int, *, at_once: bool) -> list[flo
         await asyncio.gather(*(ask(m) for m in registry.live()))  # connections opened
         for _ in range(n):
             started = time.perf_counter()
-            if at_once:
-                await asyncio.gather(*(ask(m) for m in registry.live()))
+            if at_once:  # started as the gateway starts them
+                await asyncio.gather(*await started_one_by_one(ask(m) for m in registry.live()))
             else:
                 for member in registry.live():
                     await ask(member)
