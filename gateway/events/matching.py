@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -93,6 +94,10 @@ def members(data: dict[str, Any], registry: MemberRegistry) -> set[str]:
     return found
 
 
+#: Versions kept in memory after a read (the newest events'; a few MB of bodies at most).
+_VERSIONS_KEPT = 2048
+
+
 class Matcher:
     """Turns outbox events into :class:`FanOut` plans; keeps the active subscriptions."""
 
@@ -107,6 +112,8 @@ class Matcher:
         self._registry_loaded = 0.0
         self._owners: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
+        self._versions: OrderedDict[tuple[str, str, int], StoredResource] = OrderedDict()
+        self._versions_lock = threading.Lock()
 
     # -- the active subscriptions ----------------------------------------------------------
     def invalidate(self) -> None:
@@ -194,13 +201,26 @@ class Matcher:
     # -- planning -------------------------------------------------------------------------
     def version(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
         """One version as the gateway itself reads it (through the service; None if not there
-        or deleted)."""
+        or deleted). Versions never change, so the newest read are kept: with three subscribers
+        an event's version was read four times (fan-out and each delivery), a third of a
+        delivery worker's time on PostgreSQL (benchmarks/bench_subscriptions.py)."""
         if version < 1:
             return None
+        key = (res_type, res_id, version)
+        with self._versions_lock:
+            kept = self._versions.get(key)
+            if kept is not None:
+                self._versions.move_to_end(key)
+                return kept
         try:
-            return self.service.vread(res_type, res_id, str(version), self.ctx)
+            stored = self.service.vread(res_type, res_id, str(version), self.ctx)
         except FhirError:
             return None
+        with self._versions_lock:  # a version never changes: the fan-out and each subscriber share one read
+            self._versions[key] = stored
+            if len(self._versions) > _VERSIONS_KEPT:
+                self._versions.popitem(last=False)
+        return stored
 
     def filters_hold(self, sub: Subscription, data: dict[str, Any]) -> bool:
         for name, value in sub.filters:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, select, update
 
 from gateway.store.base import ChangeEvent, Delivery, DeliveryOutcome, FanOut, SubscriptionState
 from gateway.store.schema import outbox, sub_deliveries, sub_state
@@ -170,14 +170,22 @@ def record(
     holder = conn.execute(stmt).scalar()
     if holder != owner:
         return False  # the lease ran out and another process took it: its attempt counts
-    for out in outcomes:
+    if outcomes:  # one executemany: psycopg sends the updates together, not a round trip each
         conn.execute(
             update(sub_deliveries)
-            .where(d.sub_id == sub_id, d.event_number == out.event_number)
+            .where(d.sub_id == sub_id, d.event_number == bindparam("b_number"))
             .values(
-                status=out.status, attempts=out.attempts, next_attempt=out.next_attempt,
-                first_failure=out.first_failure, last_error=out.last_error,
-            )
+                status=bindparam("b_status"), attempts=bindparam("b_attempts"),
+                next_attempt=bindparam("b_next"), first_failure=bindparam("b_first"),
+                last_error=bindparam("b_error"),
+            ),
+            [
+                {
+                    "b_number": out.event_number, "b_status": out.status, "b_attempts": out.attempts,
+                    "b_next": out.next_attempt, "b_first": out.first_failure, "b_error": out.last_error,
+                }
+                for out in outcomes
+            ],
         )  # fmt: skip
     values: dict[str, Any] = {"lease_until": now + lease}
     failed = [o for o in outcomes if o.status != "delivered"]
