@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     delivery_workers: int = Field(default=4, ge=1, description="Subscriptions delivered at once by this process.")
     delivery_timeout_seconds: float = Field(default=10.0, gt=0, description="Default wait for a receiver's answer.")
     delivery_poll_seconds: float = Field(default=1.0, gt=0, description="Look for due retries this often.")
+    insurance_review_pharmacist: str | None = Field(
+        default=None,
+        description="Practitioner id of the alliance's responsible pharmacist, named as the reviewing pharmacist "
+        "(审方药师) in the insurance upload (7103) of a prescription the central review passed without one (POL-18).",
+    )
     events_stream: str = Field(default="yaolian:events", description="Redis mode: the stream key of outbox events.")
     outbox_republish_seconds: float = Field(
         default=30.0,

@@ -1,5 +1,6 @@
 """What the e-prescription messages are made of: the prescription at the version of the event
-and what it references (patient, prescriber, prescribing member, drug, visit), read through
+and what it references (patient, prescriber, prescribing member, drug, visit, and the
+pharmacist who reviewed it with their role, :mod:`.pharmacist`), read through
 the service as the gateway itself (the feed is the gateway's duty, whoever owns the
 subscription: an insurer may not read the patient index, yet the platform needs the ID number)."""
 
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import FhirError
+from gateway.events.insurance.pharmacist import reviewing_pharmacist
 from gateway.federation.registry import MemberRegistry
 from gateway.hooks import RequestContext
 from gateway.security.policy import owner_tag
@@ -52,6 +54,7 @@ def prescription_context(
             org = _read(service, found.get("organization"), ctx)
             if org is not None:
                 break
+    phar, phar_role = reviewing_pharmacist(service, rx, ctx, lambda reference: _read(service, reference, ctx))
     return {
         "rx": rx,
         "patient": _read(service, rx.get("subject"), ctx) or {},
@@ -59,4 +62,6 @@ def prescription_context(
         "org": org or {},
         "med": med or {},
         "enc": _read(service, rx.get("encounter"), ctx) or {},
+        "phar": phar,
+        "phar_role": phar_role,
     }
