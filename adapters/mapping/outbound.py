@@ -7,8 +7,9 @@ its fields in order, each with
 
 - ``name``: the field name of the target (snake_case, as the target spells it);
 - ``from``: a FHIRPath expression over the context (a dict of resources: ``rx``, ``patient``,
-  ``dr``, ``org``, ``med``, ``enc``, and ``answer``, the output of the previous message; in a
-  ``list`` section also ``item``), or ``value``: a constant; ``default`` when it finds nothing;
+  ``dr``, ``org``, ``med``, ``enc``, ``phar`` and ``phar_role`` (the reviewing pharmacist), and
+  ``answer``, the output of the previous message; in a ``list`` section also ``item``), or
+  ``value``: a constant; ``default`` when it finds nothing;
 - ``len``: the maximum length in characters, ``required``: whether it must have a value;
 - ``code``: a code table of the mapping (``codes``) the value is translated through;
 - ``format``: ``datetime`` (``YYYY-MM-DD HH:MM:SS`` in China time), ``number``,
