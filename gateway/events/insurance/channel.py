@@ -9,6 +9,8 @@ mapping ``mappings/insurance/e-prescription.yaml``.
   the service. Each message sees what the platform answered to the earlier ones (``answer``).
 - A prescription revoked (status cancelled, stopped or entered-in-error, or deleted) that has a
   ``hi_rxno`` is revoked there (7104).
+- 7103 carries the pharmacist who reviewed the prescription (``phar_*``, POL-18; the central
+  review, POL-06): a prescription without one is not pre-checked at all (a finding, nothing sent).
 - A refusal (``infcode`` not 0), or a message the mapping cannot fill (a required field
   missing, a value too long), is a finding on the prescription - a DetectedIssue implicating it
   (YL-1306 / YL-1307) - and the event counts as delivered: sending it again would be refused
@@ -37,6 +39,8 @@ from gateway.store.base import Delivery
 
 log = logging.getLogger("yaolian.events")
 REVOKED = ("cancelled", "stopped", "entered-in-error")
+#: What 7101 and 7102 answer and 7103 carries back, stood in for when checking a chain ahead.
+ANSWER_STAND_IN = {"rx_trace_code": "0", "hi_rxno": "0", "rx_file": "0", "sign_digest": "0"}
 
 
 class InsuranceChannel:
@@ -77,6 +81,8 @@ class InsuranceChannel:
                 self._call(sub, d, "7104", context)
 
     def _upload(self, sub: Subscription, d: Delivery, context: dict[str, Any]) -> None:
+        if not self._can_finish(d, context):
+            return
         checked = self._call(sub, d, "7101", context)
         if checked is None:
             return
@@ -89,6 +95,19 @@ class InsuranceChannel:
         hi_rxno = str(uploaded.get("hi_rxno") or checked.get("hi_rxno") or "")
         trace = str(checked.get("rx_trace_code") or "")
         self._record_numbers(d.res_id, hi_rxno, trace)
+
+    def _can_finish(self, d: Delivery, context: dict[str, Any]) -> bool:
+        """A chain that cannot reach 7103 is not started: 7101 hands out a trace code good for one
+        upload, and a prescription without what 7103 asks (the reviewing pharmacist, POL-18) would
+        spend it for nothing. The platform's answers are stood in for; the prescription's own
+        fields decide."""
+        for infno in ("7101", "7103"):
+            _, problems = build(self.mapping, infno, {**context, "answer": ANSWER_STAND_IN})
+            if problems:
+                text = "; ".join(f"{p.path}: {p.reason}" for p in problems)
+                self._finding(d.res_id, context, "YL-1307", infno=infno, problems=text)
+                return False
+        return True
 
     def _call(self, sub: Subscription, d: Delivery, infno: str, context: dict[str, Any]) -> dict[str, Any] | None:
         """Send one message; its output, or None after recording why it was not accepted."""
