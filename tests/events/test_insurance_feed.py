@@ -1,7 +1,9 @@
 """The insurance e-prescription feed (POL-18) against a stub platform started by the test: the
 stub checks every message's field names, lengths and required fields against its own copy of
 the interface table (not the mapping's), answers with its numbers, signs at 7102 with a key of
-its own and accepts a 7103 only with what its 7102 answered, and refuses one patient."""
+its own and accepts a 7103 only with what its 7102 answered, and refuses one patient.
+7103 also names the pharmacist who reviewed the prescription (审方药师, POL-18): the one who
+overrode the central review (POL-06), else the alliance's configured responsible pharmacist."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import pytest
 
 from gateway.demo import load_demo
 from gateway.demo._alliance import DRUG_BY_ID, medication_request
+from gateway.fhir.json_text import ResourceText
 from gateway.hooks import RequestContext
 from gateway.principal import INSECURE_DEV
 from gateway.service.fhir_service import FhirService
@@ -28,6 +31,13 @@ from tests.events.test_durable_delivery import _settings, gateway, write
 
 CTX = RequestContext(base_url="http://test/fhir", principal=INSECURE_DEV)
 REFUSED_PATIENT = "xy-pat-li-wenbin"
+SID = "http://yaolian.org/fhir/sid/"
+RESIDENT_ID = "urn:oid:2.16.156.10011.1.3"
+REVIEW_URL = "http://yaolian.org/fhir/StructureDefinition/yl-central-review-result"
+#: the alliance's responsible pharmacist for automated reviews (insurance_review_pharmacist)
+DUTY_PHARMACIST = "xy-ph-duty"
+#: a pharmacist who overrides the central review's findings
+OVERRIDING_PHARMACIST = "xy-ph-override"
 
 # The platform's side: (max length, required) per field, from the interface table of 7101/7103/7104.
 SPEC: dict[str, dict[str, tuple[int, bool]]] = {
@@ -55,7 +65,11 @@ SPEC: dict[str, dict[str, tuple[int, bool]]] = {
     "7103": {
         "rx_trace_code": (30, True), "hi_rxno": (30, True), "mdtrt_id": (30, True), "patn_name": (50, True),
         "psn_cert_type": (6, True), "certno": (50, True), "fixmedins_code": (12, True), "fixmedins_name": (200, True),
-        "dr_code": (30, True), "prsc_dr_name": (50, True), "rx_file": (1048576, True), "sign_digest": (2048, True),
+        "dr_code": (30, True), "prsc_dr_name": (50, True), "phar_dept_name": (50, True),
+        "phar_dept_code": (30, True), "phar_profttl_codg": (20, False), "phar_profttl_name": (20, False),
+        "phar_code": (20, True), "phar_cert_type": (6, False), "phar_certno": (50, False), "phar_name": (50, True),
+        "phar_prac_cert_no": (50, False), "phar_chk_time": (19, True),
+        "rx_file": (1048576, True), "sign_digest": (2048, True),
     },
     "7104": {
         "hi_rxno": (30, True), "fixmedins_code": (12, True), "dr_code": (30, True), "undo_dr_name": (50, True),
@@ -173,7 +187,8 @@ class Platform:
     def sign(self, data: dict[str, Any]) -> dict[str, Any]:
         """7102: sign the upload fields, wrap the file; answered in camelCase as some provinces do."""
         fields = json.loads(base64.b64decode(data["original_value"]))
-        if set(fields) != SIGNED_FIELDS:
+        required = {name for name in SIGNED_FIELDS if SPEC["7103"][name][1]}
+        if not required <= set(fields) <= SIGNED_FIELDS:
             with self.lock:
                 self.problems.append(f"7102 original_value signs {sorted(fields)}, not {sorted(SIGNED_FIELDS)}")
         rx_file = base64.b64encode(b"SIGNED-BY-STUB:" + base64.b64decode(data["original_rx_file"])).decode()
@@ -222,7 +237,9 @@ def _insurance_sub(endpoint: str, topic: str) -> dict[str, Any]:
     )
 
 
-def _rx(rx_id: str, patient: str) -> dict[str, Any]:
+def _rx(rx_id: str, patient: str, *, reviewer: str | None = None, reviewed: bool = True) -> dict[str, Any]:
+    """A prescription the central review passed: by the rules alone (``reviewed``), or with a
+    pharmacist's override (``reviewer``), or never reviewed."""
     drug = next(iter(DRUG_BY_ID.values()))
     rx = medication_request(
         rx_id,
@@ -233,9 +250,63 @@ def _rx(rx_id: str, patient: str) -> dict[str, Any]:
         "2026-12-01T09:30:00+08:00",
         28,
         ("I10.x00x002", "高血压", "hypertension"),
+        reviewer=reviewer,
     )
     rx.pop("id")
+    if reviewer is None and reviewed:
+        automated = [
+            {"url": "result", "valueCode": "pass"},
+            {"url": "date", "valueDateTime": "2026-12-01T09:31:00+08:00"},
+        ]
+        rx["extension"].append({"url": REVIEW_URL, "extension": automated})
     return rx
+
+
+def _pharmacist(service: FhirService, practitioner_id: str, name: str, code: str, certno: str | None) -> None:
+    """A pharmacist with the national codes 7103 asks for, and a pharmacist role in a department."""
+    identifiers = [{"system": SID + "nhsa-pharmacist-code", "value": code}]
+    if certno is not None:
+        identifiers.append({"system": RESIDENT_ID, "value": certno})
+    title = {"system": "http://yaolian.org/fhir/CodeSystem/nhsa-pharmacist-title", "code": "3", "display": "主管药师"}
+    practitioner = {
+        "resourceType": "Practitioner",
+        "id": practitioner_id,
+        "identifier": identifiers,
+        "active": True,
+        "name": [{"text": name, "family": name[0], "given": [name[1:]]}],
+        "qualification": [
+            {
+                "code": {"coding": [title]},
+                "identifier": [{"system": SID + "pharmacist-practice-cert", "value": "ZY" + code}],
+            }
+        ],
+    }
+    role = {
+        "resourceType": "PractitionerRole",
+        "active": True,
+        "practitioner": {"reference": f"Practitioner/{practitioner_id}"},
+        "organization": {"reference": "Organization/xy-county-hospital"},
+        "code": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/practitioner-role", "code": "pharmacist"}]}
+        ],
+        "specialty": [{"coding": [{"system": SID + "hosp-dept-codg", "code": "A50.04"}], "text": "药剂科"}],
+    }
+
+    def action(tx: Any) -> None:
+        service.writer.update(tx, CTX, "Practitioner", practitioner_id, ResourceText.parse(orjson.dumps(practitioner)))
+        service.writer.create(tx, CTX, "PractitionerRole", ResourceText.parse(orjson.dumps(role)))
+
+    service.write(CTX, action)
+
+
+def _pharmacists(service: FhirService) -> None:
+    _pharmacist(service, DUTY_PHARMACIST, "赵志刚", "HY140423000103", "140423198001011232")
+    _pharmacist(service, OVERRIDING_PHARMACIST, "孙晓燕", "HY140423000104", None)
+
+
+def _finding_on(service: FhirService, rx_id: str) -> dict[str, Any] | None:
+    reference = f"MedicationRequest/{rx_id}"
+    return next((f for f in _findings(service) if f["implicated"][0]["reference"] == reference), None)
 
 
 def _identifiers(service: FhirService, rx_id: str) -> dict[str, str]:
@@ -249,7 +320,8 @@ def _findings(service: FhirService) -> list[dict[str, Any]]:
 
 def test_prescriptions_are_uploaded_and_revoked_in_the_platforms_format(database_url: str, platform: Platform) -> None:
     load_demo(database_url)
-    with gateway(_settings(database_url)) as (service, _, _):
+    with gateway(_settings(database_url, insurance_review_pharmacist=DUTY_PHARMACIST)) as (service, _, _):
+        _pharmacists(service)
         write(service, _insurance_sub(platform.url, "prescription-created"))
         write(service, _insurance_sub(platform.url, "prescription-changed"))
         platform.refuse_certno = None
@@ -267,13 +339,16 @@ def test_prescriptions_are_uploaded_and_revoked_in_the_platforms_format(database
         assert first["mdtrtinfo"]["patn_name"] == "张桂芳" and first["mdtrtinfo"]["gend"] == "2"
         assert first["rxdrugdetail"][0]["drug_genname"] and first["prsc_time"] == "2026-12-01 09:30:00"
         assert first["valid_end_time"] == "2026-12-04 09:30:00"
+        # reviewed by the rules alone: the configured responsible pharmacist, at the review's time
+        assert upload["phar_code"] == "HY140423000103" and upload["phar_name"] == "赵志刚"
+        assert upload["phar_cert_type"] == "01" and upload["phar_certno"] == "140423198001011232"
+        assert upload["phar_dept_code"] == "A50.04" and upload["phar_dept_name"] == "药剂科"
+        assert upload["phar_chk_time"] == "2026-12-01 09:31:00"
 
         # revoked: 7104 with the number the platform gave
         current = orjson.loads(service.read("MedicationRequest", accepted, CTX).body or b"{}")
         current["status"] = "cancelled"
         current["statusReason"] = {"text": "患者要求撤销"}
-        from gateway.fhir.json_text import ResourceText
-
         body = ResourceText.parse(orjson.dumps(current))
         service.write(CTX, lambda tx: service.writer.update(tx, CTX, "MedicationRequest", accepted, body))
         assert wait_for(lambda: "7104" in platform.infnos())
@@ -308,3 +383,56 @@ def test_prescriptions_are_uploaded_and_revoked_in_the_platforms_format(database
         assert finding["code"]["coding"][0]["code"] == "YL-1307" and "mdtrtinfo.dr_code" in finding["detail"]
         assert len(platform.messages) == sent
         assert platform.problems == []
+
+
+def test_the_upload_names_the_pharmacist_who_overrode_the_review_pol_18(database_url: str, platform: Platform) -> None:
+    """POL-18 with POL-06: a pharmacist's override of the central review names them at 7103 (not
+    the configured one); their title, practice certificate and department come along, and the
+    signed fields (7102) are the uploaded ones. A prescription never reviewed names nobody:
+    a finding naming the pharmacist's fields and the review time, nothing sent."""
+    load_demo(database_url)
+    with gateway(_settings(database_url, insurance_review_pharmacist=DUTY_PHARMACIST)) as (service, _, _):
+        _pharmacists(service)
+        write(service, _insurance_sub(platform.url, "prescription-created"))
+        overridden = write(service, _rx("d", "xy-pat-zhang-guifang", reviewer=OVERRIDING_PHARMACIST))
+        ok = wait_for(lambda: "http://yaolian.org/fhir/sid/hi-rxno" in _identifiers(service, overridden))
+        assert ok, [f["detail"] for f in _findings(service)]
+        assert platform.infnos() == ["7101", "7102", "7103"]
+        upload = platform.messages[2]["input"]
+        assert upload["phar_code"] == "HY140423000104" and upload["phar_name"] == "孙晓燕"
+        assert upload["phar_profttl_codg"] == "3" and upload["phar_profttl_name"] == "主管药师"
+        assert upload["phar_prac_cert_no"] == "ZYHY140423000104"
+        assert upload["phar_dept_name"] == "药剂科" and upload["phar_chk_time"] == "2026-12-01 10:30:00"
+        assert "phar_certno" not in upload and "phar_cert_type" not in upload  # no ID number on file: left out
+        signed = json.loads(base64.b64decode(platform.messages[1]["input"]["original_value"]))
+        assert {k: v for k, v in upload.items() if k not in ("rx_file", "sign_digest")} == signed
+
+        unreviewed = write(service, _rx("e", "xy-pat-wang-xiulan", reviewed=False))
+        assert wait_for(lambda: _finding_on(service, unreviewed) is not None)
+        finding = _finding_on(service, unreviewed) or {}
+        assert finding["code"]["coding"][0]["code"] == "YL-1307"
+        for field in ("phar_code", "phar_name", "phar_dept_name", "phar_chk_time"):
+            assert f"input.{field}:" in finding["detail"], finding["detail"]
+        assert platform.infnos() == ["7101", "7102", "7103"]
+        assert platform.problems == []
+
+
+def test_no_reviewing_pharmacist_and_none_configured_sends_nothing_pol_18(
+    database_url: str, platform: Platform
+) -> None:
+    """POL-18: a prescription the rules passed alone, in an alliance that configured no
+    responsible pharmacist, has nobody to name at 7103: YL-1307 naming the pharmacist's fields
+    (not the review time, which it has), and not even the 7101 pre-check is sent."""
+    load_demo(database_url)
+    with gateway(_settings(database_url)) as (service, _, _):
+        _pharmacists(service)
+        write(service, _insurance_sub(platform.url, "prescription-created"))
+        automated = write(service, _rx("f", "xy-pat-zhang-guifang"))
+        assert wait_for(lambda: _finding_on(service, automated) is not None)
+        finding = _finding_on(service, automated) or {}
+        assert finding["code"]["coding"][0]["code"] == "YL-1307" and "7103" in finding["detail"]
+        for field in ("phar_dept_name", "phar_dept_code", "phar_code", "phar_name"):
+            assert f"input.{field}:" in finding["detail"], finding["detail"]
+        assert "phar_chk_time" not in finding["detail"] and "phar_certno" not in finding["detail"]
+        assert platform.messages == []
+        assert "http://yaolian.org/fhir/sid/hi-rxno" not in _identifiers(service, automated)

@@ -22,11 +22,13 @@ from tests.events.conftest import wait_for
 from tests.events.test_durable_delivery import _settings, gateway, write
 from tests.events.test_insurance_feed import (
     CTX,
+    DUTY_PHARMACIST,
     REFUSED_PATIENT,
     Platform,
     _findings,
     _identifiers,
     _insurance_sub,
+    _pharmacists,
     _rx,
 )
 
@@ -84,7 +86,8 @@ def uploaded(database_url: str, stub: Platform) -> Iterator[tuple[str, str, str]
     """(uploaded prescription id, prescription the platform refused at 7101: never uploaded, the
     医保处方编号 the feed recorded on the first)."""
     load_demo(database_url)
-    with gateway(_settings(database_url)) as (service, _, _):
+    with gateway(_settings(database_url, insurance_review_pharmacist=DUTY_PHARMACIST)) as (service, _, _):
+        _pharmacists(service)  # 7103 names the reviewing pharmacist
         write(service, _insurance_sub(stub.url, "prescription-created"))
         rx_id = write(service, _rx("a", "xy-pat-zhang-guifang"))
         assert wait_for(lambda: HI_RXNO in _identifiers(service, rx_id)), _findings(service)
