@@ -22,10 +22,12 @@ import pytest
 
 from gateway.demo import load_demo
 from gateway.demo._alliance import DRUG_BY_ID, medication_request
+from gateway.events.insurance.pharmacist import reviewing_pharmacist
 from gateway.fhir.json_text import ResourceText
 from gateway.hooks import RequestContext
 from gateway.principal import INSECURE_DEV
 from gateway.service.fhir_service import FhirService
+from gateway.store.sql import open_store
 from tests.events.conftest import subscription, wait_for
 from tests.events.test_durable_delivery import _settings, gateway, write
 
@@ -436,3 +438,44 @@ def test_no_reviewing_pharmacist_and_none_configured_sends_nothing_pol_18(
         assert "phar_chk_time" not in finding["detail"] and "phar_certno" not in finding["detail"]
         assert platform.messages == []
         assert "http://yaolian.org/fhir/sid/hi-rxno" not in _identifiers(service, automated)
+
+
+@pytest.mark.parametrize("configured", [None, "xy-ph-nobody", f"Practitioner/{DUTY_PHARMACIST}"])
+def test_who_reviewed_a_prescription_pol_06(tmp_path: Any, configured: str | None) -> None:
+    """POL-06 (central review) as POL-18 needs it: an override's reviewer wins, also when it names
+    the pharmacist's role (its practitioner, and that role for the department); a review the
+    rules passed alone names the configured pharmacist (an id or a reference) - nobody when none
+    is configured or it names no Practitioner; a prescription never reviewed names nobody."""
+    settings = _settings(f"sqlite:///{tmp_path / 'y.sqlite'}", insurance_review_pharmacist=configured)
+    store = open_store(settings.database)
+    store.create_schema()
+    service = FhirService(store, settings)
+    try:
+        _pharmacists(service)
+        role = next(
+            r
+            for r in service.find("PractitionerRole", [("practitioner", f"Practitioner/{OVERRIDING_PHARMACIST}")], CTX)
+        )
+
+        def read(reference: Any) -> dict[str, Any] | None:
+            found = service.read_reference(str((reference or {}).get("reference")), CTX)
+            return orjson.loads(found.body) if found is not None and found.body else None
+
+        def who(rx: dict[str, Any]) -> tuple[str | None, str | None]:
+            phar, phar_role = reviewing_pharmacist(service, rx, CTX, read)
+            return phar.get("id"), (phar_role.get("practitioner") or {}).get("reference")
+
+        by_role = _rx("g", "p", reviewer=OVERRIDING_PHARMACIST)
+        by_role["extension"][-1]["extension"][1]["valueReference"] = {"reference": f"PractitionerRole/{role.res_id}"}
+        overriding = f"Practitioner/{OVERRIDING_PHARMACIST}"
+        assert who(_rx("g", "p", reviewer=OVERRIDING_PHARMACIST)) == (OVERRIDING_PHARMACIST, overriding)
+        assert who(by_role) == (OVERRIDING_PHARMACIST, overriding)
+        expected = (
+            (DUTY_PHARMACIST, f"Practitioner/{DUTY_PHARMACIST}")
+            if configured and "duty" in configured
+            else (None, None)
+        )
+        assert who(_rx("g", "p")) == expected
+        assert who(_rx("g", "p", reviewed=False)) == (None, None)
+    finally:
+        store.dispose()
