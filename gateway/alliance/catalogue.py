@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.fhir.extensions import extension
+
 NHSA_SYSTEM = "http://yaolian.org/fhir/sid/nhsa-drug-code"
 ATC_SYSTEM = "http://www.whocc.no/atc"
 DOSE_FORM_SYSTEM = "urn:oid:2.16.156.10011.2.3.1.211"
@@ -163,13 +165,6 @@ def to_medication(drug: Drug) -> dict[str, Any]:
     return medication
 
 
-def _ext(resource: Mapping[str, Any], url: str) -> Mapping[str, Any] | None:
-    for ext in resource.get("extension") or ():
-        if isinstance(ext, dict) and ext.get("url") == url:
-            return ext
-    return None
-
-
 def _coding(resource: Mapping[str, Any], system: str) -> str | None:
     for coding in (resource.get("code") or {}).get("coding") or ():
         if isinstance(coding, dict) and coding.get("system") == system and coding.get("code"):
@@ -182,7 +177,7 @@ def from_medication(resource: Mapping[str, Any]) -> Drug | None:
     nhsa = _coding(resource, NHSA_SYSTEM)
     if nhsa is None:
         return None
-    attributes = {e.get("url"): e for e in (_ext(resource, ATTRIBUTES_URL) or {}).get("extension") or ()}
+    attributes = {e.get("url"): e for e in (extension(resource, ATTRIBUTES_URL) or {}).get("extension") or ()}
     chronic = (attributes.get("chronicGroup") or {}).get("valueCoding", {}).get("code")
     quantity = (attributes.get("maxDailyDose") or {}).get("valueQuantity")
     dose = None
@@ -190,18 +185,18 @@ def from_medication(resource: Mapping[str, Any]) -> Drug | None:
         dose = Dose(float(quantity["value"]), str(quantity.get("unit") or quantity.get("code") or ""))
     form = resource.get("doseForm") or {}
     form_text = form.get("text") or next((c.get("display") for c in form.get("coding") or () if c.get("display")), "")
-    vbp_flag = (_ext(resource, VBP_URL) or {}).get("valueBoolean")
+    vbp_flag = (extension(resource, VBP_URL) or {}).get("valueBoolean")
     vbp = (attributes.get("vbpScope") or {}).get("valueCode") or ("national" if vbp_flag else "none")
     return Drug(
         nhsa_code=nhsa,
         generic_name=str((resource.get("code") or {}).get("text") or ""),
         dose_form=str(form_text or ""),
-        specification=str((_ext(resource, SPEC_URL) or {}).get("valueString") or ""),
+        specification=str((extension(resource, SPEC_URL) or {}).get("valueString") or ""),
         chronic_group=chronic,
         atc=_coding(resource, ATC_SYSTEM),
         control_class=(attributes.get("controlClass") or {}).get("valueCode"),
         max_daily_dose=dose,
-        essential=bool((_ext(resource, ESSENTIAL_URL) or {}).get("valueBoolean")),
+        essential=bool((extension(resource, ESSENTIAL_URL) or {}).get("valueBoolean")),
         vbp=str(vbp),
         medication_id=str(resource.get("id") or ""),
     )

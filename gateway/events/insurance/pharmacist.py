@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from gateway.fhir.extensions import extension
 from gateway.hooks import RequestContext
 from gateway.service.fhir_service import FhirService
 
@@ -25,17 +26,7 @@ Read = Callable[[Any], dict[str, Any] | None]
 
 
 def review_extension(rx: dict[str, Any]) -> dict[str, Any] | None:
-    for ext in rx.get("extension") or ():
-        if isinstance(ext, dict) and ext.get("url") == REVIEW_URL:
-            return ext
-    return None
-
-
-def _part(ext: dict[str, Any], url: str) -> dict[str, Any] | None:
-    for part in ext.get("extension") or ():
-        if isinstance(part, dict) and part.get("url") == url:
-            return part
-    return None
+    return extension(rx, REVIEW_URL)
 
 
 def reviewing_pharmacist(
@@ -45,7 +36,7 @@ def reviewing_pharmacist(
     review = review_extension(rx)
     if review is None:
         return {}, {}
-    named = _part(review, "reviewer")
+    named = extension(review, "reviewer")
     reference = named.get("valueReference") if named else None
     if reference is None:
         configured = service.settings.insurance_review_pharmacist
