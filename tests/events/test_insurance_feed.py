@@ -445,7 +445,8 @@ def test_who_reviewed_a_prescription_pol_06(tmp_path: Any, configured: str | Non
     """POL-06 (central review) as POL-18 needs it: an override's reviewer wins, also when it names
     the pharmacist's role (its practitioner, and that role for the department); a review the
     rules passed alone names the configured pharmacist (an id or a reference) - nobody when none
-    is configured or it names no Practitioner; a prescription never reviewed names nobody."""
+    is configured or it names no Practitioner; a prescription never reviewed, or whose automated
+    review left findings (warn) no pharmacist overrode, names nobody."""
     settings = _settings(f"sqlite:///{tmp_path / 'y.sqlite'}", insurance_review_pharmacist=configured)
     store = open_store(settings.database)
     store.create_schema()
@@ -477,5 +478,8 @@ def test_who_reviewed_a_prescription_pol_06(tmp_path: Any, configured: str | Non
         )
         assert who(_rx("g", "p")) == expected
         assert who(_rx("g", "p", reviewed=False)) == (None, None)
+        warned = _rx("g", "p")
+        warned["extension"][-1]["extension"][0]["valueCode"] = "warn"  # findings no pharmacist has seen
+        assert who(warned) == (None, None)
     finally:
         store.dispose()

@@ -40,7 +40,8 @@ def reviewing_pharmacist(
     reference = named.get("valueReference") if named else None
     if reference is None:
         configured = service.settings.insurance_review_pharmacist
-        if not configured:
+        result = (extension(review, "result") or {}).get("valueCode")
+        if not configured or result != "pass":  # findings still open want a pharmacist of their own
             return {}, {}
         reference = {"reference": configured if "/" in configured else f"Practitioner/{configured}"}
     found = read(reference) or {}
