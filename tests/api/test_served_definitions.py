@@ -6,7 +6,6 @@ and every yaolian.org URL the CapabilityStatement names resolves on the server."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +89,6 @@ def test_searches_by_url_version_name_id_and_status(module_client: TestClient) -
     summary = module_client.get("/fhir/OperationDefinition?_id=continue&_summary=true").json()
     resource = summary["entry"][0]["resource"]
     assert "parameter" not in resource and resource["url"].endswith("/continue")  # _summary drops non-summary
-
-
-@pytest.fixture
-def client(database_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database=database_url, validation_mode="lenient"))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def test_stored_ones_are_found_with_the_served_ones_in_one_paged_list(client: TestClient) -> None:

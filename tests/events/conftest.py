@@ -147,3 +147,15 @@ def prescription(patient: str = "p1", drug: str = "X001", review: str | None = N
             }
         ]
     return data
+
+
+@pytest.fixture
+def platform() -> Iterator[Any]:
+    """The stub insurance platform (``test_insurance_feed.Platform``) on loopback, for the feed's
+    tests and the status query's."""
+    from tests.events.test_insurance_feed import Platform
+
+    stub = Platform()
+    yield stub
+    stub.server.shutdown()
+    stub.server.server_close()

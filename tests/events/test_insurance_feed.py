@@ -13,7 +13,6 @@ import hmac
 import json
 import secrets
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -220,14 +219,6 @@ class Platform:
     def infnos(self) -> list[str]:
         with self.lock:
             return [m["infno"] for m in self.messages]
-
-
-@pytest.fixture
-def platform() -> Iterator[Platform]:
-    p = Platform()
-    yield p
-    p.server.shutdown()
-    p.server.server_close()
 
 
 def _insurance_sub(endpoint: str, topic: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app as cli
 from gateway.demo import load_demo
+from gateway.events.insurance.platform import HI_RXNO
 from tests.events.conftest import wait_for
 from tests.events.test_durable_delivery import _settings, gateway, write
 from tests.events.test_insurance_feed import (
@@ -31,8 +32,6 @@ from tests.events.test_insurance_feed import (
     _pharmacists,
     _rx,
 )
-
-HI_RXNO = "http://yaolian.org/fhir/sid/hi-rxno"
 
 
 def _client(database: str, role: str) -> tuple[str, str]:
@@ -74,25 +73,17 @@ def _param(parameters: dict[str, Any], name: str) -> Any:
 
 
 @pytest.fixture
-def stub() -> Iterator[Platform]:
-    platform = Platform()
-    yield platform
-    platform.server.shutdown()
-    platform.server.server_close()
-
-
-@pytest.fixture
-def uploaded(database_url: str, stub: Platform) -> Iterator[tuple[str, str, str]]:
+def uploaded(database_url: str, platform: Platform) -> Iterator[tuple[str, str, str]]:
     """(uploaded prescription id, prescription the platform refused at 7101: never uploaded, the
     医保处方编号 the feed recorded on the first)."""
     load_demo(database_url)
     with gateway(_settings(database_url, insurance_review_pharmacist=DUTY_PHARMACIST)) as (service, _, _):
         _pharmacists(service)  # 7103 names the reviewing pharmacist
-        write(service, _insurance_sub(stub.url, "prescription-created"))
+        write(service, _insurance_sub(platform.url, "prescription-created"))
         rx_id = write(service, _rx("a", "xy-pat-zhang-guifang"))
         assert wait_for(lambda: HI_RXNO in _identifiers(service, rx_id)), _findings(service)
         patient = orjson.loads(service.read("Patient", REFUSED_PATIENT, CTX).body or b"{}")
-        stub.refuse_certno = next(i["value"] for i in patient["identifier"] if "2.16.156.10011.1.3" in i["system"])
+        platform.refuse_certno = next(i["value"] for i in patient["identifier"] if "2.16.156.10011.1.3" in i["system"])
         refused = write(service, _rx("b", REFUSED_PATIENT))
         assert wait_for(
             lambda: any(f["implicated"][0]["reference"] == f"MedicationRequest/{refused}" for f in _findings(service))
@@ -102,7 +93,7 @@ def uploaded(database_url: str, stub: Platform) -> Iterator[tuple[str, str, str]
 
 
 def test_who_may_read_a_prescription_asks_the_platform_its_status_and_dispensing(
-    database_url: str, stub: Platform, uploaded: tuple[str, str, str]
+    database_url: str, platform: Platform, uploaded: tuple[str, str, str]
 ) -> None:
     """POL-18: an insurer reads the platform's status (7105) and dispensing result (7106) of an
     uploaded prescription as a Parameters resource; the messages pass the platform's field checks."""
@@ -113,9 +104,9 @@ def test_who_may_read_a_prescription_asks_the_platform_its_status_and_dispensing
         assert answer.status_code == 200, answer.text
         result = answer.json()
         assert result["resourceType"] == "Parameters"
-        queries = [m for m in stub.messages if m["infno"] in ("7105", "7106")]
+        queries = [m for m in platform.messages if m["infno"] in ("7105", "7106")]
         assert [m["infno"] for m in queries] == ["7105", "7106"]
-        assert stub.problems == []
+        assert platform.problems == []
         hi_rxno = queries[0]["input"]["hi_rxno"]
         assert hi_rxno == recorded == queries[1]["input"]["hi_rxno"] and queries[0]["input"]["psn_name"] == "张桂芳"
         assert _param(result, "hiRxno")["valueIdentifier"]["value"] == hi_rxno
@@ -141,15 +132,15 @@ def test_who_may_read_a_prescription_asks_the_platform_its_status_and_dispensing
         assert "insurance-status" in ops
 
         # a regulator may not read prescriptions: refused before the platform is asked
-        sent = len(stub.messages)
+        sent = len(platform.messages)
         regulator = _bearer(client, database_url, "regulator")
         denied = client.get(f"/fhir/MedicationRequest/{rx_id}/$insurance-status", headers=regulator)
         assert denied.status_code == 403 and _code(denied.json()) == "YL-0270"
-        assert len(stub.messages) == sent
+        assert len(platform.messages) == sent
 
 
 def test_refusal_no_answer_and_no_upload_are_outcomes_naming_the_interface(
-    database_url: str, stub: Platform, uploaded: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+    database_url: str, platform: Platform, uploaded: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """POL-18: the platform's refusal (422 YL-1309, its message), no answer (502 YL-1310), a
     prescription never uploaded (422 YL-1308) and no platform configured (502 YL-1311) reach the
@@ -157,7 +148,7 @@ def test_refusal_no_answer_and_no_upload_are_outcomes_naming_the_interface(
     rx_id, never, _ = uploaded
     with _secure(database_url) as client:
         admin = _bearer(client, database_url, "admin")
-        stub.refuse_query = True
+        platform.refuse_query = True
         refused = client.get(f"/fhir/MedicationRequest/{rx_id}/$insurance-status", headers=admin)
         assert refused.status_code == 422, refused.text
         outcome = refused.json()
@@ -166,21 +157,21 @@ def test_refusal_no_answer_and_no_upload_are_outcomes_naming_the_interface(
             "7106" in outcome["issue"][0]["diagnostics"] and "未查询到该医保处方" in outcome["issue"][0]["diagnostics"]
         )
         assert "电子处方取药结果查询" in outcome["issue"][0]["details"]["text"]
-        stub.refuse_query = False
+        platform.refuse_query = False
 
-        stub.fail_query = True
+        platform.fail_query = True
         failed = client.get(f"/fhir/MedicationRequest/{rx_id}/$insurance-status", headers=admin)
         assert failed.status_code == 502 and _code(failed.json()) == "YL-1310"
         assert (
             "7105" in failed.json()["issue"][0]["diagnostics"]
             and "HTTP 500" in failed.json()["issue"][0]["diagnostics"]
         )
-        stub.fail_query = False
+        platform.fail_query = False
 
-        sent = len(stub.messages)
+        sent = len(platform.messages)
         unknown = client.get(f"/fhir/MedicationRequest/{never}/$insurance-status", headers=admin)
         assert unknown.status_code == 422 and _code(unknown.json()) == "YL-1308"
-        assert len(stub.messages) == sent
+        assert len(platform.messages) == sent
 
         # no active insurance-rx subscription: no platform to ask
         subs = client.get("/fhir/Subscription", headers=admin).json()
@@ -190,7 +181,7 @@ def test_refusal_no_answer_and_no_upload_are_outcomes_naming_the_interface(
             assert put.status_code == 200, put.text
         nowhere = client.get(f"/fhir/MedicationRequest/{rx_id}/$insurance-status", headers=admin)
         assert nowhere.status_code == 502 and _code(nowhere.json()) == "YL-1311"
-        assert len(stub.messages) == sent
+        assert len(platform.messages) == sent
         for entry in subs.get("entry", []):
             back = client.put(f"/fhir/Subscription/{entry['resource']['id']}", json=entry["resource"], headers=admin)
             assert back.status_code == 200, back.text
@@ -201,8 +192,8 @@ def test_refusal_no_answer_and_no_upload_are_outcomes_naming_the_interface(
     ok = runner.invoke(cli, ["deliveries", "insurance-status", rx_id])
     assert ok.exit_code == 0, ok.output
     assert _param(orjson.loads(ok.stdout), "usedStatus")["valueCoding"]["code"] == "1"
-    stub.refuse_query = True
+    platform.refuse_query = True
     bad = runner.invoke(cli, ["deliveries", "insurance-status", rx_id])
     assert bad.exit_code == 1 and "YL-1309" in bad.stderr
     assert os.environ["YAOLIAN_DATABASE"] == database_url
-    assert stub.problems == []
+    assert platform.problems == []
