@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.fhir.extensions import extension
+from gateway.fhir.elements import extension
 
 NHSA_SYSTEM = "http://yaolian.org/fhir/sid/nhsa-drug-code"
 ATC_SYSTEM = "http://www.whocc.no/atc"

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from gateway.federation.endpoints import MemberEndpoint, endpoint_from_resource
+from gateway.fhir.elements import identifier_value
 from gateway.hooks import RequestContext
 from gateway.security.policy import MEMBER_SYSTEM
 from gateway.service.fhir_service import FhirService
@@ -57,15 +58,6 @@ class Member:
         return next((e for e in self.reached_by if e.live), None)
 
 
-def _identifier(org: Mapping[str, Any], system: str) -> str | None:
-    for identifier in org.get("identifier") or ():
-        if isinstance(identifier, dict) and identifier.get("system") == system:
-            value = identifier.get("value")
-            if isinstance(value, str) and value:
-                return value
-    return None
-
-
 def _tier(org: Mapping[str, Any]) -> str | None:
     for concept in org.get("type") or ():
         for coding in (concept or {}).get("coding") or ():
@@ -81,7 +73,7 @@ def _reference(value: Any) -> str | None:
 
 def member_code(org: Mapping[str, Any]) -> str:
     """The code a member is known by (its :data:`MEMBER_SYSTEM` identifier, else its id)."""
-    return _identifier(org, MEMBER_SYSTEM) or str(org.get("id") or "")
+    return identifier_value(org, MEMBER_SYSTEM) or str(org.get("id") or "")
 
 
 @dataclass(frozen=True)
@@ -128,7 +120,7 @@ class MemberRegistry:
                 name=str(o.get("name") or code),
                 tier=_tier(o),
                 parent=parent,
-                insurance_code=_identifier(o, FIXMEDINS_SYSTEM),
+                insurance_code=identifier_value(o, FIXMEDINS_SYSTEM),
                 active=o.get("active") is not False,
                 endpoints=refs,
                 reached_by=tuple(endpoint_by_ref[r] for r in linked if r in endpoint_by_ref),

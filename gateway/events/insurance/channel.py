@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import orjson
 
-from adapters.mapping.outbound import OutboundMapping, build, load_outbound
+from adapters.mapping.outbound import OutboundMapping, Problem, build, load_outbound
 from gateway.clock import now_instant
 from gateway.errors import CODES, ERROR_CODE_SYSTEM, FhirError
 from gateway.events.channels import Sent
@@ -104,18 +104,21 @@ class InsuranceChannel:
         for infno in ("7101", "7103"):
             _, problems = build(self.mapping, infno, {**context, "answer": ANSWER_STAND_IN})
             if problems:
-                text = "; ".join(f"{p.path}: {p.reason}" for p in problems)
-                self._finding(d.res_id, context, "YL-1307", infno=infno, problems=text)
+                self._unfillable(d, context, infno, problems)
                 return False
         return True
+
+    def _unfillable(self, d: Delivery, context: dict[str, Any], infno: str, problems: Sequence[Problem]) -> None:
+        """The finding for a message the mapping cannot fill (YL-1307), naming each field."""
+        text = "; ".join(f"{p.path}: {p.reason}" for p in problems)
+        self._finding(d.res_id, context, "YL-1307", infno=infno, problems=text)
 
     def _call(self, sub: Subscription, d: Delivery, infno: str, context: dict[str, Any]) -> dict[str, Any] | None:
         """Send one message; its output, or None after recording why it was not accepted."""
         message, problems = build(self.mapping, infno, context)
         rx_label = f"MedicationRequest/{d.res_id}"
         if problems:
-            text = "; ".join(f"{p.path}: {p.reason}" for p in problems)
-            self._finding(d.res_id, context, "YL-1307", infno=infno, problems=text)
+            self._unfillable(d, context, infno, problems)
             return None
         try:
             org = context.get("org") or {}

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.fhir.extensions import extension
+from gateway.fhir.elements import extension
 from gateway.hooks import RequestContext
 from gateway.service.fhir_service import FhirService
 

@@ -21,8 +21,9 @@ import httpx
 import orjson
 
 from adapters.mapping.outbound import CHINA, OutboundMapping
+from gateway.federation.registry import FIXMEDINS_SYSTEM
+from gateway.fhir.elements import identifier_value
 
-FIXMEDINS_CODE = "http://yaolian.org/fhir/sid/fixmedins-code"
 #: What the platform numbers a prescription by, recorded on the MedicationRequest at upload.
 HI_RXNO = "http://yaolian.org/fhir/sid/hi-rxno"
 RX_TRACE = "http://yaolian.org/fhir/sid/rx-trace-code"
@@ -55,10 +56,7 @@ def snake(value: Any) -> Any:
 
 def envelope(mapping: OutboundMapping, infno: str, message: dict[str, Any], org: dict[str, Any]) -> dict[str, Any]:
     """The platform's common input around ``message`` (msgid: institution, time, counter)."""
-    fixmedins = str(org.get("id") or "")
-    for ident in org.get("identifier") or ():
-        if ident.get("system") == FIXMEDINS_CODE:
-            fixmedins = str(ident.get("value"))
+    fixmedins = identifier_value(org, FIXMEDINS_SYSTEM) or str(org.get("id") or "")
     now = datetime.now(CHINA)
     return {
         "infno": infno,

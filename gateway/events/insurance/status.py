@@ -20,10 +20,11 @@ import orjson
 from adapters.mapping.outbound import OutboundMapping, build, load_outbound
 from gateway.errors import BadGateway, Unprocessable
 from gateway.events.insurance.context import prescription_context
-from gateway.events.insurance.platform import FIXMEDINS_CODE, HI_RXNO, RX_TRACE, Refused, Transport, exchange
+from gateway.events.insurance.platform import HI_RXNO, RX_TRACE, Refused, Transport, exchange
 from gateway.events.matching import ACTIVE, DISPATCHER
 from gateway.events.subscriptions import Subscription, parse
-from gateway.federation.registry import load_registry
+from gateway.federation.registry import FIXMEDINS_SYSTEM, load_registry
+from gateway.fhir.elements import identifier_value
 from gateway.hooks import RequestContext
 from gateway.service.fhir_service import FhirService
 
@@ -64,13 +65,6 @@ def platform(service: FhirService, ctx: RequestContext) -> Subscription | None:
     return found[0] if found else None
 
 
-def _identifier(rx: dict[str, Any], system: str) -> str | None:
-    for ident in rx.get("identifier") or ():
-        if isinstance(ident, dict) and ident.get("system") == system and ident.get("value"):
-            return str(ident["value"])
-    return None
-
-
 def _instant(text: Any) -> str | None:
     """``yyyy-MM-dd HH:mm:ss`` (China time) -> FHIR dateTime."""
     value = str(text or "").strip()
@@ -92,9 +86,9 @@ def parameters(rx_id: str, rx: dict[str, Any], info: dict[str, Any], taken: dict
     """The Parameters answer from 7105's ``info`` and 7106's ``taken`` (the later one wins)."""
     reference = {"reference": f"MedicationRequest/{rx_id}"}
     params: list[dict[str, Any]] = [{"name": "prescription", "valueReference": reference}]
-    hi_rxno = taken.get("hi_rxno") or info.get("hi_rxno") or _identifier(rx, HI_RXNO)
+    hi_rxno = taken.get("hi_rxno") or info.get("hi_rxno") or identifier_value(rx, HI_RXNO)
     params.append({"name": "hiRxno", "valueIdentifier": {"system": HI_RXNO, "value": str(hi_rxno)}})
-    trace = info.get("rx_trace_code") or _identifier(rx, RX_TRACE)
+    trace = info.get("rx_trace_code") or identifier_value(rx, RX_TRACE)
     if trace:
         params.append({"name": "rxTraceCode", "valueIdentifier": {"system": RX_TRACE, "value": str(trace)}})
     for name, system, key in (("status", RX_STATUS, "rx_stas"), ("usedStatus", RX_USED_STATUS, "rx_used_stas")):
@@ -108,7 +102,7 @@ def parameters(rx_id: str, rx: dict[str, Any], info: dict[str, Any], taken: dict
     if taken.get("fixmedins_code") or taken.get("fixmedins_name"):
         place: dict[str, Any] = {}
         if taken.get("fixmedins_code"):
-            place["identifier"] = {"system": FIXMEDINS_CODE, "value": str(taken["fixmedins_code"])}
+            place["identifier"] = {"system": FIXMEDINS_SYSTEM, "value": str(taken["fixmedins_code"])}
         if taken.get("fixmedins_name"):
             place["display"] = str(taken["fixmedins_name"])
         params.append({"name": "dispensedBy", "valueReference": place})
@@ -144,7 +138,7 @@ def insurance_status(
     stored = service.read("MedicationRequest", rx_id, ctx)  # the caller's rights decide
     rx = orjson.loads(stored.body or b"{}")
     label = f"MedicationRequest/{rx_id}"
-    if _identifier(rx, HI_RXNO) is None:
+    if identifier_value(rx, HI_RXNO) is None:
         raise Unprocessable("YL-1308", rx=label)
     own = RequestContext(base_url=ctx.base_url, interaction="operation", principal=DISPATCHER)
     sub = platform(service, own)
