@@ -174,7 +174,7 @@ class Federation:
         self.settings = settings
         self.breakers = Breakers(settings.federation_breaker_failures, settings.federation_breaker_reset)
         self.cache = cache or open_cache(settings.redis, settings.federation_cache_seconds)
-        self.members = MemberClient(settings.federation_timeout)
+        self.members = MemberClient(settings.federation_timeout, views=settings.federation_views)
         self._registry: tuple[float, MemberRegistry] | None = None
 
     # -- wiring -------------------------------------------------------------------------
