@@ -272,7 +272,10 @@ class MemberClient:
             await self._session.close()
         self._session = None
         if self.views:  # the view adapter's pooled connections (opened again when next asked)
-            view_adapter = adapters.default_registry().get(SQLVIEW_ADAPTER)
+            try:
+                view_adapter = adapters.get(SQLVIEW_ADAPTER)
+            except AdapterError:  # not installed: nothing was opened
+                return
             close = getattr(view_adapter, "close", None)
             if callable(close):
                 await asyncio.to_thread(close)
