@@ -19,7 +19,6 @@ and is always rolled back. Engines are pooled per URL and kept for the adapter's
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
 import uuid
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import Connection, Engine, column, create_engine, literal_column, select, table, text
+from sqlalchemy import Connection, Engine, Select, column, create_engine, literal_column, select, table, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnClause, quoted_name
 
@@ -40,13 +39,12 @@ from adapters.contract import AdapterDescriptor, ConversionResult, Issue, QueryR
 from adapters.errors import AdapterLookupError, ConversionError, NotWritableError, SourceQueryError
 from adapters.mapping.engine import YAOLIAN_NAMESPACE, Mapping, load_mapping
 from adapters.mapping.record import RecordPathSyntax, RecordTree
-from adapters.sqlview.view import ViewSpec, load_view
+from adapters.sqlview.view import MAPPING_NAME, ViewSpec, load_view
 
 __all__ = ["VOLATILE_PATHS", "SqlViewAdapter", "row_record"]
 
 #: Bundle paths that differ between two conversions of the same row (golden tests drop them).
 VOLATILE_PATHS = ("timestamp",)
-_MAPPING_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: Seconds a PostgreSQL connection attempt may take (libpq's minimum is 2).
 CONNECT_TIMEOUT = 2
 #: SQLite: the progress handler runs every this many virtual-machine instructions.
@@ -131,7 +129,7 @@ class SqlViewAdapter:
         if found is not None:
             return found
         file = self.mapping_dir / f"{name}.yaml"
-        if not _MAPPING_NAME.match(name) or not file.is_file():
+        if not MAPPING_NAME.match(name) or not file.is_file():
             known = ", ".join(sorted(p.stem for p in self.mapping_dir.glob("*.yaml")))
             raise AdapterLookupError(
                 f"no database-view mapping {name!r}; known: {known}",
@@ -141,6 +139,21 @@ class SqlViewAdapter:
         with self._lock:
             self._dialects.setdefault(name, loaded)
         return self._dialects[name]
+
+    def family(self, name: str) -> list[_Dialect]:
+        """The mapping ``name`` and the dispense mapping its view names (asked together)."""
+        first = self.dialect(name)
+        found = [first]
+        if first.view.dispenses:
+            linked = self.dialect(first.view.dispenses)
+            if linked.view.records != "MedicationDispense":
+                raise AdapterLookupError(
+                    f"view.dispenses of {name!r} names {first.view.dispenses!r}, whose records are "
+                    f"{linked.view.records}, not MedicationDispense",
+                    message_zh=f"映射 {name!r} 的 view.dispenses 指向的不是发药视图映射",
+                )
+            found.append(linked)
+        return found
 
     def mappings(self) -> list[str]:
         """The dialects shipped (the mapping files' names)."""
@@ -168,9 +181,12 @@ class SqlViewAdapter:
 
     # ------------------------------------------------------------------ rows -> resources
     def map_rows(self, mapping: str, rows: Sequence[dict[str, Any]]) -> QueryResult:
-        """Each row (column -> value) mapped to its resources; a row that does not map is left
-        out with one issue naming its prescription number and the column at fault."""
-        dialect = self.dialect(mapping)
+        """Each row (column -> value) of the view of ``mapping`` mapped to its resources; a row
+        that does not map is left out with one issue naming its prescription number and the
+        column at fault."""
+        return self._map(self.dialect(mapping), rows)
+
+    def _map(self, dialect: _Dialect, rows: Sequence[dict[str, Any]]) -> QueryResult:
         view = dialect.view
         result = QueryResult()
         seen: set[tuple[str, str]] = set()
@@ -223,33 +239,37 @@ class SqlViewAdapter:
         timeout: float | None = None,
     ) -> QueryResult:
         """The records of the patient ``identifier`` (``SYSTEM|VALUE``; ``criterion``
-        ``prescription``: of that prescription number), at most ``most`` rows, newest first
-        when the view names a date column. An identifier of another system than the view's
-        column holds finds nothing (an empty result, not an error)."""
-        dialect = self.dialect(mapping)
-        view = dialect.view
-        key = view.patient if criterion == "patient" else view.prescription
+        ``prescription``: of that prescription number) from the view of ``mapping`` and the
+        dispense view it names, those of ``types``: at most ``most`` rows of each, newest first
+        when the view names a date column, all in one read-only transaction. An identifier of
+        another system than the view's column holds finds nothing (an empty result, no error)."""
         system, _, value = identifier.rpartition("|")
-        if view.records not in types or not value or (system and system != key.system) or most < 1:
-            return QueryResult()
-        columns: list[ColumnClause[Any]] = [column(quoted_name(c, quote=True)) for c in view.columns]
-        source_table = table(
-            quoted_name(view.name, quote=True),
-            *columns,
-            schema=quoted_name(view.schema, quote=True) if view.schema else None,
-        )
-        wanted = next(c for c in columns if c.name == key.column)
-        statement = select(*columns).select_from(source_table).where(wanted == value).limit(most)
-        if view.newest_first:
-            statement = statement.order_by(next(c for c in columns if c.name == view.newest_first).desc())
+        asked = []
+        for dialect in self.family(mapping):
+            view = dialect.view
+            key = view.patient if criterion == "patient" else view.prescription
+            if view.records in types and value and (not system or system == key.system) and most >= 1:
+                asked.append((dialect, _statement(view, key.column, value, most)))
+        result = QueryResult()
+        if not asked:
+            return result
         with self._read_only(source, timeout) as connection:
-            rows = [dict(r) for r in connection.execute(statement).mappings()]
-        return self.map_rows(mapping, rows)
+            rows = [[dict(r) for r in connection.execute(statement).mappings()] for _, statement in asked]
+        seen: set[str] = set()
+        for (dialect, _), found in zip(asked, rows, strict=True):
+            part = self._map(dialect, found)
+            result.matches += part.matches
+            for resource in part.included:  # a drug on a line and on its dispense: one Medication
+                if resource["id"] not in seen:
+                    seen.add(resource["id"])
+                    result.included.append(resource)
+            result.issues += part.issues
+        return result
 
     def check(self, source: str, mapping: str, *, timeout: float | None = None) -> None:
-        """``SELECT 1`` over the member's connection (``yaolian members check``); the mapping
-        is loaded too, so a member registered with a mapping that does not exist shows."""
-        self.dialect(mapping)
+        """``SELECT 1`` over the member's connection (``yaolian members check``); the mappings
+        are loaded too, so a member registered with a mapping that does not exist shows."""
+        self.family(mapping)
         with self._read_only(source, timeout) as connection:
             connection.execute(select(literal_column("1"))).all()
 
@@ -351,3 +371,19 @@ def _query_error(exc: DBAPIError) -> SourceQueryError:
     if exc.connection_invalidated or kind in ("OperationalError", "ConnectionTimeout", "ConnectionFailure"):
         return SourceQueryError(f"the database could not be reached ({kind})", message_zh="无法连接数据库")
     return SourceQueryError(f"the database refused the query ({kind})", message_zh="数据库拒绝了查询")
+
+
+def _statement(view: ViewSpec, key: str, value: str, most: int) -> Select[Any]:
+    """``SELECT <columns> FROM <view> WHERE <key> = :value [ORDER BY <date> DESC] LIMIT :most``,
+    every name quoted as the mapping writes it, the value a bound parameter."""
+    columns: list[ColumnClause[Any]] = [column(quoted_name(c, quote=True)) for c in view.columns]
+    source = table(
+        quoted_name(view.name, quote=True),
+        *columns,
+        schema=quoted_name(view.schema, quote=True) if view.schema else None,
+    )
+    by_name = {c.name: c for c in columns}
+    statement = select(*columns).select_from(source).where(by_name[key] == value).limit(most)
+    if view.newest_first:
+        statement = statement.order_by(by_name[view.newest_first].desc())
+    return statement

@@ -12,6 +12,7 @@ makes a MedicationRequest (and its Medication) from one row::
       patient: {column: SFZH, system: "urn:oid:2.16.156.10011.1.3"}
       prescription: {column: CFH, system: "urn:oid:2.16.156.10011.1.20"}
       newest_first: KFRQ                # optional: the column the rows are ordered by
+      dispenses: generic-his-dispense   # optional: the mapping of the member's dispense view
       columns: [CFH, CFMXH, SFZH, ...]  # what is read (nothing else is selected)
 
 Every name here ends up in SQL, so each is checked to be a plain identifier when the file
@@ -36,7 +37,9 @@ __all__ = ["KeyColumn", "ViewSpec", "load_view"]
 #: A SQL identifier we are willing to quote: letters (any script), digits, underscore; not
 #: starting with a digit. Deliberately narrower than what databases accept.
 _IDENTIFIER = re.compile(r"^[^\W\d]\w{0,62}$")
-RECORD_TYPES = ("MedicationRequest",)
+RECORD_TYPES = ("MedicationRequest", "MedicationDispense")
+#: A mapping's name: a file of the mappings folder, never a path.
+MAPPING_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class ViewSpec:
     prescription: KeyColumn
     columns: tuple[str, ...]
     newest_first: str | None = None
+    dispenses: str | None = None
+    """The mapping (file name) of the same HIS's dispense view, asked together with this one."""
 
     @property
     def qualified_name(self) -> str:
@@ -125,6 +130,9 @@ def load_view(file: Path) -> ViewSpec:
         newest = _identifier(file, newest, "view.newest_first", raw)
         if newest not in columns:
             raise _fail(file, f"view.newest_first {newest!r} is not among view.columns", raw)
+    dispenses = plain.get("dispenses")
+    if dispenses is not None and (not isinstance(dispenses, str) or not MAPPING_NAME.match(dispenses)):
+        raise _fail(file, f"view.dispenses {dispenses!r} is not a mapping name (a file of this folder)", raw)
     return ViewSpec(
         file=str(file),
         schema=_identifier(file, schema, "view schema", raw) if schema else None,
@@ -134,4 +142,5 @@ def load_view(file: Path) -> ViewSpec:
         prescription=_key(file, raw.get("prescription"), "prescription", columns),
         columns=columns,
         newest_first=newest,
+        dispenses=dispenses,
     )

@@ -93,8 +93,13 @@ def outcome(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return [i for e in entries(bundle, "outcome") for i in e["resource"]["issue"]]
 
 
-def line_numbers(bundle: dict[str, Any]) -> list[str]:
-    return [e["resource"]["identifier"][0]["value"] for e in entries(bundle, "match")]
+def line_numbers(bundle: dict[str, Any], resource_type: str = "MedicationRequest") -> list[str]:
+    """The identifiers of the page's records of ``resource_type``, in the answer's order."""
+    return [
+        e["resource"]["identifier"][0]["value"]
+        for e in entries(bundle, "match")
+        if e["resource"]["resourceType"] == resource_type
+    ]
 
 
 def codes(issues: list[dict[str, Any]]) -> list[str]:
@@ -112,6 +117,9 @@ def check_view_member_beside_store(client: TestClient) -> None:
     assert found_lines[:2] == ["CF20261115003-1", "C-001"]
     assert sorted(found_lines[2:4]) == ["CF20261102007-1", "CF20261102007-2"]  # one time: tie broken by id
     assert found_lines[4:] == ["CF20261002001-1"]
+    # the view's dispenses too, newest first, each naming the line it dispensed
+    dispensed = line_numbers(bundle, "MedicationDispense")
+    assert sorted(dispensed[:2]) == ["FY20261102031-1", "FY20261102031-2"] and dispensed[2:] == ["FY20261002015-1"]
     sources = {r["identifier"][0]["value"]: r["meta"]["source"] for r in found}
     assert sources.pop("C-001") == "urn:yaolian:member:county"
     assert set(sources.values()) == {"urn:yaolian:member:ljx"}
@@ -127,7 +135,7 @@ def check_view_member_beside_store(client: TestClient) -> None:
     provenance = [e["resource"] for e in entries(bundle, "include") if e["resource"]["resourceType"] == "Provenance"]
     asked = next(p for p in provenance if p["agent"][0]["who"].get("reference") == "Organization/ljx")
     assert asked["activity"]["coding"][0]["code"] == "EXECUTE"
-    assert len(asked["target"]) == 4
+    assert len(asked["target"]) == 7  # four lines, three dispenses
 
 
 def test_pol08_view_member_records_beside_stored_ones_sqlite(view_gateway, his: str) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,7 @@
-"""A township HIS's outpatient prescription tables (header 处方 + lines 处方明细) and the
-read-only view it exposes in the generic dialect (``mappings/sqlview/generic-his.yaml``),
-built the same way in SQLite and PostgreSQL. Shared by the adapter and federation tests."""
+"""A township HIS's outpatient prescription tables (header 处方, lines 处方明细, dispenses
+发药记录) and the read-only views it exposes in the generic dialect
+(``mappings/sqlview/generic-his.yaml`` and ``generic-his-dispense.yaml``), built the same way in
+SQLite and PostgreSQL. Shared by the adapter and federation tests."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ TABLES = (
                c."ZDDM", c."ZDMC", m."YPBM", m."YBBM", m."YPMC", m."JX", m."JL", m."JLDW", m."PC", m."YF",
                m."TS", m."SL", m."SLDW", c."CFZT"
         FROM "HIS_MZ_CF" c JOIN "HIS_MZ_CFMX" m ON m."CFH" = c."CFH" """,
+    """CREATE TABLE "HIS_MZ_FY" (
+        "FYH" VARCHAR(20), "CFH" VARCHAR(20), "CFMXH" INTEGER, "FYRQ" TIMESTAMP, "FYSL" NUMERIC(10, 2),
+        "FYRGH" VARCHAR(20), "FYRXM" VARCHAR(40), "FYZT" VARCHAR(2), PRIMARY KEY ("FYH", "CFMXH"))""",
+    """CREATE VIEW "v_yl_dispense" AS
+        SELECT c."JGDM", f."FYH", f."CFH", f."CFMXH", c."SFZH", c."HZXM", f."FYRQ", f."FYRGH", f."FYRXM",
+               m."YPBM", m."YBBM", m."YPMC", m."JX", f."FYSL", m."SLDW", f."FYZT"
+        FROM "HIS_MZ_FY" f JOIN "HIS_MZ_CF" c ON c."CFH" = f."CFH"
+        JOIN "HIS_MZ_CFMX" m ON m."CFH" = f."CFH" AND m."CFMXH" = f."CFMXH" """,
 )
 
 #: (CFH, SFZH, KFRQ, CFZT, diagnosis code, diagnosis) and their lines.
@@ -42,6 +51,14 @@ LINES: list[tuple[Any, ...]] = [
     ("CF20261115003", 1, "YP00789", None, "硝苯地平缓释片", "缓释片", "20", "mg", "BID", "PO", 14, "28", "片"),
     ("CF20261120011", 1, "YP00999", None, "噻托溴铵粉吸入剂", "吸入剂", "18", "ug", "QD", "IH", 30, "30", "粒"),
 ]  # fmt: skip
+
+
+#: (FYH, CFH, CFMXH, FYRQ, FYSL, FYZT): the 10-02 line and both 11-02 lines were handed over.
+DISPENSES: list[tuple[Any, ...]] = [
+    ("FY20261002015", "CF20261002001", 1, "2026-10-02 09:02:00", "30", "1"),
+    ("FY20261102031", "CF20261102007", 1, "2026-11-02 09:40:00", "90", "1"),
+    ("FY20261102031", "CF20261102007", 2, "2026-11-02 09:40:00", "30", "1"),
+]
 
 
 def build_his(url: str, *, bad_date: str | None = None) -> None:
@@ -78,9 +95,24 @@ def build_his(url: str, *, bad_date: str | None = None) -> None:
                 text('INSERT INTO "HIS_MZ_CFMX" VALUES (:a, :b, :c, :d, :e, :f, :g, :h, :i, :j, :k, :l, :m)'),
                 dict(zip("abcdefghijklm", line, strict=True)),
             )
+        for fyh, cfh, line_no, fyrq, fysl, fyzt in DISPENSES:
+            conn.execute(
+                text('INSERT INTO "HIS_MZ_FY" VALUES (:fyh, :cfh, :n, :fyrq, :fysl, :gh, :xm, :zt)'),
+                {
+                    "fyh": fyh,
+                    "cfh": cfh,
+                    "n": line_no,
+                    "fyrq": fyrq,
+                    "fysl": fysl,
+                    "gh": "Y003",
+                    "xm": "赵敏",
+                    "zt": fyzt,
+                },
+            )
     engine.dispose()
 
 
-def numbers(resources: Sequence[dict[str, Any]]) -> list[str]:
-    """The line identifiers (``CFH-CFMXH``) of MedicationRequests, in order."""
-    return [r["identifier"][0]["value"] for r in resources]
+def numbers(resources: Sequence[dict[str, Any]], resource_type: str = "MedicationRequest") -> list[str]:
+    """The identifiers of the records of ``resource_type``, in order: a prescription line's
+    ``CFH-CFMXH``, a dispense's ``FYH-CFMXH``."""
+    return [r["identifier"][0]["value"] for r in resources if r["resourceType"] == resource_type]

@@ -125,12 +125,34 @@ def test_pol08_identifiers_the_view_cannot_match_find_nothing(
     assert (found.matches, found.included, found.issues) == ([], [], [])
 
 
-def test_pol08_only_the_types_a_view_holds_are_read(adapter: SqlViewAdapter, sqlite_his: str) -> None:
-    """POL-08: asked for dispenses only, a prescription view answers nothing."""
-    found = adapter.query(
-        sqlite_his, "generic-his", identifier=f"{RESIDENT_ID}|{PATIENT}", types=("MedicationDispense",), most=10
-    )
-    assert found.matches == []
+def test_pol08_only_the_types_asked_for_are_read(adapter: SqlViewAdapter, sqlite_his: str) -> None:
+    """POL-08: asked for dispenses only, only the dispense view is read (and the reverse)."""
+    wanted = f"{RESIDENT_ID}|{PATIENT}"
+    found = adapter.query(sqlite_his, "generic-his", identifier=wanted, types=("MedicationDispense",), most=10)
+    assert {r["resourceType"] for r in found.matches} == {"MedicationDispense"}
+    found = adapter.query(sqlite_his, "generic-his", identifier=wanted, types=("MedicationRequest",), most=10)
+    assert {r["resourceType"] for r in found.matches} == {"MedicationRequest"}
+
+
+def test_pol08_dispenses_come_with_the_prescriptions(adapter: SqlViewAdapter, his: str) -> None:
+    """POL-08: the dispense view named by the mapping is read in the same query: each dispense
+    names the prescription line it dispensed and the same Medication as that line."""
+    found = ask(adapter, his, f"{RESIDENT_ID}|{PATIENT}")
+    assert numbers(found.matches, "MedicationDispense")[0].startswith("FY20261102031-")
+    assert sorted(numbers(found.matches, "MedicationDispense")) == [
+        "FY20261002015-1",
+        "FY20261102031-1",
+        "FY20261102031-2",
+    ]
+    lines = {r["identifier"][0]["value"]: r for r in found.matches if r["resourceType"] == "MedicationRequest"}
+    for dispense in (r for r in found.matches if r["resourceType"] == "MedicationDispense"):
+        assert dispense["status"] == "completed"
+        line = lines[dispense["authorizingPrescription"][0]["identifier"]["value"]]
+        assert dispense["medication"] == line["medication"]
+    first = next(r for r in found.matches if r["identifier"][0]["value"] == "FY20261002015-1")
+    assert first["whenHandedOver"] == "2026-10-02T09:02:00+08:00"
+    assert first["quantity"]["value"] == 30
+    assert len(found.included) == 3  # each drug once, whether named by lines or dispenses
 
 
 def test_pol08_a_row_that_does_not_map_is_an_issue_naming_its_number_and_column(

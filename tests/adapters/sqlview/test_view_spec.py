@@ -20,6 +20,9 @@ def test_pol08_the_generic_dialect_loads() -> None:
     assert (view.schema, view.name, view.records) == (None, "v_yl_prescription", "MedicationRequest")
     assert (view.patient.column, view.patient.system) == ("SFZH", "urn:oid:2.16.156.10011.1.3")
     assert (view.prescription.column, view.newest_first) == ("CFH", "KFRQ")
+    assert view.dispenses == "generic-his-dispense"
+    dispense = load_view(GENERIC.with_name("generic-his-dispense.yaml"))
+    assert (dispense.name, dispense.records, dispense.newest_first) == ("v_yl_dispense", "MedicationDispense", "FYRQ")
 
 
 def with_view(tmp_path: Path, old: str, new: str) -> Path:
@@ -58,8 +61,7 @@ def test_pol08_schema_qualified_and_chinese_names_are_identifiers(tmp_path: Path
 def test_pol08_a_dialect_extends_the_generic_view(tmp_path: Path) -> None:
     """A member whose view has another name only says so; columns and rules are inherited."""
     folder = tmp_path / "sqlview"
-    folder.mkdir()
-    shutil.copy(GENERIC, folder / "generic-his.yaml")
+    shutil.copytree(GENERIC.parent, folder)
     (folder / "wq-his.yaml").write_text(
         "extends: generic-his.yaml\nmapping: sqlview/wq-his\nview:\n  name: mz.v_cf\n", encoding="utf-8"
     )
@@ -67,7 +69,21 @@ def test_pol08_a_dialect_extends_the_generic_view(tmp_path: Path) -> None:
     dialect = adapter.dialect("wq-his")
     assert (dialect.view.schema, dialect.view.name, dialect.view.patient.column) == ("mz", "v_cf", "SFZH")
     assert dialect.mapping.name == "sqlview/wq-his"
-    assert adapter.mappings() == ["generic-his", "wq-his"]
+    assert adapter.mappings() == ["generic-his", "generic-his-dispense", "wq-his"]
+    assert [d.view.name for d in adapter.family("wq-his")] == ["v_cf", "v_yl_dispense"]
+
+
+def test_pol08_view_dispenses_must_name_a_dispense_mapping(tmp_path: Path) -> None:
+    folder = tmp_path / "sqlview"
+    shutil.copytree(GENERIC.parent, folder)
+    text = (folder / "generic-his.yaml").read_text(encoding="utf-8")
+    (folder / "odd.yaml").write_text(
+        text.replace("dispenses: generic-his-dispense", "dispenses: generic-his"), encoding="utf-8"
+    )
+    with pytest.raises(AdapterLookupError, match="not MedicationDispense"):
+        SqlViewAdapter(mapping_dir=folder).family("odd")
+    with pytest.raises(MappingSyntaxError, match="not a mapping name"):
+        load_view(with_view(tmp_path, "dispenses: generic-his-dispense", "dispenses: ../x"))
 
 
 @pytest.mark.parametrize("name", ["nope", "../hl7v2/rde_o11", "Generic-HIS"])
