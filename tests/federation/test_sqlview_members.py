@@ -168,13 +168,21 @@ def test_pol08_a_database_that_is_down_is_named_and_the_rest_answered(view_gatew
     assert "s3cret" not in said and "his_reader" not in said and "127.0.0.1" not in said
 
 
-def test_pol08_a_connection_the_gateway_does_not_have_is_named(view_gateway, his: str) -> None:  # type: ignore[no-untyped-def]
-    """POL-08: an Endpoint naming a connection missing from the settings is YL-1001, not a 500."""
+@pytest.mark.parametrize(
+    ("connection", "mapping", "named"),
+    [("nowhere", "generic-his", "'nowhere'"), ("ljx-his", "no-such-his", "'no-such-his'")],
+)
+def test_pol08_a_connection_or_mapping_the_gateway_does_not_have_is_named(  # type: ignore[no-untyped-def]
+    view_gateway, his: str, connection: str, mapping: str, named: str
+) -> None:
+    """POL-08: an Endpoint naming a connection missing from the settings, or a mapping file
+    that does not exist, is YL-1001 naming it, not a 500."""
     client = view_gateway({"ljx-his": his})
-    register_view(client, "lost", "nowhere")
+    register_view(client, "lost", connection, mapping)
     bundle = prescriptions(client)
     issues = outcome(bundle)
-    assert codes(issues) == ["YL-1001"] and "'nowhere'" in issues[0]["diagnostics"]
+    assert codes(issues) == ["YL-1001"] and named in issues[0]["diagnostics"]
+    assert his not in str(issues)
 
 
 def test_pol08_a_slow_view_is_a_late_member(view_gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

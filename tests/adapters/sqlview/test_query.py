@@ -181,7 +181,7 @@ def test_pol08_the_view_is_read_only(adapter: SqlViewAdapter, sqlite_his: str) -
 def test_pol08_postgresql_transaction_is_read_only(adapter: SqlViewAdapter, postgres_his: str) -> None:
     """POL-08: on PostgreSQL every query runs in a READ ONLY transaction."""
     with (
-        pytest.raises(SourceQueryError, match="refused"),
+        pytest.raises(SourceQueryError, match=r"refused the query \(ReadOnlySqlTransaction\)"),
         adapter._read_only(postgres_his, 1.0) as connection,
     ):
         connection.exec_driver_sql('DELETE FROM "HIS_MZ_CF"')
