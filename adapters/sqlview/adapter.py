@@ -1,5 +1,6 @@
-"""The database-view adapter: a member HIS's read-only view, asked live for a patient's
-prescriptions (POL-08), one row mapped to a MedicationRequest and its Medication.
+"""The database-view adapter: a member HIS's read-only views, asked live for a patient's
+prescriptions and dispenses (POL-08), one row mapped to a MedicationRequest (or a
+MedicationDispense) and its Medication.
 
 Two doors, one mapping:
 
@@ -104,15 +105,15 @@ def _rewrite_references(node: Any, local: dict[str, str]) -> None:
 
 
 class SqlViewAdapter:
-    """A member HIS's read-only database view (mappings: ``mappings/sqlview/<dialect>.yaml``)."""
+    """A member HIS's read-only database views (mappings: ``mappings/sqlview/<dialect>.yaml``)."""
 
     descriptor = AdapterDescriptor(
         name="sqlview",
         version="0.1.0",
         media_types=("application/json",),
-        description="Prescriptions in a HIS's read-only database view (one row per drug line) -> FHIR R5; "
-        "asked live by the federation (POL-08)",
-        message_types=("MedicationRequest",),
+        description="Prescriptions and dispenses in a HIS's read-only database views (one row per drug line) "
+        "-> FHIR R5; asked live by the federation (POL-08)",
+        message_types=("MedicationRequest", "MedicationDispense"),
     )
 
     def __init__(self, mapping_dir: Path | None = None, default_mapping: str = "generic-his") -> None:
