@@ -24,6 +24,7 @@ registry has one (:meth:`Federation.has_live_members`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -32,10 +33,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import orjson
+from redis.exceptions import RedisError
 
 from gateway.clock import now_instant
 from gateway.errors import BadRequest, Forbidden, Issue, issue, operation_outcome
-from gateway.federation.breaker import Breakers
+from gateway.federation.breaker import BreakerBoard, Breakers, RedisBoard
 from gateway.federation.cache import AnswerCache, open_cache
 from gateway.federation.match import Candidate, match, match_bundle, member_searches, only_certain, ranked, score
 from gateway.federation.merge import Record, decode_token, deduplicate, encode_token, ordered, page
@@ -64,7 +66,10 @@ REGISTRY_READER = Principal(
     parse_scopes("system/Organization.rs system/Endpoint.rs"),
 )
 T = TypeVar("T")
+log = logging.getLogger("yaolian.federation")
 _REGISTRY_SECONDS = 10.0
+#: How often the shared breaker board is read when this process has nothing to post.
+_BOARD_SECONDS = 1.0
 #: The store's ``$match`` candidates weighed with the members' before the answer is cut to
 #: ``count`` (cut first, the store's own order could drop a certain match behind an equal score).
 LOCAL_CANDIDATES = 100
@@ -173,6 +178,9 @@ class Federation:
         self.service = service
         self.settings = settings
         self.breakers = Breakers(settings.federation_breaker_failures, settings.federation_breaker_reset)
+        self.board: BreakerBoard | None = RedisBoard(settings.redis) if settings.redis else None
+        self._board_read = 0.0
+        self._board_task: asyncio.Task[None] | None = None
         self.cache = cache or open_cache(settings.redis, settings.federation_cache_seconds)
         self.members = MemberClient(settings.federation_timeout)
         self._registry: tuple[float, MemberRegistry] | None = None
@@ -199,6 +207,30 @@ class Federation:
     async def close(self) -> None:
         await self.members.aclose()
         await self.cache.close()
+        if self._board_task is not None:
+            await asyncio.gather(self._board_task, return_exceptions=True)
+        if self.board is not None:
+            await self.board.close()
+
+    def _share_breakers(self) -> None:
+        """Post this process's opened and closed breakers on the board and read the others',
+        in the background (a query never waits for it): at once when there is news, else at
+        most every second."""
+        task = self._board_task
+        if self.board is None or (task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()):
+            return
+        posts = self.breakers.posts()
+        if not posts and time.monotonic() - self._board_read < _BOARD_SECONDS:
+            return
+        self._board_read = time.monotonic()
+        self._board_task = asyncio.ensure_future(self._exchange(self.board, posts))
+
+    async def _exchange(self, board: BreakerBoard, posts: dict[str, float | None]) -> None:
+        try:
+            self.breakers.adopt(await board.exchange(posts))
+        except (OSError, RedisError) as exc:  # Redis away: each process judges alone until it is back
+            log.warning("federation: the breaker board is unavailable (%s)", type(exc).__name__)
+            self.breakers.repost(posts)
 
     # -- the registry -------------------------------------------------------------------
     def registry(self) -> MemberRegistry:
@@ -470,6 +502,7 @@ class Federation:
             cached = await self.cache.get(member.code, key)
             if cached is not None:
                 return MemberAnswer.from_json(member, cached)
+        self._share_breakers()
         if not self.breakers.allow(member.code):
             found = issue(
                 "YL-1004",
@@ -486,6 +519,7 @@ class Federation:
             await self.cache.put(member.code, key, answer.to_json())
         else:
             self.breakers.failed(member.code)
+        self._share_breakers()
         return answer
 
     def _remote_records(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
+from gateway.app import create_app
 from gateway.federation.endpoints import endpoint_resource
+from gateway.settings import Settings
 from tests.federation.conftest import (
     RESIDENT_ID,
     medication,
@@ -159,6 +164,26 @@ def test_breaker_stops_asking_a_member_that_keeps_failing(gateway, tiny_member) 
     asked = len(failing.fhir.requests)
     assert codes(search(gateway, identifier=IDENT)) == {"err500": "YL-1004"}
     assert len(failing.fhir.requests) == asked  # not asked while the breaker is open
+
+
+@pytest.mark.redis
+def test_a_breaker_opened_by_one_gateway_process_is_heeded_by_another(tmp_path, tiny_member, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """Behind a load balancer: the second process does not spend its own three timeouts on a
+    member the first has given up on (it reads the board within a second)."""
+    failing = _r4_village(tiny_member, behaviour="500")
+    code = f"err{uuid.uuid4().hex[:8]}"  # the board is shared by every test using this Redis
+    database = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    settings = Settings(database=database, insecure_dev=True, audit=False, redis=redis_url, federation_timeout=1.0)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        register(first, code, "village", failing.base, kind="fhir-r4")
+        assert codes(search(second, identifier=IDENT)) == {code: "YL-1003"}  # second reads the (empty) board
+        for _ in range(3):
+            assert codes(search(first, identifier=IDENT)) == {code: "YL-1003"}
+        time.sleep(1.1)  # the board is read at most once a second
+        search(second, identifier=IDENT)  # starts the read in the background (and asks: two failures here)
+        asked = len(failing.fhir.requests)
+        assert codes(search(second, identifier=IDENT)) == {code: "YL-1004"}
+        assert len(failing.fhir.requests) == asked  # not asked: first's breaker holds here too
 
 
 def test_duplicates_by_prescription_number_newest_wins(gateway, tiny_member) -> None:  # type: ignore[no-untyped-def]
