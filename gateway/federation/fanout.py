@@ -217,7 +217,8 @@ class Federation:
         in the background (a query never waits for it): at once when there is news, else at
         most every second."""
         task = self._board_task
-        if self.board is None or (task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()):
+        running = task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+        if self.board is None or running:
             return
         posts = self.breakers.posts()
         if not posts and time.monotonic() - self._board_read < _BOARD_SECONDS:
