@@ -183,6 +183,7 @@ class Federation:
         self._board_task: asyncio.Task[None] | None = None
         self.cache = cache or open_cache(settings.redis, settings.federation_cache_seconds)
         self.members = MemberClient(settings.federation_timeout)
+        self.latency = Latency()
         self._registry: tuple[float, MemberRegistry] | None = None
 
     # -- wiring -------------------------------------------------------------------------
@@ -269,7 +270,7 @@ class Federation:
         if identifier is None:
             assert query.patient_id is not None
             identifier = await asyncio.to_thread(self._patient_identifier, query.patient_id, ctx)
-        live = registry.live() if identifier else []
+        live = self.latency.slowest_first(registry.live()) if identifier else []
         remote_includes: dict[tuple[str, str], dict[str, Any]] = {}
         wanted = identifier or ""
         remote_tasks = await started_one_by_one(
@@ -515,6 +516,7 @@ class Federation:
             )
             return MemberAnswer(member, issues=[found], ok=False)
         answer = await asked(max(0.0, deadline - time.monotonic()))
+        self.latency.observed(member.code, answer.seconds)
         if answer.ok:
             self.breakers.succeeded(member.code)
             await self.cache.put(member.code, key, answer.to_json())
@@ -601,6 +603,27 @@ class Federation:
         if cursor is not None:
             links.append(("next", f"{base}/{path}?{urlencode([*query.link_params, *count, *_page(cursor)])}"))
         return render_bundle("searchset", entries, total=len(merged), links=links)
+
+
+class Latency:
+    """How long each member has lately taken to answer (a moving average), so the slowest are
+    asked first: thirty requests take a few milliseconds to put on the wire, and the answer
+    waits for the last member to reply; the member that replies last should not also be the
+    one asked last. Per process: an ordering hint, not shared state."""
+
+    #: Weight of the newest observation.
+    WEIGHT = 0.3
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+
+    def observed(self, member: str, seconds: float) -> None:
+        before = self._seconds.get(member)
+        self._seconds[member] = seconds if before is None else before + self.WEIGHT * (seconds - before)
+
+    def slowest_first(self, members: list[Member]) -> list[Member]:
+        """``members`` slowest first; a member never asked counts as slowest (it may be)."""
+        return sorted(members, key=lambda m: -self._seconds.get(m.code, float("inf")))
 
 
 async def started_one_by_one(work: Iterable[Coroutine[Any, Any, T]]) -> list[asyncio.Task[T]]:

@@ -10,6 +10,8 @@ import pytest
 
 from gateway.federation.breaker import Breakers, RedisBoard
 from gateway.federation.cache import MemoryCache, RedisCache
+from gateway.federation.fanout import Latency
+from gateway.federation.registry import Member
 
 
 def test_breaker_opens_after_failures_half_opens_after_reset_and_closes_on_success() -> None:
@@ -105,3 +107,15 @@ def test_redis_board_shares_opened_breakers_between_processes(redis_url: str) ->
             await second.close()
 
     asyncio.run(run())
+
+
+def test_members_are_asked_slowest_first_and_unknown_ones_before_known() -> None:
+    """POL-08: the member that replies last is asked first (the answer waits for it)."""
+    members = [Member(code, code, code, "village", None, None) for code in ("fast", "slow", "new", "mid")]
+    latency = Latency()
+    for code, seconds in (("fast", 0.01), ("slow", 0.2), ("mid", 0.05)):
+        latency.observed(code, seconds)
+    assert [m.code for m in latency.slowest_first(members)] == ["new", "slow", "mid", "fast"]
+    for _ in range(10):  # the slow member got fast: it moves back as the average follows
+        latency.observed("slow", 0.001)
+    assert [m.code for m in latency.slowest_first(members)] == ["new", "mid", "fast", "slow"]
