@@ -132,16 +132,17 @@ class MemberProtocol(asyncio.Protocol):
             self.transport.write(response)
 
 
-def _serve_members(n: int, delay: float, jitter: float, dead: int, ports: Any) -> None:
+def _serve_members(n: int, delay: float, jitter: float, dead: int, spread: float, ports: Any) -> None:
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         servers = []
         for i in range(n):
             answers = {t.encode(): member_bundle(f"m{i:02d}", t) for t in ("MedicationRequest", "MedicationDispense")}
             answers[b"batch"] = batch_answer(answers)
+            own = delay + spread * (i / max(1, n - 1) - 0.5)  # with a spread, the last registered is slowest
 
-            def protocol(a: dict[bytes, bytes] = answers, d: bool = i < dead) -> MemberProtocol:
-                return MemberProtocol(a, delay, jitter, d)
+            def protocol(a: dict[bytes, bytes] = answers, d: bool = i < dead, w: float = own) -> MemberProtocol:
+                return MemberProtocol(a, w, jitter, d)
 
             servers.append(await loop.create_server(protocol, "127.0.0.1", 0))
         ports.put([s.sockets[0].getsockname()[1] for s in servers])
@@ -154,9 +155,10 @@ class Members:
     """``n`` member servers (one port each) in one event loop, in their own process (not
     sharing the gateway's interpreter lock: a member is another machine)."""
 
-    def __init__(self, n: int, delay: float, jitter: float, dead: int = 0) -> None:
+    def __init__(self, n: int, delay: float, jitter: float, dead: int = 0, spread: float = 0.0) -> None:
         ports: Any = multiprocessing.Queue()
-        self.process = multiprocessing.Process(target=_serve_members, args=(n, delay, jitter, dead, ports), daemon=True)
+        args = (n, delay, jitter, dead, spread, ports)
+        self.process = multiprocessing.Process(target=_serve_members, args=args, daemon=True)
         self.process.start()
         self.bases = [f"http://127.0.0.1:{port}/fhir" for port in ports.get(timeout=60)]
 
@@ -309,16 +311,23 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--jitter", type=float, default=0.005)
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        help="members' delays spread evenly over this many seconds around --delay, the slowest registered last",
+    )
     parser.add_argument("--timeout", type=float, default=2.0, help="federation_timeout (s)")
     parser.add_argument("--dead-queries", type=int, default=10)
     parser.add_argument("--sequential-queries", type=int, default=3)
     args = parser.parse_args()
+    spread = f" (spread over {args.spread * 1000:.0f} ms)" if args.spread else ""
     print(
-        f"{args.members} members answering after {args.delay * 1000:.0f} ± {args.jitter * 1000:.0f} ms; "
+        f"{args.members} members answering after {args.delay * 1000:.0f} ± {args.jitter * 1000:.0f} ms{spread}; "
         f"cpu={os.cpu_count()} load={os.getloadavg()[0]:.1f}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        members = Members(args.members, args.delay, args.jitter)
+        members = Members(args.members, args.delay, args.jitter, spread=args.spread)
         database = f"sqlite:///{Path(tmp) / 'gw.sqlite'}"
         load_registry(database, members.bases)
         gateway = Gateway(database, args.timeout)

@@ -24,6 +24,7 @@ registry has one (:meth:`Federation.has_live_members`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -32,10 +33,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import orjson
+from redis.exceptions import RedisError
 
 from gateway.clock import now_instant
 from gateway.errors import BadRequest, Forbidden, Issue, issue, operation_outcome
-from gateway.federation.breaker import Breakers
+from gateway.federation.breaker import BreakerBoard, Breakers, RedisBoard
 from gateway.federation.cache import AnswerCache, open_cache
 from gateway.federation.match import Candidate, match, match_bundle, member_searches, only_certain, ranked, score
 from gateway.federation.merge import Record, decode_token, deduplicate, encode_token, ordered, page
@@ -64,7 +66,10 @@ REGISTRY_READER = Principal(
     parse_scopes("system/Organization.rs system/Endpoint.rs"),
 )
 T = TypeVar("T")
+log = logging.getLogger("yaolian.federation")
 _REGISTRY_SECONDS = 10.0
+#: How often the shared breaker board is read when this process has nothing to post.
+_BOARD_SECONDS = 1.0
 #: The store's ``$match`` candidates weighed with the members' before the answer is cut to
 #: ``count`` (cut first, the store's own order could drop a certain match behind an equal score).
 LOCAL_CANDIDATES = 100
@@ -173,8 +178,12 @@ class Federation:
         self.service = service
         self.settings = settings
         self.breakers = Breakers(settings.federation_breaker_failures, settings.federation_breaker_reset)
+        self.board: BreakerBoard | None = RedisBoard(settings.redis) if settings.redis else None
+        self._board_read = 0.0
+        self._board_task: asyncio.Task[None] | None = None
         self.cache = cache or open_cache(settings.redis, settings.federation_cache_seconds)
         self.members = MemberClient(settings.federation_timeout, views=settings.federation_views)
+        self.latency = Latency()
         self._registry: tuple[float, MemberRegistry] | None = None
 
     # -- wiring -------------------------------------------------------------------------
@@ -199,6 +208,31 @@ class Federation:
     async def close(self) -> None:
         await self.members.aclose()
         await self.cache.close()
+        if self._board_task is not None:
+            await asyncio.gather(self._board_task, return_exceptions=True)
+        if self.board is not None:
+            await self.board.close()
+
+    def _share_breakers(self) -> None:
+        """Post this process's opened and closed breakers on the board and read the others',
+        in the background (a query never waits for it): at once when there is news, else at
+        most every second."""
+        task = self._board_task
+        running = task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+        if self.board is None or running:
+            return
+        posts = self.breakers.posts()
+        if not posts and time.monotonic() - self._board_read < _BOARD_SECONDS:
+            return
+        self._board_read = time.monotonic()
+        self._board_task = asyncio.ensure_future(self._exchange(self.board, posts))
+
+    async def _exchange(self, board: BreakerBoard, posts: dict[str, float | None]) -> None:
+        try:
+            self.breakers.adopt(await board.exchange(posts))
+        except (OSError, RedisError) as exc:  # Redis away: each process judges alone until it is back
+            log.warning("federation: the breaker board is unavailable (%s)", type(exc).__name__)
+            self.breakers.repost(posts)
 
     # -- the registry -------------------------------------------------------------------
     def registry(self) -> MemberRegistry:
@@ -236,7 +270,7 @@ class Federation:
         if identifier is None:
             assert query.patient_id is not None
             identifier = await asyncio.to_thread(self._patient_identifier, query.patient_id, ctx)
-        live = registry.live() if identifier else []
+        live = self.latency.slowest_first(registry.live()) if identifier else []
         remote_includes: dict[tuple[str, str], dict[str, Any]] = {}
         wanted = identifier or ""
         remote_tasks = await started_one_by_one(
@@ -470,6 +504,7 @@ class Federation:
             cached = await self.cache.get(member.code, key)
             if cached is not None:
                 return MemberAnswer.from_json(member, cached)
+        self._share_breakers()
         if not self.breakers.allow(member.code):
             found = issue(
                 "YL-1004",
@@ -481,11 +516,13 @@ class Federation:
             )
             return MemberAnswer(member, issues=[found], ok=False)
         answer = await asked(max(0.0, deadline - time.monotonic()))
+        self.latency.observed(member.code, answer.seconds)
         if answer.ok:
             self.breakers.succeeded(member.code)
             await self.cache.put(member.code, key, answer.to_json())
         else:
             self.breakers.failed(member.code)
+        self._share_breakers()
         return answer
 
     def _remote_records(
@@ -566,6 +603,27 @@ class Federation:
         if cursor is not None:
             links.append(("next", f"{base}/{path}?{urlencode([*query.link_params, *count, *_page(cursor)])}"))
         return render_bundle("searchset", entries, total=len(merged), links=links)
+
+
+class Latency:
+    """How long each member has lately taken to answer (a moving average), so the slowest are
+    asked first: thirty requests take a few milliseconds to put on the wire, and the answer
+    waits for the last member to reply; the member that replies last should not also be the
+    one asked last. Per process: an ordering hint, not shared state."""
+
+    #: Weight of the newest observation.
+    WEIGHT = 0.3
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+
+    def observed(self, member: str, seconds: float) -> None:
+        before = self._seconds.get(member)
+        self._seconds[member] = seconds if before is None else before + self.WEIGHT * (seconds - before)
+
+    def slowest_first(self, members: list[Member]) -> list[Member]:
+        """``members`` slowest first; a member never asked counts as slowest (it may be)."""
+        return sorted(members, key=lambda m: -self._seconds.get(m.code, float("inf")))
 
 
 async def started_one_by_one(work: Iterable[Coroutine[Any, Any, T]]) -> list[asyncio.Task[T]]:

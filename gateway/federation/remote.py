@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 import orjson
@@ -192,20 +192,79 @@ def _collect(
     entries: list[Any],
     found: list[dict[str, Any]],
     issues: list[Issue],
+    patient: str | None = None,
 ) -> int:
     """Usable entries of one searchset page into ``found`` (R4 translated), unusable ones
-    reported in ``issues``; the number of matches."""
+    reported in ``issues``; the number of matches. Asked for ``patient`` (``SYSTEM|VALUE``),
+    a match whose included subject is someone else is left out and reported (a member that
+    ignored the criterion must not show another patient's prescriptions as this one's)."""
+    subjects = _whose(entries) if patient else {}
     matches = 0
     for n, entry in enumerate(entries):
+        if patient and _resource_type(entry) == "Patient":
+            continue  # included to tell whose the records are; not passed on
         resource = _usable(member, endpoint, n, entry, ACCEPTED, issues)
         if resource is None:
             continue
         search = entry.get("search")
         mode = search.get("mode") if isinstance(search, dict) else None
         is_match = resource["resourceType"] == resource_type and mode != "include"
+        if is_match and patient and not _belongs(resource, subjects, patient):
+            reason = f"entry {n} ({resource_type}) is another patient's record"
+            issues.append(issue("YL-1005", severity="warning", member=member.code, reason=reason))
+            continue
         matches += is_match
         found.append({"mode": "match" if is_match else "include", "resource": resource})
     return matches
+
+
+def _patient(criteria: Sequence[tuple[str, str]]) -> str | None:
+    """The patient (``SYSTEM|VALUE``) a member is asked about, if it is asked by patient."""
+    return next((value for name, value in criteria if name == "patient.identifier"), None)
+
+
+def _resource_type(entry: Any) -> Any:
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    return resource.get("resourceType") if isinstance(resource, dict) else None
+
+
+def _whose(entries: list[Any]) -> dict[str, set[str]]:
+    """The identifiers (``SYSTEM|VALUE``) of each Patient on a page, under ``Patient/id`` and
+    its full URL (how a record's subject may name it)."""
+    found: dict[str, set[str]] = {}
+    for entry in entries:
+        if _resource_type(entry) != "Patient":
+            continue
+        resource = entry["resource"]
+        names = {f"{i.get('system')}|{i.get('value')}" for i in resource.get("identifier") or () if isinstance(i, dict)}
+        found[f"Patient/{resource.get('id')}"] = names
+        if isinstance(entry.get("fullUrl"), str):
+            found[entry["fullUrl"]] = names
+    return found
+
+
+def _belongs(resource: dict[str, Any], subjects: dict[str, set[str]], patient: str) -> bool:
+    """Whether a record is ``patient``'s: False only when its subject is on the page and does not
+    carry the identifier (a subject the member did not include cannot be told, and is kept)."""
+    subject = resource.get("subject")
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    if not isinstance(reference, str):
+        return True
+    known = subjects.get(reference)
+    if known is None and "/Patient/" in reference:
+        known = subjects.get("Patient/" + reference.rsplit("/Patient/", 1)[1].split("/_history", 1)[0])
+    return known is None or patient in known
+
+
+def _ignored(links: Any, criterion: str, sent: Sequence[str]) -> bool:
+    """Whether a member's first page says it ignored ``criterion``: its ``self`` link (the
+    parameters a server actually used, FHIR search) names others of the parameters ``sent``
+    but not this one. A self link naming none of them (an opaque paging URL) tells nothing."""
+    for link in links or ():
+        if isinstance(link, dict) and link.get("relation") == "self" and isinstance(link.get("url"), str):
+            used = {name for name, _ in parse_qsl(urlsplit(link["url"]).query, keep_blank_values=True)}
+            return criterion not in used and bool(used & set(sent))
+    return False
 
 
 _PATIENT = frozenset({"Patient"})
@@ -368,7 +427,11 @@ class MemberClient:
 
     @staticmethod
     def _query(resource_type: str, criteria: list[tuple[str, str]], most: int) -> str:
-        return urlencode([*criteria, ("_include", INCLUDE[resource_type]), ("_count", str(min(most, 1000)))])
+        """The search of ``resource_type``; asked by patient, the subject comes along (see :func:`_whose`)."""
+        includes = [("_include", INCLUDE[resource_type])]
+        if _patient(criteria):
+            includes.append(("_include", f"{resource_type}:subject"))
+        return urlencode([*criteria, *includes, ("_count", str(min(most, 1000)))])
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
@@ -384,9 +447,31 @@ class MemberClient:
     ) -> tuple[list[dict[str, Any]], list[Issue]]:
         """One search, its pages followed (``GET``, as every FHIR server answers)."""
         url = f"{endpoint.address}/{resource_type}?{self._query(resource_type, criteria, most)}"
+        entries, links = _entries(member, await self._get(endpoint, url))
+        return await self._pages(member, endpoint, resource_type, criteria, most, entries, links)
+
+    async def _pages(
+        self,
+        member: Member,
+        endpoint: MemberEndpoint,
+        resource_type: str,
+        criteria: list[tuple[str, str]],
+        most: int,
+        entries: list[Any],
+        links: Any,
+    ) -> tuple[list[dict[str, Any]], list[Issue]]:
+        """A search's first page (its entries and links) judged and collected, then its
+        further pages followed."""
+        criterion = criteria[0][0]
+        if _ignored(links, criterion, [criterion, "_include", "_count"]):
+            reason = f"its answer to {resource_type} ignored the search criterion {criterion}"
+            raise _failure(issue("YL-1002", severity="warning", member=member.code, name=member.name, reason=reason))
         found: list[dict[str, Any]] = []
         issues: list[Issue] = []
-        await self._follow(member, endpoint, resource_type, url, 0, most, found, issues)
+        patient = _patient(criteria)
+        matches = _collect(member, endpoint, resource_type, entries, found, issues, patient)
+        more = _next_link(links, endpoint)
+        await self._follow(member, endpoint, resource_type, more, matches, most, found, issues, patient)
         return found, issues
 
     async def _follow(
@@ -399,11 +484,12 @@ class MemberClient:
         most: int,
         found: list[dict[str, Any]],
         issues: list[Issue],
+        patient: str | None,
     ) -> None:
         """Pages from ``url`` on (``GET``), until none is left or ``most`` matches are in."""
         while url is not None and matches < most:
             entries, links = _entries(member, await self._get(endpoint, url))
-            matches += _collect(member, endpoint, resource_type, entries, found, issues)
+            matches += _collect(member, endpoint, resource_type, entries, found, issues, patient)
             url = _next_link(links, endpoint)
 
     async def _batch(
@@ -423,12 +509,7 @@ class MemberClient:
             if not status.startswith("200"):
                 raise _failure(issue("YL-1003", severity="warning", member=code, name=name, status=status[:40] or "?"))
             entries, links = _searchset(member, result.get("resource"), "searchset")
-            found: list[dict[str, Any]] = []
-            issues: list[Issue] = []
-            matches = _collect(member, endpoint, resource_type, entries, found, issues)
-            more = _next_link(links, endpoint)
-            await self._follow(member, endpoint, resource_type, more, matches, most, found, issues)
-            parts.append((found, issues))
+            parts.append(await self._pages(member, endpoint, resource_type, criteria, most, entries, links))
         return parts
 
     async def ask(

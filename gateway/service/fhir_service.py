@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -349,12 +349,18 @@ class FhirService:
         return self.within(tx).get_for_bundle(url, ctx)
 
     def process_bundle(
-        self, raw: bytes | dict[str, Any], ctx: RequestContext, *, tx: StoreTransaction | None = None
+        self,
+        raw: bytes | dict[str, Any],
+        ctx: RequestContext,
+        *,
+        tx: StoreTransaction | None = None,
+        answered: Mapping[int, Entry] | None = None,
     ) -> bytes:
         """Run a batch/transaction Bundle (the client's bytes, or a dict an adapter built); with
         ``tx`` a transaction Bundle is work inside the caller's store transaction (and the
-        caller commits and calls :meth:`after_commit`)."""
-        return BundleProcessor(self).process(raw, ctx, tx=tx)
+        caller commits and calls :meth:`after_commit`); ``answered``: a batch's entries already
+        answered (its federated searches)."""
+        return BundleProcessor(self).process(raw, ctx, tx=tx, answered=answered)
 
     def write(self, ctx: RequestContext, action: Callable[[StoreTransaction], T]) -> T:
         """One write interaction on the write path (prepared outside the lock, applied in its

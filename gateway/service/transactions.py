@@ -8,7 +8,7 @@ rewritten to the ids they got before anything is stored. A batch runs each entry
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -144,9 +144,18 @@ class BundleProcessor:
     def __init__(self, service: BundleService) -> None:
         self.service = service
 
-    def process(self, raw: bytes | dict[str, Any], ctx: RequestContext, *, tx: StoreTransaction | None = None) -> bytes:
+    def process(
+        self,
+        raw: bytes | dict[str, Any],
+        ctx: RequestContext,
+        *,
+        tx: StoreTransaction | None = None,
+        answered: Mapping[int, Entry] | None = None,
+    ) -> bytes:
         """Run a batch or transaction Bundle; with ``tx`` a transaction Bundle is work inside
-        the caller's transaction (the caller commits and calls after_commit)."""
+        the caller's transaction (the caller commits and calls after_commit). ``answered``:
+        a batch's entries (by index) already answered elsewhere, the federated searches
+        among its GETs; a transaction's GETs see its writes, so it takes none."""
         bundle_type, entries = bundle_entries(raw) if isinstance(raw, dict) else parse_entries(raw)
         limit = self.service.settings.max_bundle_entries
         if len(entries) > limit:  # issue 12: one Bundle must not hold the writer for long
@@ -165,7 +174,7 @@ class BundleProcessor:
             return self.service.write(ctx, lambda in_tx: self._transaction(entries, ctx, in_tx))
         if tx is not None:
             raise BadRequest("YL-0500", found="batch (inside another transaction)", expression=["Bundle.type"])
-        return self._batch(entries, ctx)
+        return self._batch(entries, ctx, answered or {})
 
     # -- transaction -----------------------------------------------------------------
     def _transaction(self, entries: list[BundleEntry], ctx: RequestContext, tx: StoreTransaction) -> bytes:
@@ -276,14 +285,16 @@ class BundleProcessor:
         return Entry(resource=body, response={"status": status})
 
     # -- batch -------------------------------------------------------------------------
-    def _batch(self, entries: list[BundleEntry], ctx: RequestContext) -> bytes:
+    def _batch(self, entries: list[BundleEntry], ctx: RequestContext, answered: Mapping[int, Entry]) -> bytes:
         results: list[Entry] = []
         for e in entries:
+            if e.index in answered:
+                results.append(answered[e.index])
+                continue
             try:
                 results.append(self.service.writes.run(partial(self._batch_entry, e, ctx=ctx)))
             except FhirError as exc:
-                outcome = orjson.dumps(operation_outcome(exc.issues))
-                results.append(Entry(response={"status": f"{exc.status}", "outcome": outcome}))
+                results.append(failed_entry(exc))
         self.service.after_commit(ctx)
         return render_bundle("batch-response", results)
 
@@ -293,6 +304,11 @@ class BundleProcessor:
         if e.resource is not None:
             self._rewrite(e.resource, {}, tx, ctx)
         return self._run(e, tx, ctx, None)
+
+
+def failed_entry(exc: FhirError) -> Entry:
+    """A batch entry that failed: its status and the OperationOutcome saying why."""
+    return Entry(response={"status": f"{exc.status}", "outcome": orjson.dumps(operation_outcome(exc.issues))})
 
 
 @contextmanager

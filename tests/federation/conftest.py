@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 import pytest
@@ -80,6 +80,10 @@ class TinyFhir:
     behaviour: str = "ok"
     delay: float = 0.0
     requests: list[str] = field(default_factory=list)
+    #: The search parameters it knows; others it ignores, as a lenient server does.
+    understood: frozenset[str] = frozenset({"patient.identifier", "identifier", "_include", "_count"})
+    #: Whether its searchsets carry a ``self`` link naming the parameters it used.
+    self_link: bool = False
 
     def patients_with(self, identifier: str) -> set[str]:
         system, _, value = identifier.partition("|")
@@ -93,7 +97,7 @@ class TinyFhir:
     def search(self, resource_type: str, params: list[tuple[str, str]]) -> dict[str, Any]:
         values = dict(params)
         matches = [r for r in self.resources if r["resourceType"] == resource_type]
-        if "patient.identifier" in values:
+        if "patient.identifier" in values and "patient.identifier" in self.understood:
             patients = self.patients_with(values["patient.identifier"])
             matches = [r for r in matches if (r.get("subject") or {}).get("reference") in patients]
         if "identifier" in values:
@@ -106,15 +110,26 @@ class TinyFhir:
         if resource_type == "Patient":
             matches = patient_search(matches, values)
         entries = [{"fullUrl": f"urn:x:{m['id']}", "resource": m, "search": {"mode": "match"}} for m in matches]
-        if values.get("_include", "").endswith(":medication"):
-            wanted = {
-                (m.get("medicationReference") or (m.get("medication") or {}).get("reference") or {}).get("reference")
-                for m in matches
-            }
-            for r in self.resources:
-                if f"{r['resourceType']}/{r['id']}" in wanted:
-                    entries.append({"resource": r, "search": {"mode": "include"}})
-        return {"resourceType": "Bundle", "type": "searchset", "total": len(matches), "entry": entries}
+        wanted: set[str] = set()
+        for include in (v for k, v in params if k == "_include"):
+            if include.endswith(":medication"):
+                wanted |= {_medication_reference(m) for m in matches}
+            elif include.endswith(":subject"):
+                wanted |= {(m.get("subject") or {}).get("reference") for m in matches}
+        for r in self.resources:
+            if f"{r['resourceType']}/{r['id']}" in wanted:
+                entries.append({"resource": r, "search": {"mode": "include"}})
+        bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(matches), "entry": entries}
+        if self.self_link:
+            used = [(k, v) for k, v in params if k in self.understood]
+            bundle["link"] = [{"relation": "self", "url": f"http://tiny/fhir/{resource_type}?{urlencode(used)}"}]
+        return bundle
+
+
+def _medication_reference(record: dict[str, Any]) -> Any:
+    """An R4 ``medicationReference`` or an R5 ``medication.reference``."""
+    found = record.get("medicationReference") or (record.get("medication") or {}).get("reference") or {}
+    return found.get("reference")
 
 
 def patient_search(patients: list[dict[str, Any]], values: dict[str, str]) -> list[dict[str, Any]]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
+from gateway.app import create_app
 from gateway.federation.endpoints import endpoint_resource
+from gateway.settings import Settings
 from tests.federation.conftest import (
     RESIDENT_ID,
     medication,
@@ -159,6 +164,73 @@ def test_breaker_stops_asking_a_member_that_keeps_failing(gateway, tiny_member) 
     asked = len(failing.fhir.requests)
     assert codes(search(gateway, identifier=IDENT)) == {"err500": "YL-1004"}
     assert len(failing.fhir.requests) == asked  # not asked while the breaker is open
+
+
+def _lenient_village(tiny_member, **kwargs: Any):  # type: ignore[no-untyped-def]
+    """An R4 server that does not know ``patient.identifier`` and, lenient, ignores it: asked
+    for one patient, it answers every patient's prescriptions."""
+    return tiny_member(
+        resources=[
+            patient("vp9", ID_NUMBER),
+            patient("other", "140423198001010000", family="李"),
+            medication("met", "二甲双胍片"),
+            r4_request("v-rx1", "V-001", "vp9", "2026-11-20T10:00:00+08:00", "met"),
+            r4_request("v-rx2", "V-002", "other", "2026-11-21T10:00:00+08:00", "met"),
+        ],
+        understood=frozenset({"_include", "_count"}),
+        **kwargs,
+    )
+
+
+def test_pol08_a_member_ignoring_the_patient_shows_no_other_patients_records(gateway, tiny_member) -> None:  # type: ignore[no-untyped-def]
+    """The subjects come along (``_include=…:subject``): a record whose subject carries another
+    resident ID number is left out and named, never shown as this patient's."""
+    lenient = _lenient_village(tiny_member)
+    register(gateway, "lenient", "village", lenient.base, kind="fhir-r4")
+    bundle = search(gateway, identifier=IDENT)
+    assert [r["identifier"][0]["value"] for r in matches(bundle)] == ["V-001"]
+    [left_out] = outcome(bundle)
+    assert left_out["details"]["coding"][0]["code"] == "YL-1005"
+    assert "member lenient" in left_out["diagnostics"] and "another patient's record" in left_out["diagnostics"]
+    assert "140423198001010000" not in str(bundle) and "李" not in str(bundle)  # nothing of the other patient
+    assert not [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+
+
+def test_pol08_a_member_whose_self_link_drops_the_patient_criterion_is_not_used(gateway, tiny_member) -> None:  # type: ignore[no-untyped-def]
+    """A searchset's ``self`` link lists the parameters the server used: one naming ``_include``
+    and ``_count`` but not ``patient.identifier`` ignored the patient, so none of it is shown."""
+    lenient = _lenient_village(tiny_member, self_link=True)
+    register(gateway, "lenient", "village", lenient.base, kind="fhir-r4")
+    bundle = search(gateway, identifier=IDENT)
+    assert matches(bundle) == []
+    assert codes(bundle) == {"lenient": "YL-1002"}
+    assert "ignored the search criterion patient.identifier" in str(outcome(bundle))
+
+
+def test_a_self_link_naming_the_criterion_is_trusted(gateway, tiny_member) -> None:  # type: ignore[no-untyped-def]
+    register(gateway, "village", "village", _r4_village(tiny_member, self_link=True).base, kind="fhir-r4")
+    bundle = search(gateway, identifier=IDENT)
+    assert [r["identifier"][0]["value"] for r in matches(bundle)] == ["V-001"] and not outcome(bundle)
+
+
+@pytest.mark.redis
+def test_a_breaker_opened_by_one_gateway_process_is_heeded_by_another(tmp_path, tiny_member, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """Behind a load balancer: the second process does not spend its own three timeouts on a
+    member the first has given up on (it reads the board within a second)."""
+    failing = _r4_village(tiny_member, behaviour="500")
+    code = f"err{uuid.uuid4().hex[:8]}"  # the board is shared by every test using this Redis
+    database = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    settings = Settings(database=database, insecure_dev=True, audit=False, redis=redis_url, federation_timeout=1.0)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        register(first, code, "village", failing.base, kind="fhir-r4")
+        assert codes(search(second, identifier=IDENT)) == {code: "YL-1003"}  # second reads the (empty) board
+        for _ in range(3):
+            assert codes(search(first, identifier=IDENT)) == {code: "YL-1003"}
+        time.sleep(1.1)  # the board is read at most once a second
+        search(second, identifier=IDENT)  # starts the read in the background (and asks: two failures here)
+        asked = len(failing.fhir.requests)
+        assert codes(search(second, identifier=IDENT)) == {code: "YL-1004"}
+        assert len(failing.fhir.requests) == asked  # not asked: first's breaker holds here too
 
 
 def test_duplicates_by_prescription_number_newest_wins(gateway, tiny_member) -> None:  # type: ignore[no-untyped-def]

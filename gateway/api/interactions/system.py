@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from gateway.api.context import base_url, context, in_thread, service
 from gateway.api.formats import body_json, request_format
+from gateway.api.operations.prescriptions import federated_entries
 from gateway.api.responses import fhir_response
 from gateway.errors import BadRequest
 
@@ -44,7 +45,8 @@ async def bundle(request: Request) -> Response:
     raw = body_json(await request.body(), request_format(request))
     if not raw.strip():
         raise BadRequest("YL-0102")
-    body = await in_thread(service(request).process_bundle, raw, ctx)
+    answered = await federated_entries(request, ctx, raw)
+    body = await in_thread(service(request).process_bundle, raw, ctx, answered=answered)
     return fhir_response(request, body)
 
 
