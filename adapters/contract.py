@@ -27,8 +27,9 @@ gives the OperationOutcome (Chinese in ``details.text``, English in ``diagnostic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from adapters.issues import Issue, Severity, operation_outcome
 
@@ -37,6 +38,8 @@ __all__ = [
     "AdapterDescriptor",
     "ConversionResult",
     "Issue",
+    "QueryResult",
+    "QueryableAdapter",
     "Severity",
     "operation_outcome",
 ]
@@ -73,3 +76,43 @@ class Adapter(Protocol):
     def to_fhir(self, raw: bytes) -> ConversionResult: ...
 
     def from_fhir(self, resource: dict[str, Any]) -> bytes: ...
+
+
+@dataclass(slots=True)
+class QueryResult:
+    """What an adapter that can answer queries found: the records asked for (``matches``:
+    plain R5 resources with ids, references between them as ``Type/id``), the resources they
+    name (``included``: their Medications) and the rows it had to leave out (``issues``)."""
+
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    included: list[dict[str, Any]] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+
+
+@runtime_checkable
+class QueryableAdapter(Adapter, Protocol):
+    """An adapter a member's system can be *asked* through (a read-only database view, POL-08):
+    besides converting one raw record, it looks records up where they live.
+
+    ``source`` says where (a SQLAlchemy URL for :mod:`adapters.sqlview`), ``mapping`` which
+    mapping file describes it. ``criterion`` ``patient``: the records of the patient whose
+    identifier is ``identifier`` (``SYSTEM|VALUE``); ``prescription``: the records whose
+    prescription number it is. At most ``most`` records, within ``timeout`` seconds where the
+    source can enforce it. A record that does not map is an issue, never an exception; a source
+    that cannot be asked raises :class:`adapters.errors.SourceQueryError`."""
+
+    def query(
+        self,
+        source: str,
+        mapping: str,
+        *,
+        identifier: str,
+        types: Sequence[str],
+        most: int,
+        criterion: Literal["patient", "prescription"] = "patient",
+        timeout: float | None = None,
+    ) -> QueryResult: ...
+
+    def check(self, source: str, mapping: str, *, timeout: float | None = None) -> None:
+        """Raise :class:`adapters.errors.SourceQueryError` unless ``source`` answers (``SELECT 1``)."""
+        ...

@@ -19,8 +19,10 @@ an OperationOutcome in exactly one place::
     │   ├── DecodeError               YL-2101  bytes do not decode in the declared charset
     │   ├── StructureError            YL-2102  the wire format is broken (no MSH, bad delimiters)
     │   └── UnsupportedMessageError   YL-2103  message type/version this adapter does not read
-    └── WriteBackError                YL-2200  FHIR could not be rendered in the source format
-        └── NotWritableError          YL-2201  this adapter is read-only
+    ├── WriteBackError                YL-2200  FHIR could not be rendered in the source format
+    │   └── NotWritableError          YL-2201  this adapter is read-only
+    └── SourceQueryError              YL-2400  a queryable source (a database view) could not be
+                                               asked: unreachable, refused, or too slow
 
 Issue codes that are not exceptions (they ride in ``ConversionResult.issues``) are listed in
 ``ISSUE_CODES``; a test checks that no code is used twice.
@@ -45,6 +47,7 @@ __all__ = [
     "MappingSyntaxError",
     "MappingTargetError",
     "NotWritableError",
+    "SourceQueryError",
     "StructureError",
     "UnsupportedMessageError",
     "WriteBackError",
@@ -60,6 +63,7 @@ ISSUE_CODES: dict[str, str] = {
     "YL-2306": "unknown HL7 escape sequence kept as text",
     "YL-2307": "reference to a resource the message does not produce",
     "YL-2308": "identifier check failed (e.g. resident ID card check digit)",
+    "YL-2309": "a row of a database view could not be mapped and was left out",
 }
 
 
@@ -145,3 +149,16 @@ class WriteBackError(AdapterError):
 
 class NotWritableError(WriteBackError):
     code = "YL-2201"
+
+
+class SourceQueryError(AdapterError):
+    """A queryable source could not be asked. The message says what went wrong in general
+    terms (the driver's exception type, a timeout) and never the connection string: the
+    gateway shows it to callers as the member's failure. ``timed_out``: the source's own
+    statement timeout stopped the query (the gateway reports it as a late member)."""
+
+    code = "YL-2400"
+
+    def __init__(self, message: str, *, timed_out: bool = False, message_zh: str | None = None) -> None:
+        super().__init__(message, message_zh=message_zh)
+        self.timed_out = timed_out

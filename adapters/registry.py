@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "yaolian.adapters"
 # name -> "module:attribute"; loaded lazily so importing the registry stays cheap.
 BUILTINS: dict[str, str] = {
     "hl7v2": "adapters.hl7v2:HL7v2Adapter",
+    "sqlview": "adapters.sqlview:SqlViewAdapter",
 }
 
 

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("var")
@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     federation_cache_seconds: float = Field(default=30.0, ge=0, description="Seconds a live answer is reused (0: off).")
     federation_max_per_member: int = Field(default=500, ge=1, description="Records taken from one member per query.")
     match_threshold: float = Field(default=0.8, ge=0, le=1, description="$match score below which no match is certain.")
+    federation_views: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Database connections of view members (Endpoint kind sql-view, address yaolian-sqlview:NAME): "
+        'NAME -> SQLAlchemy URL, JSON in YAOLIAN_FEDERATION_VIEWS, e.g. {"ljx-his": '
+        '"postgresql+psycopg://reader:pw@10.1.2.3/his"}. Kept here, never in a resource: Endpoints are readable.',
+    )
 
     # -- Subscriptions and deliveries (issue 16, docs/subscriptions.md)
     subscriptions: bool = Field(default=True, description="Run the subscription dispatcher in this process.")

@@ -138,6 +138,32 @@ def terminology() -> list[dict]:
     )
     out.append(
         code_system(
+            "endpoint-kind",
+            "Endpoint kind",
+            "成员接入方式",
+            "How the gateway reaches an alliance member (Endpoint.connectionType, issue 13, POL-08): its "
+            "data is pushed and stored here, or it is asked live at query time.",
+            [
+                (
+                    "pushed",
+                    "Pushed",
+                    "推送",
+                    "Data arrives over an adapter (HL7 v2, files) and is stored by the gateway.",
+                ),
+                ("fhir-r5", "FHIR R5 server", "FHIR R5 服务", "A FHIR R5 server asked live; address is its base."),
+                ("fhir-r4", "FHIR R4 server", "FHIR R4 服务", "A FHIR R4 server asked live; answers translated to R5."),
+                (
+                    "sql-view",
+                    "Database view",
+                    "数据库视图",
+                    "A read-only database view of the member's HIS asked live through the sqlview adapter; "
+                    "address is yaolian-sqlview:NAME, NAME a connection of the gateway's settings.",
+                ),
+            ],
+        )
+    )
+    out.append(
+        code_system(
             "prescription-category",
             "Prescription category",
             "处方类别",

@@ -14,6 +14,7 @@ from gateway.federation.endpoints import KINDS, SmartCredentials
 from gateway.federation.registration import Registration, register_member
 from gateway.federation.registry import TIERS, Member, MemberRegistry, load_registry
 from gateway.federation.remote import MemberClient
+from gateway.settings import get_settings
 
 app = typer.Typer(help="The alliance's members: who they are and how each is reached (issue 13).")
 
@@ -33,12 +34,17 @@ def add(
     tier: str = typer.Option(..., "--tier", help=" | ".join(TIERS)),
     parent: str | None = typer.Option(None, "--parent", help="Code of the parent member."),
     insurance_code: str | None = typer.Option(None, "--insurance-code", help="定点医药机构编码, e.g. H14042300101."),
-    endpoint: str | None = typer.Option(None, "--endpoint", help="FHIR base URL of a live member."),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="FHIR base URL of a live member; yaolian-sqlview:NAME for a database view."
+    ),
     kind: str | None = typer.Option(None, "--kind", help=" | ".join(KINDS)),
     token_url: str | None = typer.Option(None, "--token-url", help="The member's SMART token endpoint."),
     client_id: str | None = typer.Option(None, "--client-id", help="The gateway's client id at the member."),
     key: Path | None = typer.Option(None, "--key", help="PEM private key signing the gateway's assertions."),
     key_id: str | None = typer.Option(None, "--key-id", help="The kid the member registered that key under."),
+    mapping: str | None = typer.Option(
+        None, "--mapping", help="A sql-view member's mapping (mappings/sqlview/NAME.yaml), e.g. generic-his."
+    ),
     database: str | None = DATABASE,
 ) -> None:
     """Register a member (or update it): its Organization and, with --endpoint/--kind, its Endpoint."""
@@ -50,7 +56,7 @@ def add(
         smart = SmartCredentials(token_url, client_id, str(key.resolve()), key_id)
     if endpoint is not None and kind is None:
         kind = "fhir-r5"
-    registration = Registration(code, name, tier, parent, insurance_code, endpoint, kind, smart)
+    registration = Registration(code, name, tier, parent, insurance_code, endpoint, kind, smart, mapping)
     with operator_service(database) as (service, ctx):
         try:
             org_id, endpoint_id = register_member(service, ctx, registration)
@@ -85,7 +91,7 @@ def list_members(database: str | None = DATABASE) -> None:
 
 
 async def _check_all(members: list[Member], timeout: float) -> list[tuple[Member, bool, float, str]]:
-    client = MemberClient(timeout)
+    client = MemberClient(timeout, views=get_settings().federation_views)
     try:
         results = await asyncio.gather(*(client.check(m, timeout) for m in members))
     finally:
@@ -98,12 +104,13 @@ def check(
     timeout: float = typer.Option(2.0, "--timeout", help="Seconds each member has to answer."),
     database: str | None = DATABASE,
 ) -> None:
-    """Ask every live member for its CapabilityStatement (all at once): up or down, and how fast."""
+    """Ask every live member for its CapabilityStatement (a view member: SELECT 1), all at once:
+    up or down, and how fast."""
     registry = _registry(database)
     live = registry.live()
     for member in sorted(registry, key=lambda m: m.code):
         if member.live_endpoint is None:
-            typer.echo(f"{member.code}\tnot live\t-\tits data is pushed to the gateway (no fhir-r5/fhir-r4 endpoint)")
+            typer.echo(f"{member.code}\tnot live\t-\tits data is pushed to the gateway (no live endpoint)")
     failed = 0
     for member, ok, seconds, said in asyncio.run(_check_all(live, timeout)) if live else []:
         failed += not ok

@@ -1,12 +1,18 @@
 """How a member is reached: its Endpoint resources, read as :class:`MemberEndpoint` values.
 
-A member's data either arrives over an adapter and is stored here (``pushed``) or stays in the
-member's own FHIR server and is asked live (``fhir-r5``, ``fhir-r4``). Endpoints are plain FHIR
-R5 Endpoint resources, so the registry is managed over REST like any other data:
+A member's data either arrives over an adapter and is stored here (``pushed``) or stays at the
+member and is asked live: in its own FHIR server (``fhir-r5``, ``fhir-r4``) or in a read-only
+database view of its HIS (``sql-view``, read by the ``sqlview`` adapter). Endpoints are plain
+FHIR R5 Endpoint resources, so the registry is managed over REST like any other data:
 
 - ``connectionType`` carries a coding of :data:`KIND_SYSTEM` (``pushed``, ``fhir-r5``,
-  ``fhir-r4``), next to the standard ``hl7-fhir-rest`` for the live kinds;
-- ``address`` is the FHIR base URL of a live member (a placeholder URN for a pushed one);
+  ``fhir-r4``, ``sql-view``), next to the standard ``hl7-fhir-rest`` for the FHIR kinds;
+- ``address`` is the FHIR base URL of a FHIR member (a placeholder URN for a pushed one); for a
+  view member ``yaolian-sqlview:NAME``, NAME a connection of the gateway's settings
+  (``YAOLIAN_FEDERATION_VIEWS``): the connection string and its password never appear in a
+  resource every member's client can read;
+- a view member's mapping (``mappings/sqlview/NAME.yaml``: which view, which columns) is the
+  ``valueString`` of the extension :data:`SQLVIEW_MAPPING_EXTENSION`;
 - the optional SMART Backend Services credentials the gateway uses *towards* the member are
   the sub-extensions of :data:`SMART_EXTENSION` (``tokenUrl``, ``clientId``, ``keyFile``: a
   path on the gateway's host, never the key itself; ``keyId``: the ``kid`` of that key).
@@ -19,8 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 KIND_SYSTEM = "http://yaolian.org/fhir/CodeSystem/endpoint-kind"
-KINDS = ("pushed", "fhir-r5", "fhir-r4")
-LIVE_KINDS = ("fhir-r5", "fhir-r4")
+KINDS = ("pushed", "fhir-r5", "fhir-r4", "sql-view")
+LIVE_KINDS = ("fhir-r5", "fhir-r4", "sql-view")
+#: The live kinds that are FHIR servers (asked over HTTP).
+FHIR_KINDS = ("fhir-r5", "fhir-r4")
+#: ``Endpoint.address`` of a view member: this prefix and the name of a configured connection.
+SQLVIEW_ADDRESS = "yaolian-sqlview:"
+SQLVIEW_MAPPING_EXTENSION = "http://yaolian.org/fhir/StructureDefinition/endpoint-sqlview-mapping"
 CONNECTION_SYSTEM = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
 SMART_EXTENSION = "http://yaolian.org/fhir/StructureDefinition/endpoint-smart-backend"
 
@@ -45,6 +56,15 @@ class MemberEndpoint:
     address: str
     active: bool = True
     smart: SmartCredentials | None = None
+    mapping: str | None = None
+    """A view member's mapping name (``mappings/sqlview/<mapping>.yaml``)."""
+
+    @property
+    def connection(self) -> str | None:
+        """A view member's connection name (its address without :data:`SQLVIEW_ADDRESS`)."""
+        if self.kind != "sql-view" or not self.address.startswith(SQLVIEW_ADDRESS):
+            return None
+        return self.address.removeprefix(SQLVIEW_ADDRESS)
 
     @property
     def live(self) -> bool:
@@ -76,6 +96,14 @@ def _smart(endpoint: Mapping[str, Any]) -> SmartCredentials | None:
     return None
 
 
+def _mapping(endpoint: Mapping[str, Any]) -> str | None:
+    for extension in endpoint.get("extension") or ():
+        if isinstance(extension, dict) and extension.get("url") == SQLVIEW_MAPPING_EXTENSION:
+            value = extension.get("valueString")
+            return value if isinstance(value, str) else None
+    return None
+
+
 def endpoint_from_resource(endpoint: Mapping[str, Any]) -> MemberEndpoint | None:
     """The endpoint an Endpoint resource describes; None when it is not one of ours (no kind)."""
     kind = _kind(endpoint)
@@ -88,6 +116,7 @@ def endpoint_from_resource(endpoint: Mapping[str, Any]) -> MemberEndpoint | None
         address=address.rstrip("/"),
         active=endpoint.get("status", "active") == "active",
         smart=_smart(endpoint),
+        mapping=_mapping(endpoint) if kind == "sql-view" else None,
     )
 
 
@@ -99,10 +128,12 @@ def endpoint_resource(
     name: str,
     organization: str,
     smart: SmartCredentials | None = None,
+    mapping: str | None = None,
 ) -> dict[str, Any]:
-    """The Endpoint resource ``yaolian members add`` registers (``organization``: ``Organization/id``)."""
+    """The Endpoint resource ``yaolian members add`` registers (``organization``: ``Organization/id``;
+    ``mapping``: a view member's mapping name)."""
     codings = [{"system": KIND_SYSTEM, "code": kind}]
-    if kind in LIVE_KINDS:
+    if kind in FHIR_KINDS:
         codings.insert(0, {"system": CONNECTION_SYSTEM, "code": "hl7-fhir-rest"})
     resource: dict[str, Any] = {
         "resourceType": "Endpoint",
@@ -113,9 +144,11 @@ def endpoint_resource(
         "managingOrganization": {"reference": organization},
         "address": address,
     }
-    if kind in LIVE_KINDS:
+    if kind in FHIR_KINDS:
         version = "4.0" if kind == "fhir-r4" else "5.0"
         resource["payload"] = [{"mimeType": [f"application/fhir+json; fhirVersion={version}"]}]
+    if mapping is not None:
+        resource["extension"] = [{"url": SQLVIEW_MAPPING_EXTENSION, "valueString": mapping}]
     if smart is not None:
         resource["extension"] = [
             {

@@ -182,7 +182,7 @@ class Federation:
         self._board_read = 0.0
         self._board_task: asyncio.Task[None] | None = None
         self.cache = cache or open_cache(settings.redis, settings.federation_cache_seconds)
-        self.members = MemberClient(settings.federation_timeout)
+        self.members = MemberClient(settings.federation_timeout, views=settings.federation_views)
         self.latency = Latency()
         self._registry: tuple[float, MemberRegistry] | None = None
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import BadRequest, NotFound
-from gateway.federation.endpoints import KINDS, SmartCredentials, endpoint_resource
+from gateway.federation.endpoints import FHIR_KINDS, KINDS, SQLVIEW_ADDRESS, SmartCredentials, endpoint_resource
 from gateway.federation.registry import FIXMEDINS_SYSTEM, TIER_SYSTEM, TIERS, load_registry
 from gateway.fhir.json_text import ResourceText
 from gateway.hooks import RequestContext
@@ -23,6 +23,9 @@ from gateway.service.fhir_service import FhirService
 from gateway.store.base import StoreTransaction
 
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,60}$")
+#: A view member's connection name (``yaolian-sqlview:NAME``) and mapping name.
+_CONNECTION = re.compile(r"^[A-Za-z0-9_.\-]{1,60}$")
+_MAPPING = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _TIER_ZH = {"county": "县级", "township": "乡镇", "village": "村"}
 
 
@@ -38,6 +41,8 @@ class Registration:
     endpoint: str | None = None
     kind: str | None = None
     smart: SmartCredentials | None = None
+    mapping: str | None = None
+    """A ``sql-view`` member's mapping (``mappings/sqlview/<mapping>.yaml``)."""
 
 
 def _refuse(reason: str) -> BadRequest:
@@ -65,6 +70,19 @@ def organization_resource(
     return org
 
 
+def _check_view(reg: Registration) -> None:
+    """A view member is registered by the *name* of a connection the gateway's settings hold,
+    never by its connection string (Endpoints are readable by every member's client)."""
+    address = reg.endpoint or ""
+    if not address.startswith(SQLVIEW_ADDRESS) or not _CONNECTION.match(address.removeprefix(SQLVIEW_ADDRESS)):
+        raise _refuse(
+            f"a sql-view member's endpoint is {SQLVIEW_ADDRESS}NAME, NAME a connection of YAOLIAN_FEDERATION_VIEWS "
+            "(the connection string itself is never registered)"
+        )
+    if reg.mapping is None or not _MAPPING.match(reg.mapping):
+        raise _refuse("a sql-view member needs --mapping NAME (a file of mappings/sqlview/, e.g. generic-his)")
+
+
 def register_member(service: FhirService, ctx: RequestContext, reg: Registration) -> tuple[str, str | None]:
     """Create or update the member's Organization (and Endpoint); ``(Organization id, Endpoint
     id or None)``. An existing member keeps its Organization id and its other endpoints."""
@@ -76,8 +94,12 @@ def register_member(service: FhirService, ctx: RequestContext, reg: Registration
         raise _refuse("--endpoint and --kind go together")
     if reg.kind is not None and reg.kind not in KINDS:
         raise _refuse(f"kind must be one of {', '.join(KINDS)}, not {reg.kind!r}")
-    if reg.smart is not None and reg.kind not in ("fhir-r5", "fhir-r4"):
+    if reg.smart is not None and reg.kind not in FHIR_KINDS:
         raise _refuse("SMART credentials are for live members (fhir-r5, fhir-r4)")
+    if reg.kind == "sql-view":
+        _check_view(reg)
+    elif reg.mapping is not None:
+        raise _refuse("--mapping is for database-view members (--kind sql-view)")
     registry = load_registry(service, ctx, endpoints=True)
     existing = registry.get(reg.code)
     parent_id = None
@@ -95,7 +117,13 @@ def register_member(service: FhirService, ctx: RequestContext, reg: Registration
         endpoint_id = f"{org_id}-{reg.kind}"[:64]
         address = reg.endpoint or f"urn:yaolian:pushed:{reg.code}"
         endpoint_body = endpoint_resource(
-            endpoint_id, reg.kind, address, name=reg.name, organization=f"Organization/{org_id}", smart=reg.smart
+            endpoint_id,
+            reg.kind,
+            address,
+            name=reg.name,
+            organization=f"Organization/{org_id}",
+            smart=reg.smart,
+            mapping=reg.mapping,
         )
     org = organization_resource(reg, org_id, parent_id, None)
     kept = [r for r in (existing.endpoints if existing else ()) if r != f"Endpoint/{endpoint_id}"]

@@ -52,7 +52,8 @@ class Member:
 
     @property
     def live_endpoint(self) -> MemberEndpoint | None:
-        """The FHIR server asked live for this member's records (None: pushed or unreachable)."""
+        """How this member is asked live for its records: its FHIR server or its database view
+        (None: pushed or unreachable)."""
         if not self.active:
             return None
         return next((e for e in self.reached_by if e.live), None)

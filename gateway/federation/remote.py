@@ -4,6 +4,11 @@ Whatever a member does — answers late, refuses the connection, answers 500, HT
 the wrong kind, or entries without ids — becomes an :class:`Issue` naming the member (never its
 address) in the outcome of the federated answer; nothing a member sends escapes as an
 exception. R4 answers are translated to R5 here (:mod:`.r4`), so everything above sees R5.
+
+A ``sql-view`` member is not a FHIR server: its read-only database view is read by the
+adapter registered as ``sqlview`` (found through the adapters registry, a
+:class:`adapters.contract.QueryableAdapter`) in a worker thread, under the same deadline and
+judgement, so a slow or broken database is the same YL-1000/YL-1001 as a slow or dead server.
 """
 
 from __future__ import annotations
@@ -11,14 +16,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 import orjson
+from pydantic import SecretStr
 
+from adapters import registry as adapters
+from adapters.contract import QueryableAdapter, QueryResult
+from adapters.errors import AdapterError, SourceQueryError
 from gateway.errors import Issue, issue
 from gateway.federation.auth import TokenError, TokenSource
 from gateway.federation.endpoints import MemberEndpoint
@@ -34,6 +43,14 @@ INCLUDE = {
 }
 FHIR_JSON = "application/fhir+json"
 T = TypeVar("T")
+#: The adapter that reads a ``sql-view`` member's database view.
+SQLVIEW_ADAPTER = "sqlview"
+#: What each criterion of :meth:`MemberClient.ask` asks a view for.
+_VIEW_CRITERIA: dict[str, Literal["patient", "prescription"]] = {
+    "patient.identifier": "patient",
+    "subject.identifier": "patient",
+    "identifier": "prescription",
+}
 #: The largest answer read from a member (a page of a patient's records is kilobytes): a
 #: member sending more is cut off rather than allowed to fill the gateway's memory.
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
@@ -284,9 +301,13 @@ class MemberClient:
     is what a federated answer waits for beyond the slowest member. The session belongs to the
     event loop that first used it; a client used from a new loop opens a new one."""
 
-    def __init__(self, timeout: float, tokens: TokenSource | None = None) -> None:
+    def __init__(
+        self, timeout: float, tokens: TokenSource | None = None, views: Mapping[str, SecretStr] | None = None
+    ) -> None:
         self.timeout = timeout
         self.tokens = tokens or TokenSource()
+        self.views = dict(views or {})
+        """Connection name -> SQLAlchemy URL of the ``sql-view`` members (settings)."""
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -309,6 +330,78 @@ class MemberClient:
         if self._session is not None and self._loop is asyncio.get_running_loop():
             await self._session.close()
         self._session = None
+        if self.views:  # the view adapter's pooled connections (opened again when next asked)
+            try:
+                view_adapter = adapters.get(SQLVIEW_ADAPTER)
+            except AdapterError:  # not installed: nothing was opened
+                return
+            close = getattr(view_adapter, "close", None)
+            if callable(close):
+                await asyncio.to_thread(close)
+
+    # -- view members ----------------------------------------------------------------------
+    def _view(self, member: Member, endpoint: MemberEndpoint) -> tuple[QueryableAdapter, str, str]:
+        """The adapter, connection URL and mapping a view member is asked with, or the
+        failure naming what is missing (the URL itself is never named)."""
+        code, name = member.code, member.name
+
+        def fails(reason: str) -> MemberFailure:
+            return _failure(issue("YL-1001", severity="warning", member=code, name=name, reason=reason))
+
+        connection = endpoint.connection
+        url = self.views.get(connection) if connection else None
+        if url is None:
+            raise fails(f"the gateway has no database connection {connection!r} (YAOLIAN_FEDERATION_VIEWS)")
+        if not endpoint.mapping:
+            raise fails("its Endpoint names no database-view mapping")
+        try:
+            adapter = adapters.get(SQLVIEW_ADAPTER)
+        except AdapterError:
+            raise fails(f"no adapter {SQLVIEW_ADAPTER!r} is installed") from None
+        if not isinstance(adapter, QueryableAdapter):
+            raise fails(f"the adapter {SQLVIEW_ADAPTER!r} cannot answer queries")
+        return adapter, url.get_secret_value(), endpoint.mapping
+
+    async def _ask_view(
+        self,
+        member: Member,
+        endpoint: MemberEndpoint,
+        identifier: str,
+        types: Sequence[str],
+        criterion: str,
+        most: int,
+        timeout: float,
+        nominal: float | None,
+    ) -> list[tuple[list[dict[str, Any]], list[Issue]]]:
+        """A view member's records, read in a worker thread (the database's own statement
+        timeout is what is left of the deadline); rows that did not map are YL-1005."""
+        code, name = member.code, member.name
+        wanted = _VIEW_CRITERIA.get(criterion)
+        if wanted is None:
+            return [([], [])]
+        adapter, url, mapping = self._view(member, endpoint)
+        try:
+            result: QueryResult = await asyncio.to_thread(
+                adapter.query,
+                url,
+                mapping,
+                identifier=identifier,
+                types=types,
+                most=most,
+                criterion=wanted,
+                timeout=timeout,
+            )
+        except SourceQueryError as exc:
+            if exc.timed_out:
+                waited = f"{nominal if nominal is not None else timeout:g}"
+                raise _failure(issue("YL-1000", severity="warning", member=code, name=name, timeout=waited)) from None
+            raise _failure(issue("YL-1001", severity="warning", member=code, name=name, reason=exc.message)) from None
+        except AdapterError as exc:  # the mapping named by the Endpoint is missing or broken
+            raise _failure(issue("YL-1001", severity="warning", member=code, name=name, reason=exc.message)) from None
+        found = [{"mode": "match", "resource": r} for r in result.matches]
+        found += [{"mode": "include", "resource": r} for r in result.included]
+        issues = [issue("YL-1005", severity="warning", member=code, reason=i.en) for i in result.issues]
+        return [(found, issues)]
 
     async def _send(self, method: str, endpoint: MemberEndpoint, url: str, body: bytes | None) -> Reply:
         headers = {"Accept": FHIR_JSON}
@@ -439,6 +532,8 @@ class MemberClient:
         assert endpoint is not None, "only live members are asked"
 
         async def asked() -> list[tuple[list[dict[str, Any]], list[Issue]]]:
+            if endpoint.kind == "sql-view":
+                return await self._ask_view(member, endpoint, identifier, types, criterion, most, timeout, nominal)
             if endpoint.kind == "fhir-r5" and len(types) > 1:
                 return await self._batch(member, endpoint, types, [(criterion, identifier)], most)
             criteria = [(criterion, identifier)]
@@ -496,6 +591,8 @@ class MemberClient:
         ``timeout`` seconds (``nominal`` as in :meth:`ask`). For ``Patient/$match`` (POL-09)."""
         endpoint = member.live_endpoint
         assert endpoint is not None, "only live members are asked"
+        if endpoint.kind == "sql-view":  # a prescription view holds no Patient records to weigh
+            return MemberAnswer(member)
 
         async def asked() -> list[tuple[list[dict[str, Any]], list[Issue]]]:
             found: dict[str, dict[str, Any]] = {}
@@ -516,6 +613,8 @@ class MemberClient:
         how fast, and what it said."""
         endpoint = member.live_endpoint
         assert endpoint is not None
+        if endpoint.kind == "sql-view":
+            return await self._check_view(member, endpoint, timeout)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
@@ -534,6 +633,21 @@ class MemberClient:
         if body.get("resourceType") != "CapabilityStatement":
             return False, seconds, "not a CapabilityStatement"
         return True, seconds, f"FHIR {body.get('fhirVersion', '?')}"
+
+    async def _check_view(self, member: Member, endpoint: MemberEndpoint, timeout: float) -> tuple[bool, float, str]:
+        """``members check`` of a view member: ``SELECT 1`` over its connection."""
+        started = time.perf_counter()
+        try:
+            adapter, url, mapping = self._view(member, endpoint)
+            async with asyncio.timeout(timeout):
+                await asyncio.to_thread(adapter.check, url, mapping, timeout=timeout)
+        except MemberFailure as failure:
+            return False, time.perf_counter() - started, failure.issue.en
+        except TimeoutError:
+            return False, time.perf_counter() - started, f"no answer within {timeout:g} s"
+        except AdapterError as exc:
+            return False, time.perf_counter() - started, exc.message
+        return True, time.perf_counter() - started, f"database view ({endpoint.mapping})"
 
 
 def _reason(exc: BaseException) -> str:

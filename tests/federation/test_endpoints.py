@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.federation.endpoints import SmartCredentials, endpoint_from_resource, endpoint_resource
+from gateway.federation.endpoints import KIND_SYSTEM, SmartCredentials, endpoint_from_resource, endpoint_resource
 from gateway.federation.registry import MemberRegistry
 from gateway.validation import structure_issues
 from tests.federation.conftest import organization
@@ -36,3 +36,22 @@ def test_members_are_reached_by_their_endpoints_and_only_live_ones_are_asked() -
     assert registry.get("b").reached_by[0].active is False  # type: ignore[union-attr]
     assert registry.get("c").reached_by[0].kind == "pushed"  # type: ignore[union-attr]
     assert registry.get("d").live_endpoint is None  # type: ignore[union-attr]
+
+
+def test_pol08_a_view_endpoint_names_its_connection_and_mapping_never_a_dsn() -> None:
+    """POL-08: a sql-view Endpoint is live, valid R5, carries no hl7-fhir-rest coding and no
+    payload, and names the connection (settings) and mapping, not a connection string."""
+    resource = endpoint_resource(
+        "v-ep", "sql-view", "yaolian-sqlview:ljx-his", name="v", organization="Organization/v", mapping="generic-his"
+    )
+    assert [i for i in structure_issues(resource) if i.severity == "error"] == []
+    assert [c["code"] for c in resource["connectionType"][0]["coding"]] == ["sql-view"]
+    assert "payload" not in resource
+    endpoint = endpoint_from_resource(resource)
+    assert endpoint is not None and endpoint.live and endpoint.kind == "sql-view"
+    assert (endpoint.connection, endpoint.mapping) == ("ljx-his", "generic-his")
+    # the same extension on a FHIR endpoint means nothing; a FHIR endpoint has no connection name
+    fhir = endpoint_from_resource(
+        {**resource, "connectionType": [{"coding": [{"system": KIND_SYSTEM, "code": "fhir-r5"}]}]}
+    )
+    assert fhir is not None and fhir.mapping is None and fhir.connection is None
