@@ -271,7 +271,7 @@ class Federation:
             assert query.patient_id is not None
             identifier = await asyncio.to_thread(self._patient_identifier, query.patient_id, ctx)
         live = self.latency.slowest_first(registry.live()) if identifier else []
-        remote_includes: dict[tuple[str, str], dict[str, Any]] = {}
+        remote_includes: dict[tuple[str, str], bytes] = {}
         wanted = identifier or ""
         remote_tasks = await started_one_by_one(
             self._member_records(m, wanted, types, no_cache, deadline, principal, remote_includes, query.count)
@@ -412,7 +412,7 @@ class Federation:
         types: tuple[str, ...],
         registry: MemberRegistry,
         live: list[Member],
-    ) -> tuple[list[Record], dict[tuple[str, str], dict[str, Any]], list[Issue], dict[str, dict[str, Any]]]:
+    ) -> tuple[list[Record], dict[tuple[str, str], bytes], list[Issue], dict[str, tuple[str, bytes]]]:
         """The store's part and the Organizations of every member that may be on the page,
         both read while the members are still answering (not after: that would add a search
         to every answer's time)."""
@@ -422,10 +422,10 @@ class Federation:
 
     def _local(
         self, ctx: RequestContext, query: FederatedQuery, types: tuple[str, ...]
-    ) -> tuple[list[Record], dict[tuple[str, str], dict[str, Any]], list[Issue]]:
+    ) -> tuple[list[Record], dict[tuple[str, str], bytes], list[Issue]]:
         """The store's part, through ``service.search`` with the caller's context."""
         records: list[Record] = []
-        includes: dict[tuple[str, str], dict[str, Any]] = {}
+        includes: dict[tuple[str, str], bytes] = {}
         most = str(self.settings.federation_max_per_member)
         for resource_type in types:
             if query.local_params:
@@ -447,7 +447,7 @@ class Federation:
                         resource.setdefault("meta", {})["source"] = member_source(member)
                     records.append(Record(resource, member, str(entry.get("fullUrl")), local=True))
                 elif mode == "include":
-                    includes[("", f"{resource.get('resourceType')}/{resource.get('id')}")] = resource
+                    includes[("", f"{resource.get('resourceType')}/{resource.get('id')}")] = orjson.dumps(resource)
         return records, includes, []
 
     async def _member_records(
@@ -458,7 +458,7 @@ class Federation:
         no_cache: bool,
         deadline: float,
         principal: Principal | None,
-        includes: dict[tuple[str, str], dict[str, Any]],
+        includes: dict[tuple[str, str], bytes],
         count: int,
     ) -> tuple[list[Issue], list[Record]]:
         """One member's answer made into records as soon as it arrives: the work is done while
@@ -526,7 +526,7 @@ class Federation:
         return answer
 
     def _remote_records(
-        self, answer: MemberAnswer, principal: Principal | None, includes: dict[tuple[str, str], dict[str, Any]]
+        self, answer: MemberAnswer, principal: Principal | None, includes: dict[tuple[str, str], bytes]
     ) -> list[Record]:
         """A member's records as the caller may see them, stamped with their source."""
         member = answer.member
@@ -541,14 +541,14 @@ class Federation:
             records.append(Record(resource, member.code, full_url, local=False))
         for resource in answer.included:
             if visible(principal, str(resource.get("resourceType"))):
-                _stamp(resource, member.code)
-                includes[(member.code, f"{resource['resourceType']}/{resource['id']}")] = resource
+                _stamp(resource, member.code)  # rendered now, while slower members are awaited
+                includes[(member.code, f"{resource['resourceType']}/{resource['id']}")] = orjson.dumps(resource)
         return records
 
     def _organizations(
         self, registry: MemberRegistry, codes: list[str], ctx: RequestContext
-    ) -> dict[str, dict[str, Any]]:
-        """The Organization of each member in ``codes`` (one search, as the caller)."""
+    ) -> dict[str, tuple[str, bytes]]:
+        """The Organization (id, stored JSON) of each member in ``codes`` (one search, as the caller)."""
         members = [m for m in (registry.get(c) for c in dict.fromkeys(codes)) if m]
         if not members:
             return {}
@@ -559,7 +559,7 @@ class Federation:
             found = self.service.find("Organization", params, find_ctx)
         except Forbidden:  # a caller without Organization rights sees the records without them
             return {}
-        return {code_of[s.res_id]: orjson.loads(s.body) for s in found if s.body and s.res_id in code_of}
+        return {code_of[s.res_id]: (s.res_id, s.body) for s in found if s.body and s.res_id in code_of}
 
     def _bundle(
         self,
@@ -569,8 +569,8 @@ class Federation:
         merged: list[Record],
         shown: list[Record],
         cursor: tuple[str, str] | None,
-        includes: dict[tuple[str, str], dict[str, Any]],
-        organizations: dict[str, dict[str, Any]],
+        includes: dict[tuple[str, str], bytes],
+        organizations: dict[str, tuple[str, bytes]],
         registry: MemberRegistry,
         issues: list[Issue],
     ) -> bytes:
@@ -586,9 +586,9 @@ class Federation:
                 url = f"{base}/{reference}" if record.local else record.full_url.rsplit("/", 2)[0] + f"/{reference}"
                 if url not in added:
                     added.add(url)
-                    entries.append(Entry(url, orjson.dumps(included), "include"))
-        for org in organizations.values():
-            entries.append(Entry(f"{base}/Organization/{org.get('id')}", orjson.dumps(org), "include"))
+                    entries.append(Entry(url, included, "include"))
+        for org_id, org in organizations.values():
+            entries.append(Entry(f"{base}/Organization/{org_id}", org, "include"))
         recorded = now_instant()
         by_member: dict[str, list[Record]] = {}
         for record in shown:

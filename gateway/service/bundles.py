@@ -11,6 +11,8 @@ import orjson
 
 from gateway.clock import now_instant
 
+_MODES = {mode: b',"search":{"mode":"' + mode.encode() + b'"}' for mode in ("match", "include", "outcome")}
+
 
 @dataclass
 class Entry:
@@ -21,6 +23,11 @@ class Entry:
     response: dict[str, Any] | None = None
 
     def render(self) -> bytes:
+        if self.request is None and self.response is None and self.full_url and self.resource is not None:
+            # a search entry, most of every searchset: one concatenation (a federated page has ~200)
+            mode = _MODES.get(self.search_mode) if self.search_mode else b""
+            if mode is not None:
+                return b'{"fullUrl":' + orjson.dumps(self.full_url) + b',"resource":' + self.resource + mode + b"}"
         parts: list[bytes] = []
         if self.full_url:
             parts.append(b'"fullUrl":' + orjson.dumps(self.full_url))
