@@ -44,6 +44,7 @@ from gateway.federation.merge import Record, decode_token, deduplicate, encode_t
 from gateway.federation.recognition import Origin
 from gateway.federation.registry import Member, MemberRegistry, load_registry
 from gateway.federation.remote import INCLUDE, MemberAnswer, MemberClient
+from gateway.fhir.json_text import dumps_keeping_numbers, loads_keeping_numbers
 from gateway.hooks import Pointcut, RequestContext
 from gateway.principal import Principal, Role, parse_scopes
 from gateway.security.policy import MEMBER_SYSTEM, member_claims, owner_tag, role_allows
@@ -307,7 +308,7 @@ class Federation:
         find_ctx = replace(ctx, interaction="search-type", resource_type="MedicationRequest")
         found = await asyncio.to_thread(self.service.find, "MedicationRequest", params, find_ctx)
         if found and found[0].body:
-            resource = orjson.loads(found[0].body)
+            resource = loads_keeping_numbers(found[0].body)
             return Origin(resource, _local_member(resource), local=True)
         registry = await asyncio.to_thread(self.registry)
         answers = await asyncio.gather(
@@ -437,7 +438,7 @@ class Federation:
             if not any(k == "_include" and v == INCLUDE[resource_type] for k, v in params):
                 params.append(("_include", INCLUDE[resource_type]))
             search_ctx = replace(ctx, interaction="search-type", resource_type=resource_type)
-            bundle = orjson.loads(self.service.search(resource_type, params, search_ctx))
+            bundle = loads_keeping_numbers(self.service.search(resource_type, params, search_ctx))
             for entry in bundle.get("entry") or ():
                 resource = entry.get("resource") or {}
                 mode = (entry.get("search") or {}).get("mode")
@@ -447,7 +448,9 @@ class Federation:
                         resource.setdefault("meta", {})["source"] = member_source(member)
                     records.append(Record(resource, member, str(entry.get("fullUrl")), local=True))
                 elif mode == "include":
-                    includes[("", f"{resource.get('resourceType')}/{resource.get('id')}")] = orjson.dumps(resource)
+                    includes[("", f"{resource.get('resourceType')}/{resource.get('id')}")] = dumps_keeping_numbers(
+                        resource
+                    )
         return records, includes, []
 
     async def _member_records(
@@ -542,7 +545,9 @@ class Federation:
         for resource in answer.included:
             if visible(principal, str(resource.get("resourceType"))):
                 _stamp(resource, member.code)  # rendered now, while slower members are awaited
-                includes[(member.code, f"{resource['resourceType']}/{resource['id']}")] = orjson.dumps(resource)
+                includes[(member.code, f"{resource['resourceType']}/{resource['id']}")] = dumps_keeping_numbers(
+                    resource
+                )
         return records
 
     def _organizations(

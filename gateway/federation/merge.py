@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import BadRequest
+from gateway.fhir.json_text import dumps_keeping_numbers
 
 SortKey = tuple[str, str]
 
@@ -59,7 +60,7 @@ class Record:
     def text(self) -> bytes:
         """The resource as JSON, rendered once (the resource is not changed after it is made)."""
         if not self._text:
-            self._text.append(orjson.dumps(self.resource))
+            self._text.append(dumps_keeping_numbers(self.resource))
         return self._text[0]
 
 

@@ -33,6 +33,7 @@ from gateway.federation.auth import TokenError, TokenSource
 from gateway.federation.endpoints import MemberEndpoint
 from gateway.federation.r4 import to_r5
 from gateway.federation.registry import Member
+from gateway.fhir.json_text import dumps_keeping_numbers, loads_keeping_numbers
 
 #: What a member may contribute to a prescription answer.
 ACCEPTED = frozenset({"MedicationRequest", "MedicationDispense", "Medication", "Organization"})
@@ -95,11 +96,11 @@ class MemberAnswer:
     cached: bool = False
 
     def to_json(self) -> bytes:
-        return orjson.dumps({"matches": self.matches, "included": self.included})
+        return dumps_keeping_numbers({"matches": self.matches, "included": self.included})
 
     @classmethod
     def from_json(cls, member: Member, raw: bytes) -> MemberAnswer:
-        data = orjson.loads(raw)
+        data = loads_keeping_numbers(raw)
         return cls(member, list(data["matches"]), list(data["included"]), cached=True)
 
 
@@ -120,9 +121,9 @@ def _body(member: Member, response: Reply) -> Any:
     code, name = member.code, member.name
     if response.status != 200:
         raise _failure(issue("YL-1003", severity="warning", member=code, name=name, status=response.status))
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+    try:  # a member's decimals are passed on as it wrote them (0.50 stays 0.50)
+        return loads_keeping_numbers(response.content)
+    except ValueError:
         raise _failure(
             issue("YL-1002", severity="warning", member=code, name=name, reason="the body is not JSON")
         ) from None

@@ -86,6 +86,40 @@ def dumps_exact(value: Any) -> bytes:
     return _NUMBER_RE.sub(rb"\1", orjson.dumps(_mark_numbers(value)))
 
 
+#: A JSON number a float would not write back as it was sent (``0.50``, ``1e3``, sixteen digits
+#: or more), where a value may start. It also finds such text inside a string (``"剂量: 1.50"``):
+#: that only costs the slower parse.
+_REWRITTEN_NUMBER = re.compile(rb"[:,\[]\s*-?(?:\d+\.\d*0(?![0-9])|\d+(?:\.\d+)?[eE]|\d{16,})")
+
+
+def loads_keeping_numbers(raw: bytes) -> Any:
+    """JSON someone else wrote, to be passed on (a member's answer, a stored resource): parsed
+    by orjson, unless it holds a number a float would rewrite; then by :func:`loads_exact`, so
+    ``0.50`` stays ``0.50`` (FHIR decimals keep their precision) when
+    :func:`dumps_keeping_numbers` writes it out again. Malformed JSON raises ``ValueError``."""
+    return loads_exact(raw) if _REWRITTEN_NUMBER.search(raw) else orjson.loads(raw)
+
+
+def _verbatim(value: Any) -> Any:
+    if isinstance(value, RawNumber):
+        return orjson.Fragment(str(value))
+    if isinstance(value, str):  # other subclasses (a StrEnum …) as their plain base
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def dumps_keeping_numbers(value: Any) -> bytes:
+    """orjson's serialisation, writing :class:`RawNumber` values back verbatim (as fast as plain
+    orjson where there are none: the hook runs only for them)."""
+    return orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_SUBCLASS, default=_verbatim)
+
+
 @dataclass(frozen=True)
 class Span:
     start: int

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,7 +23,7 @@ from gateway.api.formats import parse_resource, request_format
 from gateway.api.operations.prescriptions import federation
 from gateway.api.responses import written_response
 from gateway.federation.recognition import continuation, refuse
-from gateway.fhir.json_text import ResourceText
+from gateway.fhir.json_text import ResourceText, dumps_keeping_numbers
 
 PRESCRIPTION_NUMBER = "urn:oid:2.16.156.10011.1.20"
 
@@ -76,6 +75,6 @@ async def handle(request: Request) -> Response:
         owner=owner if isinstance(owner, str) else None,
     )
     svc = service(request)
-    body = ResourceText.parse(orjson.dumps(resource))
+    body = ResourceText.parse(dumps_keeping_numbers(resource))
     result = await in_thread(svc.write, ctx, lambda tx: svc.writer.create(tx, ctx, "MedicationRequest", body))
     return written_response(request, result)
