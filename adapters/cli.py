@@ -102,14 +102,13 @@ Edit ``mapping.yaml`` (no Python needed for most changes); ``tests/`` holds the 
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.bundle import transaction_bundle
 from adapters.contract import AdapterDescriptor, ConversionResult
 from adapters.errors import ConversionError, NotWritableError
-from adapters.mapping.engine import YAOLIAN_NAMESPACE, load_mapping
+from adapters.mapping.engine import load_mapping
 from adapters.mapping.record import RecordPathSyntax, RecordTree
 
 HERE = Path(__file__).parent
@@ -132,14 +131,7 @@ class Adapter:
         entries, issues = self.mapping.run(tree)
         if any(i.severity in ("fatal", "error") for i in issues):
             raise ConversionError("record cannot be converted", issues)
-        bundle: dict[str, Any] = {{
-            "resourceType": "Bundle",
-            "id": str(uuid.uuid5(YAOLIAN_NAMESPACE, f"Bundle|{name}|{{tree.message_key()}}")),
-            "type": "transaction",
-            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-            "entry": entries,
-        }}
-        return ConversionResult(bundle, issues)
+        return ConversionResult(transaction_bundle(f"{name}|{{tree.message_key()}}", entries), issues)
 
     def from_fhir(self, resource: dict[str, Any]) -> bytes:
         raise NotWritableError("{name} is read-only")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.bundle import transaction_bundle
 from adapters.contract import AdapterDescriptor, ConversionResult, Issue
 from adapters.errors import ConversionError, UnsupportedMessageError
 from adapters.hl7v2.tree import V2PathSyntax, V2Tree, parse
-from adapters.mapping.engine import YAOLIAN_NAMESPACE, Mapping, load_mapping
+from adapters.mapping.engine import Mapping, load_mapping
 from adapters.mapping.reverse import Reversal
 from adapters.mapping.yamlsrc import load_yaml, strip_lines
 
@@ -138,18 +137,12 @@ class HL7v2Adapter:
                 message_zh=f"消息 {control_id} 无法转换",
             )
         facility = tree.read(_MSH4, tree.root)
-        bundle: dict[str, Any] = {
-            "resourceType": "Bundle",
-            "id": str(uuid.uuid5(YAOLIAN_NAMESPACE, f"Bundle|{facility}|{control_id}")),
-            "meta": {"source": f"http://yaolian.org/fhir/adapter/hl7v2/{mapping.name}"},
-            "identifier": {
-                "system": f"http://yaolian.org/fhir/sid/{facility}/message",
-                "value": control_id,
-            },
-            "type": "transaction",
-            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-            "entry": entries,
-        }
+        bundle = transaction_bundle(
+            f"{facility}|{control_id}",
+            entries,
+            meta={"source": f"http://yaolian.org/fhir/adapter/hl7v2/{mapping.name}"},
+            identifier={"system": f"http://yaolian.org/fhir/sid/{facility}/message", "value": control_id},
+        )
         return ConversionResult(bundle, issues)
 
     def message_id(self, raw: bytes) -> str:

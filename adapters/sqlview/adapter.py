@@ -22,11 +22,10 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -36,9 +35,10 @@ from sqlalchemy import Connection, Engine, Select, column, create_engine, litera
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnClause, quoted_name
 
+from adapters.bundle import transaction_bundle
 from adapters.contract import AdapterDescriptor, ConversionResult, Issue, QueryResult
 from adapters.errors import AdapterLookupError, ConversionError, NotWritableError, SourceQueryError
-from adapters.mapping.engine import YAOLIAN_NAMESPACE, Mapping, load_mapping
+from adapters.mapping.engine import Mapping, load_mapping
 from adapters.mapping.record import RecordPathSyntax, RecordTree
 from adapters.sqlview.view import MAPPING_NAME, ViewSpec, load_view
 
@@ -168,13 +168,7 @@ class SqlViewAdapter:
         entries, issues = dialect.mapping.run(tree)
         if any(i.severity in ("fatal", "error") for i in issues):
             raise ConversionError("row cannot be converted", issues)
-        bundle: dict[str, Any] = {
-            "resourceType": "Bundle",
-            "id": str(uuid.uuid5(YAOLIAN_NAMESPACE, f"Bundle|sqlview|{tree.message_key()}")),
-            "type": "transaction",
-            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-            "entry": entries,
-        }
+        bundle = transaction_bundle(f"sqlview|{tree.message_key()}", entries)
         return ConversionResult(bundle, issues)
 
     def from_fhir(self, resource: dict[str, Any]) -> bytes:

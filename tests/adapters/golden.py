@@ -59,3 +59,24 @@ def compare(actual: dict[str, Any], expected_file: Path) -> None:
             )
         )
         pytest.fail(f"golden mismatch (YAOLIAN_REGEN_GOLDEN=1 regenerates):\n{diff}", pytrace=False)
+
+
+def profile_findings(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """Errors and warnings of each entry of a converted Bundle against its alliance profiles
+    (``meta.profile`` and the defaults): what the golden files record beside the resources."""
+    from gateway.validation import profiles_for, validate
+
+    out = []
+    for n, entry in enumerate(bundle["entry"]):
+        resource = entry["resource"]
+        for finding in validate(resource, profiles_for(resource)):
+            if finding.severity in ("fatal", "error", "warning"):
+                out.append(
+                    {
+                        "entry": f"{n}:{resource['resourceType']}",
+                        "severity": finding.severity,
+                        "code": finding.error_code,
+                        "expression": finding.where,
+                    }
+                )
+    return out

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fhir.resources import get_fhir_model_class
 from fhir.resources.bundle import Bundle
 
 from adapters.hl7v2 import VOLATILE_PATHS, HL7v2Adapter
-from gateway.validation import profiles_for, validate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from golden import GOLDEN, compare, snapshot
+from golden import GOLDEN, compare, profile_findings, snapshot
 
 CASES = sorted((GOLDEN / "hl7v2").glob("*/*.hl7"))
 #: Messages that carry everything the alliance profiles ask for: no profile error allowed.
@@ -48,24 +46,6 @@ def test_golden(adapter: HL7v2Adapter, case: Path) -> None:
     actual = snapshot(result, VOLATILE_PATHS)
     actual["profile_findings"] = profile_findings(result.bundle)
     compare(actual, case.with_suffix(".expected.json"))
-
-
-def profile_findings(bundle: dict[str, Any]) -> list[dict[str, str]]:
-    """Errors and warnings of each entry against ``profiles_for`` (meta.profile + defaults)."""
-    out = []
-    for n, entry in enumerate(bundle["entry"]):
-        resource = entry["resource"]
-        for finding in validate(resource, profiles_for(resource)):
-            if finding.severity in ("fatal", "error", "warning"):
-                out.append(
-                    {
-                        "entry": f"{n}:{resource['resourceType']}",
-                        "severity": finding.severity,
-                        "code": finding.error_code,
-                        "expression": finding.where,
-                    }
-                )
-    return out
 
 
 def test_complete_cases_exist() -> None:

@@ -14,10 +14,9 @@ import pytest
 
 from adapters.errors import ConversionError
 from adapters.sqlview import VOLATILE_PATHS, SqlViewAdapter
-from gateway.validation import profiles_for, validate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from golden import GOLDEN, compare, snapshot
+from golden import GOLDEN, compare, profile_findings, snapshot
 
 CASES = sorted((GOLDEN / "sqlview").glob("*/*.json"))
 CASES = [c for c in CASES if not c.name.endswith(".expected.json")]
@@ -39,24 +38,6 @@ def test_pol08_golden(adapter: SqlViewAdapter, case: Path) -> None:
     actual = snapshot(result, VOLATILE_PATHS)
     actual["profile_findings"] = profile_findings(result.bundle)
     compare(actual, case.with_name(case.stem + ".expected.json"))
-
-
-def profile_findings(bundle: dict[str, Any]) -> list[dict[str, str]]:
-    """Errors and warnings of each entry against its alliance profiles."""
-    out = []
-    for n, entry in enumerate(bundle["entry"]):
-        resource = entry["resource"]
-        for finding in validate(resource, profiles_for(resource)):
-            if finding.severity in ("fatal", "error", "warning"):
-                out.append(
-                    {
-                        "entry": f"{n}:{resource['resourceType']}",
-                        "severity": finding.severity,
-                        "code": str(finding.error_code),
-                        "expression": finding.where,
-                    }
-                )
-    return out
 
 
 @pytest.mark.parametrize(
