@@ -87,3 +87,13 @@ def test_pol08_prescriptions_operation_in_a_batch_without_live_members(gateway) 
         gateway, get("Patient/$prescriptions?identifier=no-system-bar"), get(f"{RX}?patient.identifier=x&_count=a")
     )
     assert [e["response"]["status"][:3] for e in bad] == ["400", "400"]  # the second by the store's own search
+
+
+def test_an_oversized_batch_asks_no_member(gateway, tiny_member) -> None:  # type: ignore[no-untyped-def]
+    village = tiny_member(resources=[patient("vp9", ID_NUMBER)])
+    register(gateway, "village", "village", village.base, kind="fhir-r4")
+    limit = gateway.app.state.settings.max_bundle_entries
+    body = {"resourceType": "Bundle", "type": "batch", "entry": [get(f"{RX}?patient.identifier={IDENT}")] * (limit + 1)}
+    response = gateway.post("/fhir", json=body)
+    assert response.status_code == 400 and "YL-0801" in response.text
+    assert village.fhir.requests == []

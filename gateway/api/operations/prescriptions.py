@@ -103,6 +103,8 @@ async def federated_entries(request: Request, ctx: RequestContext, raw: bytes) -
         return {}  # the batch itself says what is wrong with it
     if not isinstance(bundle, dict) or bundle.get("type") != "batch" or not isinstance(bundle.get("entry"), list):
         return {}
+    if len(bundle["entry"]) > fed.settings.max_bundle_entries:
+        return {}  # refused whole by the batch itself (YL-0801), before any member is asked
     answers: dict[int, Entry] = {}
     wanted: dict[int, tuple[str, str, FederatedQuery]] = {}
     live: bool | None = None  # asked of the registry only when a type search could federate
@@ -111,8 +113,9 @@ async def federated_entries(request: Request, ctx: RequestContext, raw: bytes) -
         url = request_element.get("url") if isinstance(request_element, dict) else None
         if not isinstance(url, str) or request_element.get("method") != "GET":
             continue
-        operation = urlsplit(url).path.strip("/") == PRESCRIPTIONS
-        if not operation and urlsplit(url).path.strip("/") not in RECORD_TYPES:
+        path = urlsplit(url).path.strip("/")
+        operation = path == PRESCRIPTIONS
+        if not operation and path not in RECORD_TYPES:
             continue
         if not operation:
             live = await fed.has_live_members() if live is None else live
