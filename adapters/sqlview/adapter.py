@@ -175,12 +175,6 @@ class SqlViewAdapter:
         raise NotWritableError("a database view is read-only", message_zh="数据库视图只读")
 
     # ------------------------------------------------------------------ rows -> resources
-    def map_rows(self, mapping: str, rows: Sequence[dict[str, Any]]) -> QueryResult:
-        """Each row (column -> value) of the view of ``mapping`` mapped to its resources; a row
-        that does not map is left out with one issue naming its prescription number and the
-        column at fault."""
-        return self._map(self.dialect(mapping), rows)
-
     def _map(self, dialect: _Dialect, rows: Sequence[dict[str, Any]]) -> QueryResult:
         view = dialect.view
         result = QueryResult()

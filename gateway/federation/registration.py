@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from adapters.sqlview.view import MAPPING_NAME
 from gateway.errors import BadRequest, NotFound
 from gateway.federation.endpoints import FHIR_KINDS, KINDS, SQLVIEW_ADDRESS, SmartCredentials, endpoint_resource
 from gateway.federation.registry import FIXMEDINS_SYSTEM, TIER_SYSTEM, TIERS, load_registry
@@ -23,9 +24,8 @@ from gateway.service.fhir_service import FhirService
 from gateway.store.base import StoreTransaction
 
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,60}$")
-#: A view member's connection name (``yaolian-sqlview:NAME``) and mapping name.
+#: A view member's connection name (``yaolian-sqlview:NAME``).
 _CONNECTION = re.compile(r"^[A-Za-z0-9_.\-]{1,60}$")
-_MAPPING = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _TIER_ZH = {"county": "县级", "township": "乡镇", "village": "村"}
 
 
@@ -79,7 +79,7 @@ def _check_view(reg: Registration) -> None:
             f"a sql-view member's endpoint is {SQLVIEW_ADDRESS}NAME, NAME a connection of YAOLIAN_FEDERATION_VIEWS "
             "(the connection string itself is never registered)"
         )
-    if reg.mapping is None or not _MAPPING.match(reg.mapping):
+    if reg.mapping is None or not MAPPING_NAME.match(reg.mapping):
         raise _refuse("a sql-view member needs --mapping NAME (a file of mappings/sqlview/, e.g. generic-his)")
 
 

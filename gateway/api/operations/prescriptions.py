@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import orjson
 from starlette.requests import Request
@@ -72,11 +72,10 @@ async def federated_search(request: Request, resource_type: str) -> Response | N
     return fhir_response(request, body)
 
 
-def _federated_get(url: str, fed: Federation) -> tuple[str, str, FederatedQuery] | None:
+def _federated_get(parts: SplitResult, fed: Federation) -> tuple[str, str, FederatedQuery] | None:
     """What a batch GET entry's ``url`` would ask the alliance, with its path and type: the
     prescriptions operation or a type search that federates when a member is live; None for
     anything that stays local."""
-    parts = urlsplit(url)
     path = parts.path.strip("/")
     params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("_format", "_pretty")]
     if path == PRESCRIPTIONS:
@@ -113,7 +112,8 @@ async def federated_entries(request: Request, ctx: RequestContext, raw: bytes) -
         url = request_element.get("url") if isinstance(request_element, dict) else None
         if not isinstance(url, str) or request_element.get("method") != "GET":
             continue
-        path = urlsplit(url).path.strip("/")
+        parts = urlsplit(url)
+        path = parts.path.strip("/")
         operation = path == PRESCRIPTIONS
         if not operation and path not in RECORD_TYPES:
             continue
@@ -122,7 +122,7 @@ async def federated_entries(request: Request, ctx: RequestContext, raw: bytes) -
             if not live:
                 continue  # the store's own search, in the batch's thread
         try:
-            federated = _federated_get(url, fed)
+            federated = _federated_get(parts, fed)
         except FhirError as exc:
             answers[index] = failed_entry(exc)
             continue
